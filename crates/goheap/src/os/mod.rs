@@ -1,0 +1,90 @@
+//! The OS layer: reserve, commit, decommit and release address space.
+//!
+//! See the crate docs for the overview. This is the bottom layer: it never
+//! allocates and never calls back into the allocator.
+//!
+//! Memory moves through three states (Go's `mem.go` has four; `Prepared` and
+//! `Ready` are the same thing on Linux):
+//!
+//! | state | access | counts in RSS | how to get there |
+//! | --- | --- | --- | --- |
+//! | reserved | none (`PROT_NONE`) | no | [`Os::reserve`] |
+//! | committed | read/write | once touched | [`Os::commit`] |
+//! | released | read/write, reads as zero | no | [`Os::decommit`] on committed memory |
+//!
+//! Released memory stays committed: touching it again faults in zeroed pages,
+//! so the page heap can hand released pages out without another call.
+
+#[cfg(unix)]
+mod unix;
+
+pub mod mock;
+
+#[cfg(unix)]
+pub use unix::SystemOs;
+
+/// The size of an OS page assumed for alignment of every call (4 KiB on
+/// Linux x86-64; larger OS pages still divide goheap's 8 KiB pages on the
+/// platforms we target except 16 KiB and 64 KiB page kernels, which the
+/// callers check with [`Os::page_size`]).
+pub const OS_PAGE_SIZE: usize = 4096;
+
+/// The boundary between goheap and the operating system.
+///
+/// Shared preconditions of every method: addresses and sizes are multiples of
+/// [`OS_PAGE_SIZE`], sizes are non-zero, and a range passed to `commit`,
+/// `decommit` or `release` lies inside one earlier `reserve`.
+///
+/// # Safety
+///
+/// Implementations must not allocate through goheap (no `Vec`, `format!`,
+/// `println!`, `std::env::var`): goheap calls them while holding its locks,
+/// so re-entering the allocator would deadlock or corrupt it. They must be
+/// callable from any thread, and `reserve` must return memory that no one
+/// else uses until it is released.
+pub unsafe trait Os: Sync {
+    /// Reserves `size` bytes of address space aligned to `align` (a power of
+    /// two, at least [`OS_PAGE_SIZE`]), preferring `hint` when it is non-zero
+    /// and suitably aligned. Returns null when the address space is refused.
+    /// The memory is inaccessible until committed.
+    fn reserve(&self, size: usize, align: usize, hint: usize) -> *mut u8;
+
+    /// Makes `[addr, addr + size)` readable and writable. Fresh memory reads
+    /// as zero. Returns false when the OS refuses (commit limit).
+    ///
+    /// # Safety
+    ///
+    /// The range must lie inside a reservation made by this `Os`.
+    unsafe fn commit(&self, addr: *mut u8, size: usize) -> bool;
+
+    /// Returns the physical pages behind `[addr, addr + size)` to the OS. The
+    /// range stays accessible; it reads as zero afterwards (`MADV_DONTNEED`),
+    /// or, when `lazy` is set, may keep its contents until the kernel needs
+    /// the memory (`MADV_FREE`: the caller must then zero it before reuse).
+    ///
+    /// # Safety
+    ///
+    /// The range must be committed and hold nothing anyone still needs.
+    unsafe fn decommit(&self, addr: *mut u8, size: usize, lazy: bool);
+
+    /// Gives `[addr, addr + size)` back entirely (`munmap`).
+    ///
+    /// # Safety
+    ///
+    /// The range must lie inside a reservation made by this `Os` and hold
+    /// nothing anyone still uses.
+    unsafe fn release(&self, addr: *mut u8, size: usize);
+
+    /// Asks for transparent huge pages on `[addr, addr + size)` (a hint; may
+    /// do nothing).
+    ///
+    /// # Safety
+    ///
+    /// The range must be committed.
+    unsafe fn hint_huge(&self, _addr: *mut u8, _size: usize) {}
+
+    /// The OS page size.
+    fn page_size(&self) -> usize {
+        OS_PAGE_SIZE
+    }
+}

@@ -1,0 +1,110 @@
+//! `mmap`/`madvise` implementation of [`Os`](super::Os).
+
+use super::Os;
+use core::ptr;
+
+/// The real operating system, through `mmap`, `mprotect`, `madvise` and
+/// `munmap`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemOs;
+
+// SAFETY: every method only issues system calls (no allocation), is callable
+// from any thread, and `reserve` returns a fresh private mapping.
+unsafe impl Os for SystemOs {
+    fn reserve(&self, size: usize, align: usize, hint: usize) -> *mut u8 {
+        debug_assert!(align.is_power_of_two() && size % super::OS_PAGE_SIZE == 0);
+        if hint != 0 && hint % align == 0 {
+            // SAFETY: a PROT_NONE anonymous mapping without MAP_FIXED cannot
+            // clobber an existing mapping; the kernel treats `hint` as a hint.
+            let p = unsafe { map_none(hint as *mut u8, size) };
+            if p as usize == hint {
+                return p;
+            }
+            if !p.is_null() {
+                // SAFETY: `p` is the mapping we just made, of `size` bytes.
+                unsafe { libc::munmap(p.cast(), size) };
+            }
+        }
+        if align <= super::OS_PAGE_SIZE {
+            // SAFETY: as above.
+            return unsafe { map_none(ptr::null_mut(), size) };
+        }
+        // Over-reserve by `align` and trim both ends so the result is aligned.
+        let Some(total) = size.checked_add(align) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: as above.
+        let raw = unsafe { map_none(ptr::null_mut(), total) };
+        if raw.is_null() {
+            return raw;
+        }
+        let start = raw as usize;
+        let aligned = (start + align - 1) & !(align - 1);
+        let head = aligned - start;
+        let tail = total - head - size;
+        // SAFETY: both trimmed pieces lie inside the mapping made above and
+        // are not part of the range we return.
+        unsafe {
+            if head != 0 {
+                libc::munmap(raw.cast(), head);
+            }
+            if tail != 0 {
+                libc::munmap((aligned + size) as *mut libc::c_void, tail);
+            }
+        }
+        aligned as *mut u8
+    }
+
+    unsafe fn commit(&self, addr: *mut u8, size: usize) -> bool {
+        // SAFETY: the caller guarantees the range is inside our reservation.
+        unsafe { libc::mprotect(addr.cast(), size, libc::PROT_READ | libc::PROT_WRITE) == 0 }
+    }
+
+    unsafe fn decommit(&self, addr: *mut u8, size: usize, lazy: bool) {
+        let advice = if lazy { libc::MADV_FREE } else { libc::MADV_DONTNEED };
+        // SAFETY: the caller guarantees the range is committed and unused.
+        let rc = unsafe { libc::madvise(addr.cast(), size, advice) };
+        if rc != 0 && lazy {
+            // Kernels before 4.5 lack MADV_FREE; fall back to DONTNEED.
+            // SAFETY: as above.
+            unsafe { libc::madvise(addr.cast(), size, libc::MADV_DONTNEED) };
+        }
+    }
+
+    unsafe fn release(&self, addr: *mut u8, size: usize) {
+        // SAFETY: the caller guarantees the range is ours and unused.
+        unsafe { libc::munmap(addr.cast(), size) };
+    }
+
+    unsafe fn hint_huge(&self, addr: *mut u8, size: usize) {
+        // SAFETY: the caller guarantees the range is committed; the advice
+        // does not change its contents.
+        unsafe { libc::madvise(addr.cast(), size, libc::MADV_HUGEPAGE) };
+    }
+}
+
+/// Maps `size` bytes of inaccessible, unbacked address space.
+///
+/// # Safety
+///
+/// `hint` is only a hint (no `MAP_FIXED`), so any value is allowed; the
+/// caller owns the returned mapping.
+unsafe fn map_none(hint: *mut u8, size: usize) -> *mut u8 {
+    // SAFETY: anonymous private mapping without MAP_FIXED; the kernel picks
+    // an unused range.
+    let p = unsafe {
+        libc::mmap(
+            hint.cast(),
+            size,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}

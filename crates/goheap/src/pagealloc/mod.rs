@@ -59,6 +59,11 @@ impl PageAlloc {
         true
     }
 
+    /// Free pages currently released to the OS.
+    pub(crate) fn scavenged_pages(&self) -> usize {
+        0
+    }
+
     /// Free pages.
     pub(crate) fn free_pages(&self) -> usize {
         self.free_pages

@@ -1,0 +1,147 @@
+//! Arenas and the arena map: 64 MiB, 64 MiB-aligned heap regions, and the
+//! two-level index that answers "which span holds this address?" for any
+//! address, including ones goheap never mapped.
+//!
+//! See the crate docs for the overview.
+
+use crate::os::{Os, OS_PAGE_SIZE};
+use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
+use crate::span::Span;
+use crate::sync::atomic::{AtomicPtr, Ordering};
+use core::ptr;
+
+/// log2 of the arena size.
+pub(crate) const ARENA_SHIFT: u32 = 26;
+/// Bytes per arena: 64 MiB, as in Go on 64-bit Linux.
+pub(crate) const ARENA_BYTES: usize = 1 << ARENA_SHIFT;
+/// goheap pages per arena.
+pub(crate) const PAGES_PER_ARENA: usize = ARENA_BYTES / PAGE_SIZE;
+/// Bits of user address space covered (x86-64 and aarch64 with 4-level
+/// page tables).
+pub(crate) const ADDR_BITS: u32 = 48;
+/// Entries of the arena index (Go's L2; our L1 has a single entry).
+pub(crate) const ARENA_INDEX_LEN: usize = 1 << (ADDR_BITS - ARENA_SHIFT);
+
+/// Per-arena metadata (Go's heapArena).
+#[repr(C)]
+pub(crate) struct HeapArena {
+    /// Span of each page, null for free pages. Written under the heap lock
+    /// when a span is allocated or freed (Release); read without a lock by
+    /// frees and `span_of` (Acquire): a pointer read here is either the
+    /// current span of that page, or a stale one whose page the reader does
+    /// not own (which only invalid frees can observe).
+    pub(crate) spans: [AtomicPtr<Span>; PAGES_PER_ARENA],
+    /// Pages at or above this offset (bytes from the arena base) have never
+    /// been handed out, so they still read as zero. Heap lock.
+    pub(crate) zeroed_base: usize,
+}
+
+/// The arena index: one pointer per possible arena of the 48-bit space,
+/// reserved as 32 MiB of virtual memory and backed only where touched.
+pub(crate) struct ArenaMap {
+    /// `ARENA_INDEX_LEN` entries. Set once (Release) at heap init; entries go
+    /// from null to non-null under the heap lock and never back.
+    index: AtomicPtr<AtomicPtr<HeapArena>>,
+}
+
+impl ArenaMap {
+    pub(crate) const fn new() -> Self {
+        ArenaMap { index: AtomicPtr::new(ptr::null_mut()) }
+    }
+
+    /// Reserves the index. Heap lock held.
+    pub(crate) fn init(&self, os: &dyn Os) -> bool {
+        if !self.index.load(Ordering::Relaxed).is_null() {
+            return true;
+        }
+        let bytes = ARENA_INDEX_LEN * core::mem::size_of::<AtomicPtr<HeapArena>>();
+        let p = os.reserve(bytes, OS_PAGE_SIZE, 0);
+        // SAFETY: `p` is a fresh reservation of `bytes` bytes.
+        if p.is_null() || !unsafe { os.commit(p, bytes) } {
+            return false;
+        }
+        self.index.store(p.cast(), Ordering::Release);
+        true
+    }
+
+    /// The arena metadata for `addr`, or null.
+    #[inline(always)]
+    pub(crate) fn arena_of(&self, addr: usize) -> *mut HeapArena {
+        let index = self.index.load(Ordering::Acquire);
+        let i = addr >> ARENA_SHIFT;
+        if index.is_null() || i >= ARENA_INDEX_LEN {
+            return ptr::null_mut();
+        }
+        // SAFETY: `i < ARENA_INDEX_LEN`, inside the committed index.
+        unsafe { (*index.add(i)).load(Ordering::Acquire) }
+    }
+
+    /// The span holding `addr`, or null if goheap has no in-use span there.
+    #[inline(always)]
+    pub(crate) fn span_of(&self, addr: usize) -> *mut Span {
+        let arena = self.arena_of(addr);
+        if arena.is_null() {
+            return ptr::null_mut();
+        }
+        let page = (addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
+        // SAFETY: arenas are never freed, and `page < PAGES_PER_ARENA`.
+        unsafe { (*arena).spans[page].load(Ordering::Acquire) }
+    }
+
+    /// Registers a new arena at `base`. Heap lock held.
+    pub(crate) fn add_arena(&self, base: usize, os: &dyn Os) -> bool {
+        let bytes = core::mem::size_of::<HeapArena>().next_multiple_of(OS_PAGE_SIZE);
+        let meta = os.reserve(bytes, OS_PAGE_SIZE, 0);
+        // SAFETY: fresh reservation; committed memory reads as zero, which is
+        // a valid HeapArena (null spans, zeroed_base 0).
+        if meta.is_null() || !unsafe { os.commit(meta, bytes) } {
+            return false;
+        }
+        let index = self.index.load(Ordering::Relaxed);
+        // SAFETY: the index is initialised before any arena is added and
+        // `base` is a valid 48-bit address.
+        unsafe { (*index.add(base >> ARENA_SHIFT)).store(meta.cast(), Ordering::Release) };
+        true
+    }
+
+    /// Points every page of `[base, base + npages)` at `span` (or null).
+    /// Heap lock held; the arenas exist.
+    pub(crate) fn set_spans(&self, base: usize, npages: usize, span: *mut Span) {
+        let mut addr = base;
+        let end = base + npages * PAGE_SIZE;
+        while addr < end {
+            let arena = self.arena_of(addr);
+            debug_assert!(!arena.is_null());
+            let page = (addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
+            // SAFETY: the arena exists (the range was allocated from it).
+            unsafe { (*arena).spans[page].store(span, Ordering::Release) };
+            addr += PAGE_SIZE;
+        }
+    }
+
+    /// Whether `[base, base + npages)` still reads as zero because none of
+    /// it was handed out since it was mapped; records that it now is.
+    /// Heap lock held.
+    pub(crate) fn alloc_needs_zero(&self, base: usize, npages: usize) -> bool {
+        let mut needzero = false;
+        let mut addr = base;
+        let end = base + npages * PAGE_SIZE;
+        while addr < end {
+            let arena = self.arena_of(addr);
+            let arena_base = addr & !(ARENA_BYTES - 1);
+            let off = addr - arena_base;
+            let arena_end = (arena_base + ARENA_BYTES).min(end);
+            // SAFETY: the arena exists; heap lock held for `zeroed_base`.
+            let zb = unsafe { &mut (*arena).zeroed_base };
+            if off < *zb {
+                needzero = true;
+            }
+            let new_end = arena_end - arena_base;
+            if new_end > *zb {
+                *zb = new_end;
+            }
+            addr = arena_end;
+        }
+        needzero
+    }
+}

@@ -1,0 +1,266 @@
+//! Per-thread caches (Go's mcache, per thread instead of per P).
+//!
+//! See the crate docs for the overview.
+
+use crate::global::HEAP;
+use crate::sizeclass::{self, NUM_SIZE_CLASSES};
+use crate::span::Span;
+use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::ptr;
+
+/// The cache's state for one size class. Only the owning thread touches
+/// it, except the two counters, which others read for statistics.
+#[repr(C)]
+pub(crate) struct ClassCache {
+    /// Objects freed to this thread, newest first (linked through their
+    /// first word): reused before anything else, while still hot.
+    pub(crate) free: *mut u8,
+    /// Length of `free`.
+    pub(crate) len: u32,
+    /// `free` is flushed to the central list when it would exceed this.
+    /// 0 in the placeholder cache, so every free takes the slow path.
+    pub(crate) max: u32,
+    /// The span fresh slots come from (`Span::EMPTY` when none).
+    pub(crate) span: *mut Span,
+    /// Objects allocated / freed by this thread. Written only by the owner
+    /// with plain load + store (no read-modify-write on the fast path);
+    /// read by statistics readers.
+    pub(crate) mallocs: AtomicU64,
+    pub(crate) frees: AtomicU64,
+}
+
+/// A thread's cache.
+#[repr(C)]
+pub(crate) struct ThreadCache {
+    pub(crate) classes: [ClassCache; NUM_SIZE_CLASSES],
+    /// Registry links (under the registry lock).
+    pub(crate) next: *mut ThreadCache,
+    pub(crate) prev: *mut ThreadCache,
+}
+
+// SAFETY: a cache is used by one thread at a time (its owner, or whoever
+// holds the fallback's lock); its raw pointers are objects and spans it owns.
+unsafe impl Send for ThreadCache {}
+
+/// The span every class of a new or dead cache points at: it has no slots,
+/// so allocation through it always reaches the slow path. Never written.
+pub(crate) static mut EMPTY_SPAN: Span = Span::EMPTY;
+
+/// Per-class flush bound: about 32 KiB of objects, between 2 and 256.
+pub(crate) fn class_max(class: usize) -> u32 {
+    (32768 / sizeclass::class_size(class)).clamp(2, 256) as u32
+}
+
+impl ThreadCache {
+    /// A cache holding nothing, with every bound 0: the placeholder cache
+    /// (every operation takes the slow path). [`set_bounds`] makes it real.
+    ///
+    /// [`set_bounds`]: Self::set_bounds
+    pub(crate) const fn empty() -> Self {
+        ThreadCache {
+            classes: [const {
+                ClassCache {
+                    free: ptr::null_mut(),
+                    len: 0,
+                    max: 0,
+                    span: &raw mut EMPTY_SPAN,
+                    mallocs: AtomicU64::new(0),
+                    frees: AtomicU64::new(0),
+                }
+            }; NUM_SIZE_CLASSES],
+            next: ptr::null_mut(),
+            prev: ptr::null_mut(),
+        }
+    }
+
+    /// Sets each class's flush bound, turning a placeholder into a cache.
+    pub(crate) fn set_bounds(&mut self) {
+        for class in 1..NUM_SIZE_CLASSES {
+            self.classes[class].max = class_max(class);
+        }
+    }
+
+    /// Allocates an object of `class`: the free list, then the cached
+    /// span's fresh slots (Go's `nextFreeFast`), then the slow path.
+    #[inline(always)]
+    pub(crate) fn alloc(&mut self, class: usize) -> *mut u8 {
+        let cc = &mut self.classes[class];
+        let head = cc.free;
+        if !head.is_null() {
+            // SAFETY: objects on the free list hold the next link in their
+            // first word.
+            cc.free = unsafe { *(head as *mut *mut u8) };
+            cc.len -= 1;
+            bump(&cc.mallocs);
+            return head;
+        }
+        let s = cc.span;
+        // SAFETY: `span` is EMPTY_SPAN or a span this cache holds. EMPTY_SPAN
+        // is only read here: its cache is 0, so it never takes this branch.
+        unsafe {
+            let bit = (*s).alloc_cache.trailing_zeros() as usize;
+            if bit < 64 {
+                let idx = (*s).freeindex + bit;
+                let next = idx + 1;
+                if idx < (*s).nelems && (next % 64 != 0 || next == (*s).nelems) {
+                    (*s).alloc_cache = ((*s).alloc_cache >> bit) >> 1;
+                    (*s).freeindex = next;
+                    bump(&cc.mallocs);
+                    return ((*s).base + idx * (*s).elemsize) as *mut u8;
+                }
+            }
+        }
+        self.alloc_slow(class)
+    }
+
+    /// Allocates an object of `class` whose first `size` bytes are zero,
+    /// clearing it only if it may hold old data: slots at or above the
+    /// span's `fresh_mark` have not been used since the OS zeroed them.
+    pub(crate) fn alloc_zeroed(&mut self, class: usize, size: usize) -> *mut u8 {
+        let from_list = !self.classes[class].free.is_null();
+        let p = self.alloc(class);
+        if p.is_null() {
+            return p;
+        }
+        if !from_list {
+            let s = self.classes[class].span;
+            // SAFETY: EMPTY_SPAN or a span this cache holds; read only.
+            let fresh = unsafe {
+                let a = p as usize;
+                a >= (*s).base && a < (*s).limit() && (*s).object_index(a).0 >= (*s).fresh_mark
+            };
+            if fresh {
+                return p;
+            }
+        }
+        // SAFETY: `p` is a fresh object of at least `size` bytes.
+        unsafe { ptr::write_bytes(p, 0, size) };
+        p
+    }
+
+    /// Frees `p`, an object of `class`, into this thread's list.
+    ///
+    /// # Safety
+    ///
+    /// `p` is a live object of size class `class` that the caller gives up.
+    #[inline(always)]
+    pub(crate) unsafe fn free(&mut self, p: *mut u8, class: usize) {
+        let cc = &mut self.classes[class];
+        if cc.len >= cc.max {
+            // SAFETY: forwarded contract.
+            return unsafe { self.free_slow(p, class) };
+        }
+        // SAFETY: `p` is an object of at least 8 bytes that we now own.
+        unsafe { *(p as *mut *mut u8) = cc.free };
+        cc.free = p;
+        cc.len += 1;
+        bump(&cc.frees);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&mut self, class: usize) -> *mut u8 {
+        if self.classes[class].max == 0 {
+            return crate::tls::alloc_without_cache(class);
+        }
+        if let Some(p) = self.alloc_from_span(class) {
+            return p;
+        }
+        self.refill(class);
+        self.alloc_from_span(class).unwrap_or(ptr::null_mut())
+    }
+
+    /// Go's slow path within the cached span: reload the bitmap window and
+    /// find the next free slot.
+    fn alloc_from_span(&mut self, class: usize) -> Option<*mut u8> {
+        let cc = &mut self.classes[class];
+        if cc.span == &raw mut EMPTY_SPAN {
+            return None;
+        }
+        // SAFETY: a span this cache holds: ours alone.
+        let s = unsafe { &mut *cc.span };
+        let idx = s.next_free_index();
+        if idx < s.nelems {
+            bump(&cc.mallocs);
+            return Some((s.base + idx * s.elemsize) as *mut u8);
+        }
+        None
+    }
+
+    /// Gives the used-up span back and takes another (Go's `refill`).
+    fn refill(&mut self, class: usize) {
+        let central = &HEAP.centrals[class];
+        let old = self.classes[class].span;
+        if old != &raw mut EMPTY_SPAN {
+            self.classes[class].span = &raw mut EMPTY_SPAN;
+            // SAFETY: `old` is the span this cache held; we give it up.
+            unsafe { central.uncache_span(&HEAP, old) };
+        }
+        let s = central.cache_span(&HEAP, class);
+        if !s.is_null() {
+            self.classes[class].span = s;
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_slow(&mut self, p: *mut u8, class: usize) {
+        if self.classes[class].max == 0 {
+            // SAFETY: forwarded contract.
+            return unsafe { crate::tls::free_without_cache(p, class) };
+        }
+        // Flush the older half of the list to the central list, keep the
+        // newest (hottest) half, then push `p`.
+        let cc = &mut self.classes[class];
+        let keep = cc.max / 2;
+        let mut cut = cc.free;
+        for _ in 1..keep {
+            // SAFETY: the list holds `len >= max > keep` well-linked objects.
+            cut = unsafe { *(cut as *mut *mut u8) };
+        }
+        let (flush, nflush) = if keep == 0 {
+            let f = cc.free;
+            cc.free = ptr::null_mut();
+            (f, cc.len)
+        } else {
+            // SAFETY: `cut` is the keep-th object; detach what follows.
+            let f = unsafe { *(cut as *mut *mut u8) };
+            // SAFETY: as above.
+            unsafe { *(cut as *mut *mut u8) = ptr::null_mut() };
+            (f, cc.len - keep)
+        };
+        cc.len -= nflush;
+        // SAFETY: `flush` starts a list of `nflush` objects we give up.
+        unsafe { HEAP.centrals[class].free_batch(&HEAP, class, flush, nflush as usize) };
+        // SAFETY: forwarded contract; now there is room.
+        unsafe { self.free(p, class) };
+    }
+
+    /// Returns everything this cache holds to the central lists: at thread
+    /// exit and when statistics or the scavenger ask for a flush.
+    pub(crate) fn flush_all(&mut self) {
+        for class in 1..NUM_SIZE_CLASSES {
+            let cc = &mut self.classes[class];
+            if cc.len > 0 {
+                let (head, n) = (cc.free, cc.len);
+                cc.free = ptr::null_mut();
+                cc.len = 0;
+                // SAFETY: the cache's list is `n` well-linked objects.
+                unsafe { HEAP.centrals[class].free_batch(&HEAP, class, head, n as usize) };
+            }
+            let s = cc.span;
+            if s != &raw mut EMPTY_SPAN {
+                cc.span = &raw mut EMPTY_SPAN;
+                // SAFETY: the span this cache held; we give it up.
+                unsafe { HEAP.centrals[class].uncache_span(&HEAP, s) };
+            }
+        }
+    }
+}
+
+/// `counter += 1` by its owner: a plain load and store, not an atomic
+/// read-modify-write, since no one else writes it.
+#[inline(always)]
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Relaxed) + 1, Relaxed);
+}

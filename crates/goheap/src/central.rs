@@ -1,0 +1,235 @@
+//! Central lists (Go's mcentral): per size class, the spans with slots to
+//! hand out and the full ones, under one lock each.
+//!
+//! See the crate docs for the overview.
+
+use crate::heap::Heap;
+use crate::report::fatal;
+use crate::sizeclass;
+use crate::span::{Span, SpanList, SpanState};
+use crate::sync::Mutex;
+use core::ptr;
+
+/// An intrusive doubly linked list of spans (through `Span::next/prev`).
+pub(crate) struct List {
+    head: *mut Span,
+    pub(crate) len: usize,
+}
+
+impl List {
+    const fn new() -> Self {
+        List { head: ptr::null_mut(), len: 0 }
+    }
+
+    /// # Safety
+    ///
+    /// `s` is a valid span on no list; the list's lock is held.
+    unsafe fn push(&mut self, s: *mut Span) {
+        // SAFETY: per the contract, `s` and the current head are valid.
+        unsafe {
+            (*s).prev = ptr::null_mut();
+            (*s).next = self.head;
+            if !self.head.is_null() {
+                (*self.head).prev = s;
+            }
+        }
+        self.head = s;
+        self.len += 1;
+    }
+
+    /// # Safety
+    ///
+    /// `s` is on this list; the list's lock is held.
+    unsafe fn remove(&mut self, s: *mut Span) {
+        // SAFETY: per the contract, `s` and its neighbours are valid.
+        unsafe {
+            let (prev, next) = ((*s).prev, (*s).next);
+            if prev.is_null() {
+                self.head = next;
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+            (*s).next = ptr::null_mut();
+            (*s).prev = ptr::null_mut();
+        }
+        self.len -= 1;
+    }
+
+    fn pop(&mut self) -> *mut Span {
+        let s = self.head;
+        if !s.is_null() {
+            // SAFETY: `s` is this list's head.
+            unsafe { self.remove(s) };
+        }
+        s
+    }
+}
+
+/// The lists of one size class.
+pub(crate) struct CentralLists {
+    /// Spans with free or returned slots, not held by a cache.
+    pub(crate) partial: List,
+    /// Spans with every slot out, not held by a cache.
+    pub(crate) full: List,
+}
+
+// SAFETY: the lists hold raw span pointers only touched under the lock.
+unsafe impl Send for CentralLists {}
+
+/// One size class's central list, cache-line aligned so neighbouring
+/// classes' locks do not share a line.
+#[repr(align(128))]
+pub(crate) struct Central {
+    /// Guards the lists and, for spans not held by a cache, every mutable
+    /// span field (see [`Span`]). Taken before the heap lock, never after.
+    pub(crate) lists: Mutex<CentralLists>,
+}
+
+
+impl Central {
+    pub(crate) const fn new() -> Self {
+        Central { lists: Mutex::new(CentralLists { partial: List::new(), full: List::new() }) }
+    }
+
+    /// Hands a span with free slots to a thread cache (Go's `cacheSpan`):
+    /// a partial span if there is one, else a fresh span from the heap.
+    /// Returns null when the heap cannot grow.
+    pub(crate) fn cache_span(&self, heap: &Heap, class: usize) -> *mut Span {
+        {
+            let mut l = self.lists.lock();
+            let s = l.partial.pop();
+            if !s.is_null() {
+                // SAFETY: spans on our lists are valid and ours under the lock.
+                let span = unsafe { &mut *s };
+                span.list = SpanList::None;
+                let avail = span.take_for_cache();
+                debug_assert!(avail > 0, "partial span with no free slot");
+                return s;
+            }
+        }
+        let s = heap.alloc_span(sizeclass::class_npages(class), 1, |s, needzero| {
+            s.init_small(class, needzero)
+        });
+        if !s.is_null() {
+            let _l = self.lists.lock();
+            // SAFETY: fresh span, not yet visible to any other thread but
+            // through the arena map (which only frees use, under our lock).
+            unsafe { (*s).take_for_cache() };
+        }
+        s
+    }
+
+    /// Takes back the span a cache held (Go's `uncacheSpan`).
+    ///
+    /// # Safety
+    ///
+    /// `s` is a span of this class held by the calling thread's cache,
+    /// which gives it up.
+    pub(crate) unsafe fn uncache_span(&self, heap: &Heap, s: *mut Span) {
+        let mut l = self.lists.lock();
+        // SAFETY: the caller owned the span; now we hold the lock.
+        let span = unsafe { &mut *s };
+        span.release_from_cache();
+        // SAFETY: `s` is on no list and valid.
+        unsafe { self.file(&mut l, heap, s) };
+    }
+
+    /// Puts an uncached span on the right list, or gives it back to the
+    /// heap if nothing in it is live. The lock is held; may drop it.
+    ///
+    /// # Safety
+    ///
+    /// `s` is a valid span of this class, on no list, not cached.
+    unsafe fn file(&self, l: &mut CentralLists, heap: &Heap, s: *mut Span) {
+        // SAFETY: per the contract.
+        let span = unsafe { &mut *s };
+        if span.live() == 0 {
+            // SAFETY: no object of the span is live and it is on no list,
+            // so nothing references it; heap lock after central lock is the
+            // documented order.
+            unsafe { heap.free_span(s) };
+        } else if span.alloc_count - span.freed_count < span.nelems {
+            span.list = SpanList::Partial;
+            // SAFETY: on no list.
+            unsafe { l.partial.push(s) };
+        } else {
+            span.list = SpanList::Full;
+            // SAFETY: on no list.
+            unsafe { l.full.push(s) };
+        }
+    }
+
+    /// Returns a batch of objects of this class (a linked list through
+    /// their first word, `n` long) to their spans. Detects objects that are
+    /// not live objects of this class and aborts with a report.
+    ///
+    /// # Safety
+    ///
+    /// `head` starts a well-formed list of `n` objects that the caller
+    /// gives up.
+    pub(crate) unsafe fn free_batch(&self, heap: &Heap, class: usize, mut head: *mut u8, n: usize) {
+        let mut l = self.lists.lock();
+        for _ in 0..n {
+            let obj = head;
+            // SAFETY: the list is well formed per the contract.
+            head = unsafe { *(obj as *mut *mut u8) };
+            let s = heap.arenas.span_of(obj as usize);
+            if s.is_null() {
+                fatal!("free of {obj:p}: not a pointer goheap allocated (invalid free)");
+            }
+            // SAFETY: spans in the arena map are valid while in use; the
+            // state check below rejects freed ones.
+            let span = unsafe { &mut *s };
+            if span.state != SpanState::Small || span.class as usize != class {
+                fatal!(
+                    "free of {obj:p}: object is not a live {}-byte object (invalid free or heap corruption)",
+                    sizeclass::class_size(class)
+                );
+            }
+            let (idx, exact) = span.object_index(obj as usize);
+            if !exact {
+                fatal!("free of {obj:p}: pointer into the middle of a {}-byte object", span.elemsize);
+            }
+            let word = idx / 64;
+            let bit = 1u64 << (idx % 64);
+            if span.freed_bits[word] & bit != 0 || (!span.cached && span.alloc_bits[word] & bit == 0) {
+                fatal!("free of {obj:p}: double free of a {}-byte object", span.elemsize);
+            }
+            span.freed_bits[word] |= bit;
+            span.freed_count += 1;
+            if !span.cached {
+                let was_full = span.list == SpanList::Full;
+                if span.live() == 0 {
+                    // SAFETY: the span is on the list its `list` names.
+                    unsafe { self.unlist(&mut l, s) };
+                    // SAFETY: nothing is live in it, not cached, on no list.
+                    unsafe { heap.free_span(s) };
+                } else if was_full {
+                    // SAFETY: on the full list.
+                    unsafe { l.full.remove(s) };
+                    span.list = SpanList::Partial;
+                    // SAFETY: now on no list.
+                    unsafe { l.partial.push(s) };
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    ///
+    /// `s` is on the list its `list` field names, lock held.
+    unsafe fn unlist(&self, l: &mut CentralLists, s: *mut Span) {
+        // SAFETY: per the contract.
+        unsafe {
+            match (*s).list {
+                SpanList::Partial => l.partial.remove(s),
+                SpanList::Full => l.full.remove(s),
+                SpanList::None => {}
+            }
+            (*s).list = SpanList::None;
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! The malloc front-end: size and alignment to a size class or to pages,
+//! explicit free, realloc, zeroed allocation.
+//!
+//! See the crate docs for the overview.
+
+use crate::global::HEAP;
+use crate::report::fatal;
+use crate::sizeclass::{self, MAX_SMALL_SIZE, NUM_SIZE_CLASSES, PAGE_SIZE};
+use crate::span::{Span, SpanState};
+use crate::tls;
+use core::ptr;
+
+/// The largest request goheap accepts: beyond it, allocation returns null.
+pub const MAX_ALLOC: usize = isize::MAX as usize - (1 << 26);
+
+/// Size class for `size` bytes at alignment `align`, or `None` for a
+/// page-level (large) allocation. A pure function of the layout, so a
+/// sized free finds the same class its allocation used.
+#[inline(always)]
+pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
+    if align <= 8 {
+        if size <= MAX_SMALL_SIZE {
+            return Some(sizeclass::size_to_class(size));
+        }
+        return None;
+    }
+    aligned_class(size, align)
+}
+
+/// The smallest class whose objects are all `align`-aligned and hold
+/// `size` bytes. Spans are page-aligned, so a class whose size is a
+/// multiple of `align` (≤ one page) aligns every object.
+#[inline(never)]
+fn aligned_class(size: usize, align: usize) -> Option<usize> {
+    if size > MAX_SMALL_SIZE || align > PAGE_SIZE {
+        return None;
+    }
+    let mut class = sizeclass::size_to_class(size);
+    while class < NUM_SIZE_CLASSES {
+        if sizeclass::class_size(class) % align == 0 {
+            return Some(class);
+        }
+        class += 1;
+    }
+    None
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two). Null when
+/// memory is exhausted.
+#[inline(always)]
+pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
+    match class_for(size, align) {
+        // SAFETY: the thread's cache pointer is always valid for its thread.
+        Some(class) => unsafe { (*tls::cache()).alloc(class) },
+        None => alloc_large(size, align, false),
+    }
+}
+
+/// Like [`alloc`], with the first `size` bytes zero.
+pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    match class_for(size, align) {
+        // SAFETY: the thread's cache pointer is always valid for its thread.
+        Some(class) => unsafe { (*tls::cache()).alloc_zeroed(class, size) },
+        None => alloc_large(size, align, true),
+    }
+}
+
+/// Frees `p`, allocated with this `size` and `align`.
+///
+/// # Safety
+///
+/// `p` is live and was allocated by goheap with this size and alignment.
+#[inline(always)]
+pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
+    match class_for(size, align) {
+        Some(class) => {
+            #[cfg(any(debug_assertions, feature = "debug-checks"))]
+            check_small_free(p, class);
+            // SAFETY: forwarded contract; the cache pointer is valid.
+            unsafe { (*tls::cache()).free(p, class) }
+        }
+        // SAFETY: forwarded contract.
+        None => unsafe { free_large(p) },
+    }
+}
+
+/// Frees `p` knowing only its address (C `free`). Null is ignored. Aborts
+/// with a report when `p` is not a live goheap object.
+///
+/// # Safety
+///
+/// `p` is null or was returned by goheap and is not used after this call.
+pub(crate) unsafe fn free(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
+    let s = HEAP.arenas.span_of(p as usize);
+    if s.is_null() {
+        fatal!("free of {p:p}: not a pointer goheap allocated (invalid free)");
+    }
+    // SAFETY: spans in the arena map are valid structs (span structs are
+    // never unmapped); the state says whether it is in use.
+    let span = unsafe { &*s };
+    match span.state {
+        SpanState::Small => {
+            let class = span.class as usize;
+            let (_, exact) = span.object_index(p as usize);
+            if !exact {
+                fatal!("free of {p:p}: pointer into the middle of a {}-byte object", span.elemsize);
+            }
+            // SAFETY: a live small object per the caller; cache valid.
+            unsafe { (*tls::cache()).free(p, class) }
+        }
+        // SAFETY: forwarded contract.
+        SpanState::Large => unsafe { free_large(p) },
+        SpanState::Free => fatal!("free of {p:p}: memory is not in use (double free?)"),
+    }
+}
+
+/// Bytes usable at `p` (at least what was asked for).
+///
+/// # Safety
+///
+/// `p` is a live goheap object.
+pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
+    let s = HEAP.arenas.span_of(p as usize);
+    if s.is_null() {
+        fatal!("usable size of {p:p}: not a pointer goheap allocated");
+    }
+    // SAFETY: see `free`.
+    let span = unsafe { &*s };
+    match span.state {
+        SpanState::Small => span.elemsize,
+        SpanState::Large => span.limit() - p as usize,
+        SpanState::Free => fatal!("usable size of {p:p}: memory is not in use"),
+    }
+}
+
+/// Resizes `p` from `old_size` to `new_size` at `align`, in place when the
+/// size class does not change or a large object can grow into free pages.
+///
+/// # Safety
+///
+/// `p` is live, allocated with `old_size` and `align`.
+pub(crate) unsafe fn realloc(p: *mut u8, old_size: usize, align: usize, new_size: usize) -> *mut u8 {
+    let old_class = class_for(old_size, align);
+    let new_class = class_for(new_size, align);
+    match (old_class, new_class) {
+        (Some(a), Some(b)) if a == b => return p,
+        (None, None) => {
+            // SAFETY: forwarded contract.
+            if let Some(q) = unsafe { realloc_large_in_place(p, new_size) } {
+                return q;
+            }
+        }
+        _ => {}
+    }
+    let q = alloc(new_size, align);
+    if !q.is_null() {
+        // SAFETY: both blocks are live and distinct; copy what both hold.
+        unsafe {
+            ptr::copy_nonoverlapping(p, q, old_size.min(new_size));
+            dealloc(p, old_size, align);
+        }
+    }
+    q
+}
+
+/// Resizes `p` knowing only its address (C `realloc`): the span says
+/// what it is.
+///
+/// # Safety
+///
+/// `p` is a live goheap object, allocated with alignment `align` or less.
+pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new_size: usize) -> *mut u8 {
+    let s = HEAP.arenas.span_of(p as usize);
+    if s.is_null() {
+        fatal!("realloc of {p:p}: not a pointer goheap allocated (invalid realloc)");
+    }
+    // SAFETY: span structs are never unmapped; read-only fields.
+    let (state, class, elemsize, base) = unsafe { ((*s).state, (*s).class as usize, (*s).elemsize, (*s).base) };
+    let old_size = match state {
+        SpanState::Small => {
+            if class_for(new_size, align) == Some(class) {
+                return p;
+            }
+            elemsize
+        }
+        SpanState::Large => {
+            if base != p as usize {
+                fatal!("realloc of {p:p}: pointer into the middle of a large object");
+            }
+            if class_for(new_size, align).is_none() {
+                // SAFETY: a live large object per the caller.
+                if let Some(q) = unsafe { realloc_large_in_place(p, new_size) } {
+                    return q;
+                }
+            }
+            elemsize
+        }
+        SpanState::Free => fatal!("realloc of {p:p}: memory is not in use (freed already?)"),
+    };
+    let q = alloc(new_size, align);
+    if !q.is_null() {
+        // SAFETY: both blocks are live and distinct; `old_size` bytes are
+        // readable at `p`.
+        unsafe {
+            ptr::copy_nonoverlapping(p, q, old_size.min(new_size));
+            free(p);
+        }
+    }
+    q
+}
+
+/// Resizes large object `p` in place if possible.
+///
+/// # Safety
+///
+/// `p` is a live large object.
+unsafe fn realloc_large_in_place(p: *mut u8, new_size: usize) -> Option<*mut u8> {
+    let s = large_span(p);
+    // SAFETY: `large_span` checked it.
+    let span = unsafe { &*s };
+    let new_pages = new_size.div_ceil(PAGE_SIZE);
+    if new_pages == span.npages {
+        return Some(p);
+    }
+    if new_pages < span.npages {
+        // Shrink only when it frees at least a quarter: avoids churn on
+        // small oscillations.
+        if new_pages * 4 <= span.npages * 3 {
+            // SAFETY: our large span, `1 <= new_pages < npages`.
+            unsafe { HEAP.shrink_large(s, new_pages) };
+        }
+        return Some(p);
+    }
+    // SAFETY: our large span.
+    if unsafe { HEAP.grow_large_in_place(s, new_pages) } {
+        return Some(p);
+    }
+    None
+}
+
+/// The large span starting at `p`, or a fatal report.
+fn large_span(p: *mut u8) -> *mut Span {
+    let s = HEAP.arenas.span_of(p as usize);
+    // SAFETY: span structs are never unmapped.
+    if s.is_null() || unsafe { (*s).state != SpanState::Large || (*s).base != p as usize } {
+        fatal!("free of {p:p}: not the start of a live large object (invalid or double free)");
+    }
+    s
+}
+
+#[cold]
+fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
+    if size > MAX_ALLOC || align > MAX_ALLOC / 2 {
+        return ptr::null_mut();
+    }
+    let npages = size.max(1).div_ceil(PAGE_SIZE);
+    let align_pages = align.div_ceil(PAGE_SIZE).max(1);
+    let s = HEAP.alloc_span(npages, align_pages, |s, needzero| {
+        s.class = 0;
+        s.state = SpanState::Large;
+        s.elemsize = npages * PAGE_SIZE;
+        s.nelems = 1;
+        s.needzero = needzero;
+    });
+    if s.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: the span was just created for us.
+    let span = unsafe { &*s };
+    {
+        let mut h = HEAP.locked.lock();
+        h.large_mallocs += 1;
+        h.large_alloc_bytes += span.elemsize as u64;
+    }
+    let p = span.base as *mut u8;
+    if zero && span.needzero {
+        // SAFETY: the span's pages are ours.
+        unsafe { ptr::write_bytes(p, 0, size) };
+    }
+    p
+}
+
+/// # Safety
+///
+/// `p` is a live large object.
+#[cold]
+unsafe fn free_large(p: *mut u8) {
+    let s = large_span(p);
+    {
+        let mut h = HEAP.locked.lock();
+        h.large_frees += 1;
+        // SAFETY: `large_span` checked the span.
+        h.large_free_bytes += unsafe { (*s).elemsize } as u64;
+    }
+    // SAFETY: a live large span, given up by the caller.
+    unsafe { HEAP.free_span(s) };
+}
+
+/// Debug builds: checks that `p` is the start of a live object of `class`.
+#[cfg(any(debug_assertions, feature = "debug-checks"))]
+fn check_small_free(p: *mut u8, class: usize) {
+    let s = HEAP.arenas.span_of(p as usize);
+    if s.is_null() {
+        fatal!("free of {p:p}: not a pointer goheap allocated (invalid free)");
+    }
+    // SAFETY: span structs are never unmapped; read-only fields.
+    let span = unsafe { &*s };
+    if span.state != SpanState::Small || span.class as usize != class {
+        fatal!(
+            "free of {p:p}: not a live {}-byte object (wrong size passed to dealloc, or invalid free)",
+            sizeclass::class_size(class)
+        );
+    }
+    if !span.object_index(p as usize).1 {
+        fatal!("free of {p:p}: pointer into the middle of a {}-byte object", span.elemsize);
+    }
+    // A double free while the first copy still sits in this thread's list.
+    let c = tls::cache();
+    // SAFETY: the calling thread's cache; read only.
+    let mut q = unsafe { (*c).classes[class].free };
+    let mut n = 0;
+    while !q.is_null() && n < 4096 {
+        if q == p {
+            fatal!("free of {p:p}: double free of a {}-byte object", span.elemsize);
+        }
+        // SAFETY: list links are valid object pointers.
+        q = unsafe { *(q as *mut *mut u8) };
+        n += 1;
+    }
+}

@@ -6,9 +6,13 @@
 use core::fmt;
 
 mod report;
+#[cfg(test)]
+mod rules;
 // Written by `goheap-sizegen` (see rules.rs); its layout is the generator's.
 #[rustfmt::skip]
 mod table;
+#[cfg(test)]
+mod tests;
 
 pub use table::{
     CLASS_TO_ALLOCNPAGES, CLASS_TO_DIVMAGIC, CLASS_TO_SIZE, SIZE_TO_CLASS128, SIZE_TO_CLASS8,

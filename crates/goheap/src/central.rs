@@ -172,23 +172,33 @@ impl Central {
     /// gives up.
     pub(crate) unsafe fn free_batch(&self, heap: &Heap, class: usize, mut head: *mut u8, n: usize) {
         let mut l = self.lists.lock();
+        // Objects freed together often share a span: remember the last one
+        // (and its bounds) to skip the arena-map walk.
+        let (mut s, mut lo, mut hi) = (ptr::null_mut::<Span>(), 0usize, 0usize);
         for _ in 0..n {
             let obj = head;
             // SAFETY: the list is well formed per the contract.
             head = unsafe { *(obj as *mut *mut u8) };
-            let s = heap.arenas.span_of(obj as usize);
-            if s.is_null() {
-                fatal!("free of {obj:p}: not a pointer goheap allocated (invalid free)");
+            let a = obj as usize;
+            if a < lo || a >= hi {
+                s = heap.arenas.span_of(a);
+                if s.is_null() {
+                    fatal!("free of {obj:p}: not a pointer goheap allocated (invalid free)");
+                }
+                // SAFETY: span structs stay mapped; the state check below
+                // rejects spans not in use.
+                let span = unsafe { &*s };
+                if span.state != SpanState::Small || span.class as usize != class {
+                    fatal!(
+                        "free of {obj:p}: object is not a live {}-byte object (invalid free or heap corruption)",
+                        sizeclass::class_size(class)
+                    );
+                }
+                (lo, hi) = (span.base, span.limit());
             }
-            // SAFETY: spans in the arena map are valid while in use; the
-            // state check below rejects freed ones.
+            // SAFETY: `s` is the in-use span holding `obj`, ours under the
+            // lock (or its fields below are, while a cache holds it).
             let span = unsafe { &mut *s };
-            if span.state != SpanState::Small || span.class as usize != class {
-                fatal!(
-                    "free of {obj:p}: object is not a live {}-byte object (invalid free or heap corruption)",
-                    sizeclass::class_size(class)
-                );
-            }
             let (idx, exact) = span.object_index(obj as usize);
             if !exact {
                 fatal!("free of {obj:p}: pointer into the middle of a {}-byte object", span.elemsize);
@@ -207,6 +217,7 @@ impl Central {
                     unsafe { self.unlist(&mut l, s) };
                     // SAFETY: nothing is live in it, not cached, on no list.
                     unsafe { heap.free_span(s) };
+                    (lo, hi) = (0, 0);
                 } else if was_full {
                     // SAFETY: on the full list.
                     unsafe { l.full.remove(s) };

@@ -162,15 +162,22 @@ impl Central {
         }
     }
 
-    /// Returns a batch of objects of this class (a linked list through
-    /// their first word, `n` long) to their spans. Detects objects that are
-    /// not live objects of this class and aborts with a report.
+    /// Returns the first `n` objects of a list of objects of this class
+    /// (linked through their first word) to their spans, and returns the
+    /// rest of the list. Detects objects that are not live objects of this
+    /// class and aborts with a report.
     ///
     /// # Safety
     ///
-    /// `head` starts a well-formed list of `n` objects that the caller
-    /// gives up.
-    pub(crate) unsafe fn free_batch(&self, heap: &Heap, class: usize, mut head: *mut u8, n: usize) {
+    /// `head` starts a well-formed list of at least `n` objects; the caller
+    /// gives up the first `n`.
+    pub(crate) unsafe fn free_batch(
+        &self,
+        heap: &Heap,
+        class: usize,
+        mut head: *mut u8,
+        n: usize,
+    ) -> *mut u8 {
         let mut l = self.lists.lock();
         // Objects freed together often share a span: remember the last one
         // (and its bounds) to skip the arena-map walk.
@@ -227,6 +234,7 @@ impl Central {
                 }
             }
         }
+        head
     }
 
     /// # Safety

@@ -221,7 +221,8 @@ impl ThreadCache {
         let nflush = cc.len - cc.max / 2;
         // SAFETY: the list holds `len >= nflush` well-linked objects, of
         // which we give up the first `nflush`.
-        cc.free = unsafe { HEAP.centrals[class].free_batch(&HEAP, class, cc.free, nflush as usize) };
+        cc.free =
+            unsafe { HEAP.centrals[class].free_batch(&HEAP, class, cc.free, nflush as usize) };
         cc.len -= nflush;
         // SAFETY: forwarded contract; now there is room.
         unsafe { self.free(p, class) };

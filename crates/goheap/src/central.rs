@@ -18,7 +18,10 @@ pub(crate) struct List {
 
 impl List {
     const fn new() -> Self {
-        List { head: ptr::null_mut(), len: 0 }
+        List {
+            head: ptr::null_mut(),
+            len: 0,
+        }
     }
 
     /// # Safety
@@ -88,10 +91,14 @@ pub(crate) struct Central {
     pub(crate) lists: Mutex<CentralLists>,
 }
 
-
 impl Central {
     pub(crate) const fn new() -> Self {
-        Central { lists: Mutex::new(CentralLists { partial: List::new(), full: List::new() }) }
+        Central {
+            lists: Mutex::new(CentralLists {
+                partial: List::new(),
+                full: List::new(),
+            }),
+        }
     }
 
     /// Hands a span with free slots to a thread cache (Go's `cacheSpan`):
@@ -208,12 +215,20 @@ impl Central {
             let span = unsafe { &mut *s };
             let (idx, exact) = span.object_index(obj as usize);
             if !exact {
-                fatal!("free of {obj:p}: pointer into the middle of a {}-byte object", span.elemsize);
+                fatal!(
+                    "free of {obj:p}: pointer into the middle of a {}-byte object",
+                    span.elemsize
+                );
             }
             let word = idx / 64;
             let bit = 1u64 << (idx % 64);
-            if span.freed_bits[word] & bit != 0 || (!span.cached && span.alloc_bits[word] & bit == 0) {
-                fatal!("free of {obj:p}: double free of a {}-byte object", span.elemsize);
+            if span.freed_bits[word] & bit != 0
+                || (!span.cached && span.alloc_bits[word] & bit == 0)
+            {
+                fatal!(
+                    "free of {obj:p}: double free of a {}-byte object",
+                    span.elemsize
+                );
             }
             span.freed_bits[word] |= bit;
             span.freed_count += 1;

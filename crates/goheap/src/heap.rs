@@ -102,7 +102,9 @@ impl Heap {
         align_pages: usize,
         init: impl FnOnce(&mut Span, bool),
     ) -> *mut Span {
-        let Some(mut h) = self.lock() else { return ptr::null_mut() };
+        let Some(mut h) = self.lock() else {
+            return ptr::null_mut();
+        };
         let span_mem = h.spans.alloc(self.os).cast::<Span>();
         if span_mem.is_null() {
             return ptr::null_mut();
@@ -205,7 +207,8 @@ impl Heap {
         // SAFETY: the caller passes an in-use span it owns.
         let span = unsafe { &mut *s };
         debug_assert!(span.state != SpanState::Free);
-        self.arenas.set_spans(span.base, span.npages, ptr::null_mut());
+        self.arenas
+            .set_spans(span.base, span.npages, ptr::null_mut());
         h.pages.free(span.base, span.npages);
         h.inuse_pages -= span.npages;
         span.state = SpanState::Free;

@@ -14,7 +14,10 @@ pub(crate) struct StderrWriter {
 
 impl StderrWriter {
     pub(crate) const fn new() -> Self {
-        StderrWriter { buf: [0; 512], len: 0 }
+        StderrWriter {
+            buf: [0; 512],
+            len: 0,
+        }
     }
 
     pub(crate) fn flush(&mut self) {

@@ -40,7 +40,11 @@ unsafe impl Send for PageAlloc {}
 impl PageAlloc {
     /// An allocator with no memory; [`init`](Self::init) must run first.
     pub(crate) const fn new() -> Self {
-        PageAlloc { runs: core::ptr::null_mut(), len: 0, free_pages: 0 }
+        PageAlloc {
+            runs: core::ptr::null_mut(),
+            len: 0,
+            free_pages: 0,
+        }
     }
 
     /// Reserves the allocator's own metadata. Returns false if the OS
@@ -132,11 +136,22 @@ impl PageAlloc {
         let tail = (rend - end) / PAGE_SIZE;
         match (head, tail) {
             (0, 0) => self.remove(i),
-            (0, t) => *self.run(i) = Run { base: end, npages: t },
+            (0, t) => {
+                *self.run(i) = Run {
+                    base: end,
+                    npages: t,
+                }
+            }
             (h, 0) => self.run(i).npages = h,
             (h, t) => {
                 self.run(i).npages = h;
-                self.insert(i + 1, Run { base: end, npages: t });
+                self.insert(
+                    i + 1,
+                    Run {
+                        base: end,
+                        npages: t,
+                    },
+                );
             }
         }
         self.free_pages -= npages;

@@ -11,13 +11,13 @@ const BATCH: usize = 64;
 const DEPTH: usize = 16;
 
 /// Two producer/consumer pairs joined by bounded channels. Producers
-/// allocate `3M * scale` objects in all, 16 B..=512 B (log-uniform), and
+/// allocate `4M * scale` objects in all, 16 B..=512 B (log-uniform), and
 /// send them in batches of 64 (`Vec<Box<[u8]>>`); consumers read every
 /// object and free it, and the batch vector too. Nothing is ever freed by the
 /// thread that allocated it: the remote-free path of the allocator (in Go's
 /// design, objects going back to their span through the central lists).
 pub(crate) fn prodcons(scale: f64) -> u64 {
-    let per_producer = scaled(1_500_000, scale).div_ceil(BATCH);
+    let per_producer = scaled(2_000_000, scale).div_ceil(BATCH);
     let mut consumers = Vec::new();
     let mut producers = Vec::new();
     for p in 0..2u64 {

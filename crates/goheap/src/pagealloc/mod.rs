@@ -9,11 +9,19 @@
 //!
 //! Not thread-safe: every method is called with the heap lock held.
 
+// The bitmap and summary building blocks are not used by the placeholder yet.
+#![allow(dead_code)]
+
+mod bitmap;
+mod summary;
+
 use crate::os::Os;
 use crate::sizeclass::PAGE_SIZE;
 
+/// log2 of [`CHUNK_PAGES`].
+const LOG_CHUNK_PAGES: u32 = 9;
 /// Pages per chunk (4 MiB), the unit in which the heap grows.
-pub(crate) const CHUNK_PAGES: usize = 512;
+pub(crate) const CHUNK_PAGES: usize = 1 << LOG_CHUNK_PAGES;
 /// Bytes per chunk.
 pub(crate) const CHUNK_BYTES: usize = CHUNK_PAGES * PAGE_SIZE;
 

@@ -9,6 +9,13 @@ mod stats;
 
 pub use stats::{memstats, BySize, MemStats};
 
+/// goheap's internal structures, exposed for benchmarks and integration
+/// tests (feature `internals`). Not a stable API.
+#[cfg(feature = "internals")]
+pub mod internals {
+    pub use crate::pagealloc::{PageAlloc, CHUNK_BYTES, CHUNK_PAGES};
+}
+
 use core::alloc::{GlobalAlloc, Layout};
 
 /// goheap as a global allocator:

@@ -138,6 +138,13 @@ pub use malloc::MAX_ALLOC;
 pub use stats::{memstats, BySize, MemStats};
 pub use tls::flush_thread_cache;
 
+/// goheap's internal structures, exposed for benchmarks and integration
+/// tests (feature `internals`). Not a stable API.
+#[cfg(feature = "internals")]
+pub mod internals {
+    pub use crate::pagealloc::{PageAlloc, CHUNK_BYTES, CHUNK_PAGES};
+}
+
 use core::alloc::{GlobalAlloc, Layout};
 
 /// goheap as a global allocator:

@@ -57,6 +57,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
 }
 
 /// Like [`alloc`], with the first `size` bytes zero.
+#[inline(always)]
 pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
         // SAFETY: the thread's cache pointer is always valid for its thread.

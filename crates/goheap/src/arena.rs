@@ -90,20 +90,31 @@ impl ArenaMap {
         unsafe { (*arena).spans[page].load(Ordering::Acquire) }
     }
 
-    /// Registers a new arena at `base`. Heap lock held.
-    pub(crate) fn add_arena(&self, base: usize, os: &dyn Os) -> bool {
+    /// Registers a new arena at `base`. Heap lock held. Returns the bytes
+    /// of metadata this mapped (the arena's `HeapArena`, plus the index's
+    /// OS page holding its entry if that page was untouched), or `None` if
+    /// the OS refused.
+    pub(crate) fn add_arena(&self, base: usize, os: &dyn Os) -> Option<usize> {
         let bytes = core::mem::size_of::<HeapArena>().next_multiple_of(OS_PAGE_SIZE);
         let meta = os.reserve(bytes, OS_PAGE_SIZE, 0);
         // SAFETY: fresh reservation; committed memory reads as zero, which is
         // a valid HeapArena (null spans, zeroed_base 0).
         if meta.is_null() || !unsafe { os.commit(meta, bytes) } {
-            return false;
+            return None;
         }
         let index = self.index.load(Ordering::Relaxed);
+        let i = base >> ARENA_SHIFT;
+        // The index is backed lazily: count its OS page the first time an
+        // entry on it is set.
+        let per_page = OS_PAGE_SIZE / core::mem::size_of::<AtomicPtr<HeapArena>>();
+        let first = i / per_page * per_page;
+        // SAFETY: `first..first + per_page` lies inside the index.
+        let page_untouched = (first..first + per_page)
+            .all(|j| unsafe { (*index.add(j)).load(Ordering::Relaxed) }.is_null());
         // SAFETY: the index is initialised before any arena is added and
         // `base` is a valid 48-bit address.
-        unsafe { (*index.add(base >> ARENA_SHIFT)).store(meta.cast(), Ordering::Release) };
-        true
+        unsafe { (*index.add(i)).store(meta.cast(), Ordering::Release) };
+        Some(bytes + if page_untouched { OS_PAGE_SIZE } else { 0 })
     }
 
     /// Points every page of `[base, base + npages)` at `span` (or null).

@@ -8,8 +8,10 @@ use crate::central::Central;
 use crate::fixalloc::FixAlloc;
 use crate::os::Os;
 use crate::pagealloc::{PageAlloc, CHUNK_BYTES};
+use crate::scavenger::SCAVENGER;
 use crate::sizeclass::{NUM_SIZE_CLASSES, PAGE_SIZE};
 use crate::span::{Span, SpanState};
+use crate::sync::atomic::Ordering::Relaxed;
 use crate::sync::{Mutex, MutexGuard};
 use core::ptr;
 
@@ -37,6 +39,12 @@ pub(crate) struct HeapLocked {
     pub(crate) large_frees: u64,
     pub(crate) large_alloc_bytes: u64,
     pub(crate) large_free_bytes: u64,
+    /// Bytes of arena metadata (`HeapArena`s and the touched pages of the
+    /// arena index).
+    pub(crate) arena_meta_bytes: usize,
+    /// Spans allocated plus spans freed, ever: the scavenger compares it
+    /// between ticks to tell a busy heap from an idle one.
+    pub(crate) activity: u64,
 }
 
 /// The heap: one per process ([`HEAP`](crate::global::HEAP)); tests may
@@ -74,6 +82,8 @@ impl Heap {
                 large_frees: 0,
                 large_alloc_bytes: 0,
                 large_free_bytes: 0,
+                arena_meta_bytes: 0,
+                activity: 0,
             }),
             arenas: ArenaMap::new(),
             centrals: [const { Central::new() }; NUM_SIZE_CLASSES],
@@ -89,6 +99,9 @@ impl Heap {
                 return None;
             }
             h.initialized = true;
+            if core::ptr::eq(self, &crate::global::HEAP) {
+                crate::scavenger::init_from_env();
+            }
         }
         Some(h)
     }
@@ -127,7 +140,12 @@ impl Heap {
         s.npages = npages;
         init(s, needzero);
         h.inuse_pages += npages;
+        h.activity += 1;
         self.arenas.set_spans(base, npages, span_mem);
+        drop(h);
+        if SCAVENGER.thread.load(Relaxed) == 0 {
+            crate::scavenger::start_background();
+        }
         span_mem
     }
 
@@ -175,6 +193,9 @@ impl Heap {
             // Reserve new arenas: contiguous with the current one if the
             // hint is honoured, so the leftover joins the new space.
             let bytes = ask.next_multiple_of(ARENA_BYTES);
+            if !self.make_room(h, ask) {
+                return None;
+            }
             let p = self.os.reserve(bytes, ARENA_BYTES, h.arena_hint) as usize;
             if p == 0 {
                 return None;
@@ -182,8 +203,9 @@ impl Heap {
             h.arena_reserved += bytes;
             let mut a = p;
             while a < p + bytes {
-                if !self.arenas.add_arena(a, self.os) {
-                    return None;
+                match self.arenas.add_arena(a, self.os) {
+                    Some(meta) => h.arena_meta_bytes += meta,
+                    None => return None,
                 }
                 a += ARENA_BYTES;
             }
@@ -198,6 +220,9 @@ impl Heap {
             }
         }
         let base = h.cur_arena;
+        if !self.make_room(h, ask) {
+            return None;
+        }
         // SAFETY: `[base, base + ask)` lies in an arena we reserved.
         if !unsafe { self.os.commit(base as *mut u8, ask) } {
             return None;
@@ -224,6 +249,7 @@ impl Heap {
             .set_spans(span.base, span.npages, ptr::null_mut());
         h.pages.free(span.base, span.npages);
         h.inuse_pages -= span.npages;
+        h.activity += 1;
         span.state = SpanState::Free;
         // SAFETY: `s` came from `h.spans` and is no longer referenced.
         unsafe { h.spans.free(s.cast()) };

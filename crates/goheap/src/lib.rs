@@ -121,6 +121,7 @@
 mod arena;
 mod cache;
 mod central;
+mod cgroup;
 mod fixalloc;
 mod global;
 mod heap;
@@ -128,13 +129,19 @@ mod malloc;
 pub mod os;
 mod pagealloc;
 mod report;
+mod scavenger;
 pub mod sizeclass;
 mod span;
 mod stats;
 pub mod sync;
 mod tls;
 
+pub use cgroup::{cgroup_memory_limit, parse_size};
 pub use malloc::MAX_ALLOC;
+pub use scavenger::{
+    free_os_memory, memory_limit, set_background_scavenger, set_hard_limit, set_memory_limit,
+    LimitSource,
+};
 pub use stats::{memstats, BySize, MemStats};
 pub use tls::flush_thread_cache;
 

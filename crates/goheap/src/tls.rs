@@ -12,7 +12,7 @@ use crate::cache::ThreadCache;
 use crate::fixalloc::FixAlloc;
 use crate::global::HEAP;
 use crate::sizeclass::NUM_SIZE_CLASSES;
-use crate::sync::atomic::{AtomicU32, Ordering};
+use crate::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use crate::sync::Mutex;
 use core::cell::Cell;
 use core::ptr;
@@ -70,6 +70,23 @@ pub(crate) static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 /// after exit). Lock order: before central and heap locks.
 pub(crate) static FALLBACK: Mutex<ThreadCache> = Mutex::new(ThreadCache::empty());
 
+/// Bytes the registry's cache allocator has obtained from the OS, mirrored
+/// here so the heap can read it without the registry lock (lock order).
+static CACHE_SYS: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes of thread-cache metadata obtained from the OS.
+pub(crate) fn cache_sys() -> usize {
+    CACHE_SYS.load(Ordering::Relaxed)
+}
+
+/// Releases thread-cache chunks with no cache in use; returns the bytes.
+pub(crate) fn release_empty_caches() -> usize {
+    let mut r = REGISTRY.lock();
+    let n = r.caches.release_empty(HEAP.os);
+    CACHE_SYS.store(r.caches.sys, Ordering::Relaxed);
+    n
+}
+
 /// The pthread key whose destructor tears a cache down (0 = not created,
 /// else key + 1).
 static EXIT_KEY: AtomicU32 = AtomicU32::new(0);
@@ -125,6 +142,7 @@ fn init_thread() -> Option<*mut ThreadCache> {
     let c = {
         let mut r = REGISTRY.lock();
         let c = r.caches.alloc(HEAP.os).cast::<ThreadCache>();
+        CACHE_SYS.store(r.caches.sys, Ordering::Relaxed);
         if c.is_null() {
             drop(r);
             STATE.with(|s| s.set(ThreadState::New));

@@ -95,6 +95,9 @@ const LOG_CHUNK_PAGES: u32 = 9;
 pub const CHUNK_PAGES: usize = 1 << LOG_CHUNK_PAGES;
 /// Bytes per chunk.
 pub const CHUNK_BYTES: usize = CHUNK_PAGES * PAGE_SIZE;
+/// A chunk with fewer free pages than this (96.875 % in use, as in Go) is
+/// dense: the background scavenger leaves it alone.
+pub const DENSE_FREE_PAGES: usize = CHUNK_PAGES / 32;
 
 /// One past the highest address the allocator can manage.
 const ADDR_LIMIT: usize = 1 << HEAP_ADDR_BITS;
@@ -433,6 +436,29 @@ impl PageAlloc {
     /// costs time proportional to the number of chunks with free pages
     /// below the starting point.
     pub fn find_scavenge_candidate(&mut self, max_pages: usize) -> Option<(usize, usize)> {
+        self.find_scavenge_candidate_in(max_pages, false)
+    }
+
+    /// Restarts candidate searches from the top of the heap. A search
+    /// that skipped dense chunks may have moved past them; a full pass
+    /// (forced release, or a new background cycle) rewinds first.
+    pub fn rewind_scavenge(&mut self) {
+        if self.free_pages > self.scavenged_pages {
+            self.scav_addr = self.end.base();
+        }
+    }
+
+    /// Like [`find_scavenge_candidate`](Self::find_scavenge_candidate), but
+    /// with `skip_dense` passes over chunks that are nearly full (fewer
+    /// than [`DENSE_FREE_PAGES`] free pages): releasing their few free
+    /// pages would break up huge pages the heap is using, for little gain
+    /// (Go's density rule). Skipped chunks stay candidates for a forced
+    /// search.
+    pub fn find_scavenge_candidate_in(
+        &mut self,
+        max_pages: usize,
+        skip_dense: bool,
+    ) -> Option<(usize, usize)> {
         let min = self.scav_min_pages;
         if self.free_pages - self.scavenged_pages < min {
             // Not one OS page's worth of candidates anywhere.
@@ -449,7 +475,8 @@ impl PageAlloc {
             } else {
                 CHUNK_PAGES - 1
             };
-            if self.sum(LEAF, c.0).max() >= min {
+            let dense = skip_dense && self.chunk(c).free_count() < DENSE_FREE_PAGES;
+            if !dense && self.sum(LEAF, c.0).max() >= min {
                 if let Some((first, n)) = self.chunk(c).find_scavenge_candidate(top, min, max_pages)
                 {
                     let base = c.base() + first * PAGE_SIZE;
@@ -464,7 +491,9 @@ impl PageAlloc {
             }
             ci = ChunkIdx(c.0 - 1);
         }
-        self.scav_addr = 0;
+        if !skip_dense {
+            self.scav_addr = 0;
+        }
         None
     }
 

@@ -1,0 +1,271 @@
+//! The container's memory limit (cgroup v2 `memory.max`, v1
+//! `memory.limit_in_bytes`), memory sizes with units, and the limit's
+//! environment variable: all read without allocating.
+//!
+//! See the crate docs for the overview.
+
+use crate::scavenger::{LimitSource, SCAVENGER};
+use crate::sync::atomic::Ordering::Relaxed;
+
+/// Longest path we build.
+const PATH_MAX: usize = 1024;
+
+/// Parses a memory size the way Go parses `GOMEMLIMIT`: a non-negative
+/// integer with an optional unit `B`, `KiB`, `MiB`, `GiB` or `TiB` (also
+/// `K`/`M`/`G`/`T`, `KB`/`MB`/`GB`/`TB` as the binary units, as people
+/// write them). `max`, `off` and `none` mean no limit (`usize::MAX`).
+/// Leading and trailing whitespace is ignored.
+pub fn parse_size(s: &[u8]) -> Option<usize> {
+    let s = s.trim_ascii();
+    if s.eq_ignore_ascii_case(b"max")
+        || s.eq_ignore_ascii_case(b"off")
+        || s.eq_ignore_ascii_case(b"none")
+    {
+        return Some(usize::MAX);
+    }
+    let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut n: usize = 0;
+    for &c in &s[..digits] {
+        n = n.checked_mul(10)?.checked_add((c - b'0') as usize)?;
+    }
+    let unit = s[digits..].trim_ascii_start();
+    let shift = match unit.to_ascii_lowercase_arr()? {
+        (0, _) => 0,
+        (len, u) => match &u[..len] {
+            b"b" => 0,
+            b"k" | b"kb" | b"kib" => 10,
+            b"m" | b"mb" | b"mib" => 20,
+            b"g" | b"gb" | b"gib" => 30,
+            b"t" | b"tb" | b"tib" => 40,
+            _ => return None,
+        },
+    };
+    n.checked_mul(1usize << shift)
+}
+
+trait LowerArr {
+    fn to_ascii_lowercase_arr(&self) -> Option<(usize, [u8; 3])>;
+}
+
+impl LowerArr for [u8] {
+    /// Up to three bytes, lowercased, without allocating.
+    fn to_ascii_lowercase_arr(&self) -> Option<(usize, [u8; 3])> {
+        if self.len() > 3 {
+            return None;
+        }
+        let mut out = [0u8; 3];
+        for (o, c) in out.iter_mut().zip(self) {
+            *o = c.to_ascii_lowercase();
+        }
+        Some((self.len(), out))
+    }
+}
+
+/// A path in a fixed buffer.
+struct PathBuf {
+    buf: [u8; PATH_MAX],
+    len: usize,
+}
+
+impl PathBuf {
+    fn new() -> Self {
+        PathBuf {
+            buf: [0; PATH_MAX],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, s: &[u8]) -> bool {
+        if self.len + s.len() + 1 > PATH_MAX {
+            return false;
+        }
+        self.buf[self.len..self.len + s.len()].copy_from_slice(s);
+        self.len += s.len();
+        self.buf[self.len] = 0;
+        true
+    }
+}
+
+/// Reads a small file into `buf`; returns the bytes read.
+fn read_file<'a>(path: &PathBuf, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+    // SAFETY: `path.buf` is NUL-terminated by `push`.
+    let fd = unsafe { libc::open(path.buf.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut len = 0;
+    while len < buf.len() {
+        // SAFETY: reads into the unused tail of `buf`.
+        let n = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
+        if n <= 0 {
+            break;
+        }
+        len += n as usize;
+    }
+    // SAFETY: `fd` is ours.
+    unsafe { libc::close(fd) };
+    Some(&buf[..len])
+}
+
+/// The memory limit of the cgroup the process is in, or `None` when it
+/// has none (or cgroups are not mounted). `root` is where the cgroup file
+/// systems are mounted (`/sys/fs/cgroup`), `proc_cgroup` the process's
+/// membership file (`/proc/self/cgroup`); tests point both at fixtures.
+/// The limit is the smallest one on the path from the process's cgroup up
+/// to the root, as the kernel enforces it.
+pub fn cgroup_memory_limit(root: &[u8], proc_cgroup: &[u8]) -> Option<usize> {
+    let mut p = PathBuf::new();
+    if !p.push(proc_cgroup) {
+        return None;
+    }
+    let mut membership = [0u8; 4096];
+    let text = read_file(&p, &mut membership)?;
+    let mut best: Option<usize> = None;
+    for line in text.split(|&c| c == b'\n') {
+        // hierarchy-ID:controllers:path
+        let mut parts = line.splitn(3, |&c| c == b':');
+        let (Some(_id), Some(ctrl), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let (sub, file): (&[u8], &[u8]) = if ctrl.is_empty() {
+            (b"", b"/memory.max")
+        } else if ctrl.split(|&c| c == b',').any(|c| c == b"memory") {
+            (b"/memory", b"/memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        let mut path = path.trim_ascii();
+        loop {
+            if let Some(v) = read_limit_file(root, sub, path, file) {
+                best = Some(best.map_or(v, |b| b.min(v)));
+            }
+            if path.is_empty() || path == b"/" {
+                break;
+            }
+            path = match path.iter().rposition(|&c| c == b'/') {
+                Some(0) => b"/",
+                Some(i) => &path[..i],
+                None => b"",
+            };
+        }
+    }
+    best
+}
+
+/// One limit file's value; `None` for "max", v1's "unlimited" (2^62 and
+/// above) or a missing file.
+fn read_limit_file(root: &[u8], sub: &[u8], path: &[u8], file: &[u8]) -> Option<usize> {
+    let mut p = PathBuf::new();
+    let path = if path == b"/" { b"" as &[u8] } else { path };
+    if !(p.push(root) && p.push(sub) && p.push(path) && p.push(file)) {
+        return None;
+    }
+    let mut buf = [0u8; 64];
+    let text = read_file(&p, &mut buf)?;
+    let v = parse_size(text)?;
+    (v < 1 << 62).then_some(v)
+}
+
+/// Environment variable for a test-only override of the cgroup mount
+/// point (the membership file is then `<root>/self.cgroup`).
+const CGROUP_ROOT_ENV: &core::ffi::CStr = c"GOHEAP_CGROUP_ROOT";
+
+fn env(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: `getenv` returns null or a NUL-terminated string that lives
+    // while the variable is unchanged; we copy what we need at once.
+    unsafe {
+        let p = libc::getenv(name.as_ptr());
+        (!p.is_null()).then(|| core::ffi::CStr::from_ptr(p).to_bytes())
+    }
+}
+
+/// The current container limit (honouring the test override).
+fn container_limit() -> Option<usize> {
+    match env(CGROUP_ROOT_ENV) {
+        Some(root) => {
+            let mut f = PathBuf::new();
+            if !(f.push(root) && f.push(b"/self.cgroup")) {
+                return None;
+            }
+            cgroup_memory_limit(root, &f.buf[..f.len])
+        }
+        None => cgroup_memory_limit(b"/sys/fs/cgroup", b"/proc/self/cgroup"),
+    }
+}
+
+/// Sets the limit from `GOHEAP_MEMORY_LIMIT` if present, else from the
+/// container. Called once when the heap initialises.
+pub(crate) fn init_limit() {
+    if let Some(v) = env(c"GOHEAP_MEMORY_LIMIT") {
+        match parse_size(v) {
+            Some(bytes) => {
+                SCAVENGER.limit.store(bytes, Relaxed);
+                let src = if bytes == usize::MAX {
+                    LimitSource::None
+                } else {
+                    LimitSource::Env
+                };
+                SCAVENGER.limit_source.store(src as u8, Relaxed);
+            }
+            None => crate::report::print(format_args!(
+                "GOHEAP_MEMORY_LIMIT={}: not a size (use e.g. 512MiB, 2GiB, max); ignored",
+                core::str::from_utf8(v).unwrap_or("?")
+            )),
+        }
+        return;
+    }
+    refresh_limit();
+}
+
+/// Re-reads the container limit when it is the limit in force (or none is
+/// set), so a resized container is honoured. The scavenger calls this
+/// about once a second.
+pub(crate) fn refresh_limit() {
+    let src = SCAVENGER.limit_source.load(Relaxed);
+    if src != LimitSource::None as u8 && src != LimitSource::Cgroup as u8 {
+        return;
+    }
+    match container_limit() {
+        Some(bytes) => {
+            SCAVENGER.limit.store(bytes, Relaxed);
+            SCAVENGER
+                .limit_source
+                .store(LimitSource::Cgroup as u8, Relaxed);
+        }
+        None if src == LimitSource::Cgroup as u8 => {
+            SCAVENGER.limit.store(usize::MAX, Relaxed);
+            SCAVENGER
+                .limit_source
+                .store(LimitSource::None as u8, Relaxed);
+        }
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size(b"0"), Some(0));
+        assert_eq!(parse_size(b"123"), Some(123));
+        assert_eq!(parse_size(b"123B"), Some(123));
+        assert_eq!(parse_size(b"64KiB"), Some(64 << 10));
+        assert_eq!(parse_size(b"512MiB"), Some(512 << 20));
+        assert_eq!(parse_size(b" 2GiB\n"), Some(2 << 30));
+        assert_eq!(parse_size(b"3 G"), Some(3 << 30));
+        assert_eq!(parse_size(b"1TiB"), Some(1 << 40));
+        assert_eq!(parse_size(b"max"), Some(usize::MAX));
+        assert_eq!(parse_size(b"off"), Some(usize::MAX));
+        assert_eq!(parse_size(b""), None);
+        assert_eq!(parse_size(b"MiB"), None);
+        assert_eq!(parse_size(b"12PiB"), None);
+        assert_eq!(parse_size(b"-5"), None);
+        assert_eq!(parse_size(b"99999999999999999999999"), None);
+        assert_eq!(parse_size(b"20000000TiB"), None);
+    }
+}

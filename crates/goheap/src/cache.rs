@@ -197,7 +197,14 @@ impl ThreadCache {
             // SAFETY: `old` is the span this cache held; we give it up.
             unsafe { central.uncache_span(&HEAP, old) };
         }
-        let s = central.cache_span(&HEAP, class);
+        let mut s = central.cache_span(&HEAP, class);
+        if s.is_null() {
+            // Out of memory, or at the hard memory limit: give back what
+            // this thread holds (its lists may empty whole spans, whose
+            // pages can then be reused or released) and try once more.
+            self.flush_all();
+            s = central.cache_span(&HEAP, class);
+        }
         if !s.is_null() {
             self.classes[class].span = s;
         }
@@ -270,6 +277,11 @@ unsafe fn zero_object(p: *mut u8, size: usize) {
         } else if size <= 16 {
             w.write(0);
             w.add(1).write(0);
+        } else if size <= 24 {
+            // 17..=24 bytes may be a 24-byte object: exactly three words.
+            w.write(0);
+            w.add(1).write(0);
+            w.add(2).write(0);
         } else if size <= 32 {
             w.write(0);
             w.add(1).write(0);

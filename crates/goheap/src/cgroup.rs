@@ -169,8 +169,8 @@ fn read_limit_file(root: &[u8], sub: &[u8], path: &[u8], file: &[u8]) -> Option<
     (v < 1 << 62).then_some(v)
 }
 
-/// Environment variable for a test-only override of the cgroup mount
-/// point (the membership file is then `<root>/self.cgroup`).
+/// Environment variable for a test-only override: the membership file is
+/// `<dir>/self.cgroup` and the cgroup mount point `<dir>/sys`.
 const CGROUP_ROOT_ENV: &core::ffi::CStr = c"GOHEAP_CGROUP_ROOT";
 
 fn env(name: &core::ffi::CStr) -> Option<&'static [u8]> {
@@ -185,12 +185,12 @@ fn env(name: &core::ffi::CStr) -> Option<&'static [u8]> {
 /// The current container limit (honouring the test override).
 fn container_limit() -> Option<usize> {
     match env(CGROUP_ROOT_ENV) {
-        Some(root) => {
-            let mut f = PathBuf::new();
-            if !(f.push(root) && f.push(b"/self.cgroup")) {
+        Some(dir) => {
+            let (mut f, mut m) = (PathBuf::new(), PathBuf::new());
+            if !(f.push(dir) && f.push(b"/self.cgroup") && m.push(dir) && m.push(b"/sys")) {
                 return None;
             }
-            cgroup_memory_limit(root, &f.buf[..f.len])
+            cgroup_memory_limit(&m.buf[..m.len], &f.buf[..f.len])
         }
         None => cgroup_memory_limit(b"/sys/fs/cgroup", b"/proc/self/cgroup"),
     }

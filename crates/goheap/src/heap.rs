@@ -127,6 +127,18 @@ impl Heap {
             unsafe { h.spans.free(span_mem.cast()) };
             return ptr::null_mut();
         };
+        // Released pages become resident again as they are used: under a
+        // memory limit that counts like growth (Go does the same).
+        if scav > 0 && !self.make_room(&mut h, 0) {
+            // Give the pages back as released, so accounting stays exact
+            // (some were resident: release those too).
+            // SAFETY: the range is ours, free of objects, not yet published.
+            unsafe { self.os.decommit(base as *mut u8, npages * PAGE_SIZE, false) };
+            h.pages.mark_scavenged(base, npages);
+            // SAFETY: as above.
+            unsafe { h.spans.free(span_mem.cast()) };
+            return ptr::null_mut();
+        }
         // Pages never handed out since they were mapped, or released to
         // the OS (MADV_DONTNEED) while free, read as zero.
         let used_before = self.arenas.alloc_needs_zero(base, npages);

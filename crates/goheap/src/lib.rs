@@ -142,7 +142,7 @@ pub use scavenger::{
     free_os_memory, memory_limit, set_background_scavenger, set_hard_limit, set_memory_limit,
     LimitSource,
 };
-pub use stats::{memstats, BySize, MemStats};
+pub use stats::{memstats, metrics, process_rss, BySize, MemStats, Metrics};
 pub use tls::flush_thread_cache;
 
 /// goheap's internal structures, exposed for benchmarks and integration

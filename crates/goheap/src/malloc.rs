@@ -268,15 +268,22 @@ fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
     }
     let npages = size.max(1).div_ceil(PAGE_SIZE);
     let align_pages = align.div_ceil(PAGE_SIZE).max(1);
-    let s = HEAP.alloc_span(npages, align_pages, |s, needzero| {
+    let init = |s: &mut Span, needzero: bool| {
         s.class = 0;
         s.state = SpanState::Large;
         s.elemsize = npages * PAGE_SIZE;
         s.nelems = 1;
         s.needzero = needzero;
-    });
+    };
+    let mut s = HEAP.alloc_span(npages, align_pages, init);
     if s.is_null() {
-        return ptr::null_mut();
+        // Out of memory or at the hard limit: return this thread's cached
+        // objects (emptied spans free their pages) and try once more.
+        tls::flush_thread_cache();
+        s = HEAP.alloc_span(npages, align_pages, init);
+        if s.is_null() {
+            return ptr::null_mut();
+        }
     }
     // SAFETY: the span was just created for us.
     let span = unsafe { &*s };

@@ -196,6 +196,8 @@ impl Heap {
         if limit == usize::MAX {
             return true;
         }
+        // `retained()` already counts pages just taken from the released
+        // pool (their scavenged bits are cleared on allocation).
         let mapped = h.retained() + h.spans.sys + h.other_sys() + crate::tls::cache_sys();
         let after = mapped + ask;
         if after <= limit {

@@ -133,3 +133,155 @@ fn add_counts(by_size: &mut [BySize; NUM_SIZE_CLASSES], cache: &ThreadCache) {
         b.frees += cache.classes[class].frees.load(Relaxed);
     }
 }
+
+/// Memory classes in the style of Go's `runtime/metrics`
+/// (`/memory/classes/...`), plus the scavenger's and the memory limit's
+/// state. The classes partition everything goheap has mapped: they add up
+/// to [`total`](Self::total) exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metrics {
+    /// `/memory/classes/heap/objects:bytes`: live objects (class-size or
+    /// page-rounded).
+    pub heap_objects: u64,
+    /// `/memory/classes/heap/unused:bytes`: in-use spans' bytes not holding
+    /// live objects (free slots, objects in thread caches, rounding).
+    pub heap_unused: u64,
+    /// `/memory/classes/heap/free:bytes`: free pages still resident (or
+    /// able to be, without asking the OS).
+    pub heap_free: u64,
+    /// `/memory/classes/heap/released:bytes`: free pages returned to the OS.
+    pub heap_released: u64,
+    /// `/memory/classes/metadata/mspan/inuse:bytes`.
+    pub metadata_mspan_inuse: u64,
+    /// `/memory/classes/metadata/mspan/free:bytes`.
+    pub metadata_mspan_free: u64,
+    /// `/memory/classes/metadata/mcache/inuse:bytes`.
+    pub metadata_mcache_inuse: u64,
+    /// `/memory/classes/metadata/mcache/free:bytes`.
+    pub metadata_mcache_free: u64,
+    /// `/memory/classes/metadata/other:bytes`: page-allocator summaries and
+    /// bitmaps, arena metadata, the touched pages of the arena index.
+    pub metadata_other: u64,
+    /// `/memory/classes/total:bytes`: all memory goheap has mapped (the
+    /// sum of the classes above).
+    pub total: u64,
+    /// What counts against the memory limit: `total - heap_released`.
+    pub mapped_not_released: u64,
+    /// The soft memory limit (`u64::MAX`: none), and where it came from.
+    pub memory_limit: u64,
+    /// Source of `memory_limit`.
+    pub limit_source: crate::LimitSource,
+    /// Allocation fails rather than exceed the limit.
+    pub hard_limit: bool,
+    /// The background scavenger's target for retained heap memory.
+    pub retained_goal: u64,
+    /// Bytes released by the background scavenger, by synchronous releases
+    /// under the memory limit, and by `free_os_memory`.
+    pub scavenged_background: u64,
+    /// See [`scavenged_background`](Self::scavenged_background).
+    pub scavenged_limit: u64,
+    /// See [`scavenged_background`](Self::scavenged_background).
+    pub scavenged_forced: u64,
+    /// Background scavenger cycles that released memory.
+    pub scavenger_cycles: u64,
+    /// CPU time the background scavenger has used, nanoseconds.
+    pub scavenger_cpu_ns: u64,
+    /// Allocations refused by the hard limit.
+    pub limit_failures: u64,
+}
+
+/// Reads the memory classes and the scavenger's state, without allocating
+/// and without stopping other threads.
+pub fn metrics() -> Metrics {
+    use crate::scavenger::SCAVENGER;
+    let ms = memstats();
+    let h = HEAP.locked.lock();
+    let heap_sys = h.heap_sys as u64;
+    let heap_inuse = (h.inuse_pages * PAGE_SIZE) as u64;
+    let heap_released = (h.pages.scavenged_pages() * PAGE_SIZE) as u64;
+    let mspan_inuse = (h.spans.inuse * h.spans.slot_size()) as u64;
+    let mspan_sys = h.spans.sys as u64;
+    let other = h.other_sys() as u64;
+    let cache_meta = crate::tls::cache_sys();
+    let goal = h.retained_goal(h.spans.sys + h.other_sys() + cache_meta) as u64;
+    drop(h);
+    // Counters read a moment apart may disagree slightly under load; clamp
+    // so the classes still partition the total exactly.
+    let objects = ms.heap_alloc.min(heap_inuse);
+    let mspan_inuse = mspan_inuse.min(mspan_sys);
+    let mcache_inuse = ms.mcache_inuse.min(ms.mcache_sys);
+    let total = heap_sys + mspan_sys + ms.mcache_sys + other;
+    let source = match SCAVENGER.limit_source.load(Relaxed) {
+        1 => crate::LimitSource::Env,
+        2 => crate::LimitSource::Api,
+        3 => crate::LimitSource::Cgroup,
+        _ => crate::LimitSource::None,
+    };
+    let limit = SCAVENGER.limit.load(Relaxed);
+    Metrics {
+        heap_objects: objects,
+        heap_unused: heap_inuse - objects,
+        heap_free: heap_sys - heap_inuse - heap_released,
+        heap_released,
+        metadata_mspan_inuse: mspan_inuse,
+        metadata_mspan_free: mspan_sys - mspan_inuse,
+        metadata_mcache_inuse: mcache_inuse,
+        metadata_mcache_free: ms.mcache_sys - mcache_inuse,
+        metadata_other: other,
+        total,
+        mapped_not_released: total - heap_released,
+        memory_limit: if limit == usize::MAX {
+            u64::MAX
+        } else {
+            limit as u64
+        },
+        limit_source: source,
+        hard_limit: SCAVENGER.hard.load(Relaxed),
+        retained_goal: goal,
+        scavenged_background: SCAVENGER.released_background.load(Relaxed),
+        scavenged_limit: SCAVENGER.released_limit.load(Relaxed),
+        scavenged_forced: SCAVENGER.released_forced.load(Relaxed),
+        scavenger_cycles: SCAVENGER.cycles.load(Relaxed),
+        scavenger_cpu_ns: SCAVENGER.cpu_ns.load(Relaxed),
+        limit_failures: SCAVENGER.limit_failures.load(Relaxed),
+    }
+}
+
+/// The process's resident set size in bytes, from `/proc/self/statm`
+/// (0 if it cannot be read). Read without allocating.
+pub fn process_rss() -> u64 {
+    let fd = {
+        // SAFETY: a NUL-terminated path; read-only open.
+        unsafe {
+            libc::open(
+                c"/proc/self/statm".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        }
+    };
+    if fd < 0 {
+        return 0;
+    }
+    let mut buf = [0u8; 128];
+    // SAFETY: reads into our buffer; `fd` is ours and closed after.
+    let n = unsafe {
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    if n <= 0 {
+        return 0;
+    }
+    // Second field: resident pages.
+    let text = &buf[..n as usize];
+    let Some(field) = text.split(|&c| c == b' ').nth(1) else {
+        return 0;
+    };
+    let pages = field
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .fold(0u64, |a, &c| a * 10 + (c - b'0') as u64);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    pages * page
+}

@@ -1,0 +1,330 @@
+//! Memory goes back to the OS: the background scavenger, `free_os_memory`,
+//! the memory limit, and the memory classes. goheap is the global
+//! allocator here, so RSS is goheap's; the tests run one at a time because
+//! they measure the whole process.
+
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: goheap::GoHeap = goheap::GoHeap;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const MIB: u64 = 1 << 20;
+
+/// RSS the test process has besides goheap's heap: code, libc, test
+/// harness, thread stacks, and goheap's own metadata.
+const SLACK: u64 = 24 * MIB;
+
+fn rss() -> u64 {
+    goheap::process_rss()
+}
+
+/// Allocates about `total` bytes from `threads` threads, half in small
+/// objects (16 B – 2 KiB) and half in large ones (40 KiB – 1 MiB), all
+/// written, and returns them.
+fn allocate(total: usize, threads: usize) -> Vec<Vec<Vec<u8>>> {
+    let per = total / threads;
+    let hs: Vec<_> = (0..threads)
+        .map(|t| {
+            thread::spawn(move || {
+                let mut v = Vec::new();
+                let (mut done, mut i) = (0usize, 0usize);
+                while done < per {
+                    let size = if (i + t) % 2 == 0 {
+                        16 + (i * 37) % 2000
+                    } else {
+                        40_000 + (i * 7919) % 1_000_000
+                    };
+                    v.push(vec![(i % 251) as u8; size]);
+                    done += size;
+                    i += 1;
+                }
+                v
+            })
+        })
+        .collect();
+    hs.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// Starts a test from a clean slate: nothing free stays resident.
+fn clean_base() -> u64 {
+    goheap::free_os_memory();
+    rss()
+}
+
+/// Waits up to `secs` for RSS to drop to `bound`; returns RSS then.
+fn wait_for_rss(bound: u64, secs: u64) -> u64 {
+    let t = Instant::now();
+    loop {
+        let r = rss();
+        if r <= bound || t.elapsed() > Duration::from_secs(secs) {
+            return r;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn rss_falls_after_a_gigabyte_is_freed_without_any_call() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let base = clean_base();
+    let before = goheap::memstats().heap_alloc;
+    let m0 = goheap::metrics();
+    let bg_before = m0.scavenged_background;
+    let data = allocate(1 << 30, 4);
+    let peak = rss();
+    assert!(
+        goheap::memstats().heap_alloc >= before + (1 << 30),
+        "did not allocate 1 GiB"
+    );
+    assert!(
+        peak >= 1 << 30,
+        "allocated 1 GiB: RSS only {} MiB",
+        peak / MIB
+    );
+    drop(data);
+    let live = goheap::memstats().heap_alloc;
+    let bound = live + live / 10 + base + SLACK;
+    let t = Instant::now();
+    let after = wait_for_rss(bound, 5);
+    assert!(
+        after <= bound,
+        "RSS {} MiB after {:?}, live {} MiB, bound {} MiB",
+        after / MIB,
+        t.elapsed(),
+        live / MIB,
+        bound / MIB
+    );
+    let m = goheap::metrics();
+    // Who released it (the background scavenger, unless something else
+    // got there first): reported, not asserted, since timing decides.
+    eprintln!(
+        "background released {} MiB (forced {} MiB, limit {} MiB), RSS {} MiB after {:?}",
+        (m.scavenged_background - bg_before) / MIB,
+        (m.scavenged_forced - m0.scavenged_forced) / MIB,
+        (m.scavenged_limit - m0.scavenged_limit) / MIB,
+        after / MIB,
+        t.elapsed()
+    );
+    assert!(
+        m.scavenger_cycles > m0.scavenger_cycles,
+        "the background scavenger never ran"
+    );
+}
+
+#[test]
+fn free_os_memory_releases_at_once() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    goheap::set_background_scavenger(false);
+    let base = clean_base();
+    let data = allocate(256 << 20, 2);
+    drop(data);
+    let held = rss();
+    let released = goheap::free_os_memory();
+    let after = rss();
+    goheap::set_background_scavenger(true);
+    assert!(
+        released as u64 >= 200 * MIB,
+        "released {} MiB",
+        released as u64 / MIB
+    );
+    assert!(
+        after + 200 * MIB <= held,
+        "RSS {} MiB → {} MiB",
+        held / MIB,
+        after / MIB
+    );
+    assert!(
+        after <= base + SLACK,
+        "RSS {} MiB, started at {} MiB",
+        after / MIB,
+        base / MIB
+    );
+}
+
+#[test]
+fn scattered_survivors_keep_only_their_spans() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let base = clean_base();
+    let inuse_before = goheap::memstats().heap_inuse;
+    // 256 MiB of 256-byte objects; keep one in 64 (one per 2 spans of 32).
+    let mut all: Vec<Box<[u8; 256]>> = (0..(256 << 20) / 256)
+        .map(|i| Box::new([i as u8; 256]))
+        .collect();
+    let kept: Vec<Box<[u8; 256]>> = all
+        .drain(..)
+        .enumerate()
+        .filter(|(i, _)| i % 64 == 0)
+        .map(|(_, b)| b)
+        .collect();
+    drop(all);
+    goheap::flush_thread_cache();
+    let ms = goheap::memstats();
+    // Every span that lost all its objects went back to the page heap: the
+    // in-use heap grew by the spans survivors occupy (one 8 KiB span each,
+    // half of the spans).
+    let survivor_spans = kept.len() as u64 * 8192;
+    let grown = ms.heap_inuse - inuse_before;
+    assert!(
+        grown <= survivor_spans + survivor_spans / 10 + 4 * MIB,
+        "heap in use grew {} MiB, survivors' spans {} MiB",
+        grown / MIB,
+        survivor_spans / MIB
+    );
+    let bound = ms.heap_inuse + ms.heap_inuse / 10 + base + SLACK;
+    let after = wait_for_rss(bound, 5);
+    assert!(
+        after <= bound,
+        "RSS {} MiB, bound {} MiB",
+        after / MIB,
+        bound / MIB
+    );
+    for (i, b) in kept.iter().enumerate() {
+        assert!(b.iter().all(|&x| x == (i * 64) as u8));
+    }
+}
+
+#[test]
+fn released_memory_is_reused_correctly() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = allocate(128 << 20, 2);
+    drop(data);
+    goheap::free_os_memory();
+    // Zeroed allocations over released pages are zero; plain ones are
+    // usable and keep what is written.
+    for size in [24usize, 1000, 5000, 40_000, 300_000, 2 << 20] {
+        let v: Vec<Vec<u8>> = (0..64).map(|_| vec![0u8; size]).collect();
+        assert!(v.iter().all(|b| b.iter().all(|&x| x == 0)), "size {size}");
+        let w: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8 + 1; size]).collect();
+        for (i, b) in w.iter().enumerate() {
+            assert!(b.iter().all(|&x| x == i as u8 + 1));
+        }
+    }
+}
+
+#[test]
+fn memory_limit_keeps_mapped_memory_near_it() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    goheap::set_background_scavenger(false);
+    clean_base();
+    let limit = goheap::metrics().mapped_not_released as usize + (128 << 20);
+    let old = goheap::set_memory_limit(limit);
+    // Each phase allocates 32 MiB in objects of one size, keeps every other
+    // one and frees the rest, leaving holes no later (larger) object fits:
+    // without the limit the holes would pile up as free resident memory
+    // (the background scavenger is off). Live memory ends at 96 MiB, under
+    // the 128 MiB headroom; live plus holes would reach 192 MiB.
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    let mut worst = 0;
+    for phase in 0..6usize {
+        let size = (40 + 16 * phase) << 10;
+        for (i, v) in (0..(32 << 20) / size)
+            .map(|_| vec![7u8; size])
+            .enumerate()
+            .collect::<Vec<_>>()
+        {
+            if i % 2 == 0 {
+                kept.push(v);
+            }
+        }
+        worst = worst.max(goheap::metrics().mapped_not_released);
+    }
+    let m = goheap::metrics();
+    drop(kept);
+    goheap::set_memory_limit(old);
+    goheap::set_background_scavenger(true);
+    assert!(
+        m.scavenged_limit > 0,
+        "the limit never had to release memory"
+    );
+    assert!(
+        worst <= limit as u64 + 16 * MIB,
+        "mapped {} MiB under a {} MiB limit",
+        worst / MIB,
+        limit as u64 / MIB
+    );
+}
+
+#[test]
+fn hard_limit_makes_allocation_fail() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    goheap::free_os_memory();
+    let limit = goheap::metrics().mapped_not_released as usize + (64 << 20);
+    let old = goheap::set_memory_limit(limit);
+    goheap::set_hard_limit(true);
+    let layout = std::alloc::Layout::from_size_align(32 << 20, 8).unwrap();
+    // SAFETY: non-zero size.
+    let a = unsafe { std::alloc::alloc(layout) };
+    // SAFETY: as above.
+    let b = unsafe { std::alloc::alloc(layout) };
+    // SAFETY: as above.
+    let c = unsafe { std::alloc::alloc(layout) };
+    let failures = goheap::metrics().limit_failures;
+    goheap::set_hard_limit(false);
+    goheap::set_memory_limit(old);
+    assert!(!a.is_null(), "32 MiB fits under the limit");
+    assert!(
+        b.is_null() || c.is_null(),
+        "96 MiB past a 64 MiB headroom must fail"
+    );
+    assert!(failures > 0);
+    for p in [a, b, c] {
+        if !p.is_null() {
+            // SAFETY: allocated above with this layout.
+            unsafe { std::alloc::dealloc(p, layout) };
+        }
+    }
+}
+
+#[test]
+fn memory_classes_add_up_across_a_random_workload() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut live: Vec<Vec<u8>> = Vec::new();
+    for step in 0..20_000 {
+        let r = next();
+        if r % 3 == 0 && !live.is_empty() {
+            let i = (next() as usize) % live.len();
+            live.swap_remove(i);
+        } else {
+            let size = match r % 10 {
+                0 => 33_000 + (next() % 500_000) as usize,
+                _ => 1 + (next() % 4000) as usize,
+            };
+            live.push(vec![1u8; size]);
+        }
+        if step % 997 == 0 {
+            if step % 3 == 0 {
+                goheap::free_os_memory();
+            }
+            let m = goheap::metrics();
+            let s = goheap::memstats();
+            let parts = m.heap_objects
+                + m.heap_unused
+                + m.heap_free
+                + m.heap_released
+                + m.metadata_mspan_inuse
+                + m.metadata_mspan_free
+                + m.metadata_mcache_inuse
+                + m.metadata_mcache_free
+                + m.metadata_other;
+            assert_eq!(parts, m.total, "{m:?}");
+            assert_eq!(
+                m.heap_objects + m.heap_unused + m.heap_free + m.heap_released,
+                s.heap_sys
+            );
+            assert_eq!(m.metadata_mspan_inuse + m.metadata_mspan_free, s.mspan_sys);
+            assert_eq!(m.mapped_not_released, m.total - m.heap_released);
+            assert!(m.total >= s.sys, "total {} < sys {}", m.total, s.sys);
+        }
+    }
+}

@@ -221,7 +221,9 @@ unsafe fn realloc_large_in_place(p: *mut u8, new_size: usize) -> Option<*mut u8>
     let s = large_span(p);
     // SAFETY: `large_span` checked it.
     let span = unsafe { &*s };
-    let new_pages = new_size.div_ceil(PAGE_SIZE);
+    // At least one page, as in `alloc_large`: `raw::realloc(p, align, 0)`
+    // must not shrink the span to nothing.
+    let new_pages = new_size.max(1).div_ceil(PAGE_SIZE);
     if new_pages == span.npages {
         return Some(p);
     }

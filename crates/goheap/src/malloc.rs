@@ -190,7 +190,9 @@ pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new_size: usize) 
             if base != p as usize {
                 fatal!("realloc of {p:p}: pointer into the middle of a large object");
             }
-            if class_for(new_size, align).is_none() {
+            // In place only if `p` meets the alignment asked for now, which
+            // may be stricter than the one it was allocated with.
+            if class_for(new_size, align).is_none() && p as usize % align == 0 {
                 // SAFETY: a live large object per the caller.
                 if let Some(q) = unsafe { realloc_large_in_place(p, new_size) } {
                     return q;

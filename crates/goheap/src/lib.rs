@@ -8,26 +8,46 @@
 //! (Design essay: see below; long form in `docs/design.md`.)
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// With `--cfg goheap_loom` only `sync` is built, over loom's atomics, for
+// `tests/loom.rs` (loom types cannot live in the allocator's statics).
+#[cfg(not(goheap_loom))]
 mod arena;
+#[cfg(not(goheap_loom))]
 mod cache;
+#[cfg(not(goheap_loom))]
 mod central;
+#[cfg(not(goheap_loom))]
 mod fixalloc;
+#[cfg(not(goheap_loom))]
 mod global;
+#[cfg(not(goheap_loom))]
 mod heap;
+#[cfg(not(goheap_loom))]
 mod malloc;
+#[cfg(not(goheap_loom))]
 pub mod os;
+#[cfg(not(goheap_loom))]
 mod pagealloc;
+#[cfg(not(goheap_loom))]
 mod report;
+#[cfg(not(goheap_loom))]
 pub mod sizeclass;
+#[cfg(not(goheap_loom))]
 mod span;
+#[cfg(not(goheap_loom))]
 mod stats;
 pub mod sync;
+#[cfg(not(goheap_loom))]
 mod tls;
 
+#[cfg(not(goheap_loom))]
 pub use malloc::MAX_ALLOC;
+#[cfg(not(goheap_loom))]
 pub use stats::{memstats, BySize, MemStats};
+#[cfg(not(goheap_loom))]
 pub use tls::flush_thread_cache;
 
+#[cfg(not(goheap_loom))]
 use core::alloc::{GlobalAlloc, Layout};
 
 /// goheap as a global allocator:
@@ -35,9 +55,11 @@ use core::alloc::{GlobalAlloc, Layout};
 ///
 /// It can also be called directly (it is a `GlobalAlloc` like any other);
 /// every `GoHeap` value shares the one process-wide heap.
+#[cfg(not(goheap_loom))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GoHeap;
 
+#[cfg(not(goheap_loom))]
 // SAFETY: `malloc` returns blocks of at least `layout.size()` bytes aligned
 // to `layout.align()` that no one else uses until freed, or null; frees and
 // reallocs follow the trait's contracts, which the callers uphold.
@@ -65,6 +87,7 @@ unsafe impl GlobalAlloc for GoHeap {
     }
 }
 
+#[cfg(not(goheap_loom))]
 /// Unsized entry points for front-ends that do not know an object's size
 /// when freeing it (the C ABI).
 pub mod raw {

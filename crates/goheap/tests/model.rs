@@ -12,6 +12,7 @@
 //! Scale: `GOHEAP_MODEL_OPS` (operations per seed, default 40 000) and
 //! `GOHEAP_MODEL_SEEDS` (default 3), e.g.
 //! `GOHEAP_MODEL_OPS=2000000 cargo test --release -p goheap --test model`.
+#![cfg(not(goheap_loom))] // goheap is only `sync` under loom (ci/loom.sh)
 
 use goheap::sizeclass::{class_size, size_to_class, MAX_SMALL_SIZE, NUM_SIZE_CLASSES, PAGE_SIZE};
 use goheap::{memstats, GoHeap, MemStats};

@@ -518,8 +518,9 @@ mod tests {
             assert!(heap.arenas.span_of(addr).is_null(), "{addr:#x}");
         }
         // Freed spans disappear from the map; the others stay.
-        // SAFETY: ours, unreferenced.
+        // SAFETY: a live span.
         let b_base = unsafe { (*b).base };
+        // SAFETY: ours, unreferenced.
         unsafe { heap.free_span(b) };
         for p in 0..3 {
             assert!(heap.arenas.span_of(b_base + p * PAGE_SIZE).is_null());

@@ -481,7 +481,7 @@ mod tests {
                 give_back(&mut s, 0); // handed out this round, bit not yet set
                 returned += 1;
             }
-            if nelems - 1 >= half {
+            if nelems > half {
                 give_back(&mut s, nelems - 1); // from the first round
                 returned += 1;
             }
@@ -516,10 +516,9 @@ mod tests {
     fn random_rounds_match_a_model() {
         let mut rng = Rng(12345);
         for round_set in 0..40 {
-            let class = if round_set < CLASSES.len() {
-                CLASSES[round_set]
-            } else {
-                1 + rng.below(NUM_SIZE_CLASSES - 1)
+            let class = match CLASSES.get(round_set) {
+                Some(&c) => c,
+                None => 1 + rng.below(NUM_SIZE_CLASSES - 1),
             };
             let mut s = span(class, false);
             let nelems = s.nelems;

@@ -443,14 +443,14 @@ impl Model {
             }
         }
         let mut small_mallocs = 0;
-        for c in 1..NUM_SIZE_CLASSES {
+        for (c, &live) in live_per_class.iter().enumerate().skip(1) {
             let (now, then) = (s.by_size[c], self.start.by_size[c]);
             assert_eq!(now.size as usize, class_size(c));
             let m = d(now.mallocs, then.mallocs);
             let f = d(now.frees, then.frees);
             assert_eq!(
                 m.wrapping_sub(f),
-                live_per_class[c],
+                live,
                 "class {c} ({} B) live",
                 class_size(c)
             );

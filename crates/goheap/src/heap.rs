@@ -273,6 +273,7 @@ mod tests {
     use crate::arena::{ADDR_BITS, PAGES_PER_ARENA};
     use crate::os::mock::MockOs;
     use crate::sizeclass::{class_nelems, class_npages};
+    use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     use std::sync::Mutex as StdMutex;
 
     /// A [`MockOs`] that also logs every successful `reserve` (address,
@@ -283,6 +284,12 @@ mod tests {
         mock: MockOs,
         reserves: StdMutex<Vec<(usize, usize, usize)>>,
         commits: StdMutex<Vec<usize>>,
+        /// Sizes of the commits refused.
+        refused: StdMutex<Vec<usize>>,
+        /// Refuse the commit call with this index (0-based), on top of
+        /// the mock's byte budget; `usize::MAX`: none.
+        fail_commit_call: AtomicUsize,
+        commit_calls: AtomicUsize,
     }
 
     impl Logged {
@@ -291,6 +298,9 @@ mod tests {
                 mock: MockOs::new(),
                 reserves: StdMutex::new(Vec::new()),
                 commits: StdMutex::new(Vec::new()),
+                refused: StdMutex::new(Vec::new()),
+                fail_commit_call: AtomicUsize::new(usize::MAX),
+                commit_calls: AtomicUsize::new(0),
             }
         }
 
@@ -323,10 +333,14 @@ mod tests {
         }
 
         unsafe fn commit(&self, addr: *mut u8, size: usize) -> bool {
+            let call = self.commit_calls.fetch_add(1, Relaxed);
             // SAFETY: forwarded contract.
-            let ok = unsafe { self.mock.commit(addr, size) };
+            let ok = call != self.fail_commit_call.load(Relaxed)
+                && unsafe { self.mock.commit(addr, size) };
             if ok {
                 self.commits.lock().unwrap().push(size);
+            } else {
+                self.refused.lock().unwrap().push(size);
             }
             ok
         }
@@ -421,7 +435,9 @@ mod tests {
             )
         };
         assert_ne!(blocker, libc::MAP_FAILED);
-        let far = large_span(&heap, (70 << 20) / PAGE_SIZE, 1);
+        // At most 192 - 104 MiB of reserved space is left, whatever the
+        // layout so far: another 100 MiB needs a new reservation.
+        let far = large_span(&heap, (100 << 20) / PAGE_SIZE, 1);
         assert!(!far.is_null());
 
         let arenas = os.arena_reserves();
@@ -682,9 +698,23 @@ mod tests {
         true
     }
 
+    /// After a refusal: the OS relents, everything works, nothing leaked.
+    fn recovers(os: &Logged, heap: &Heap, what: &str) {
+        os.mock.reserve_budget.store(usize::MAX, Relaxed);
+        os.mock.commit_budget.store(usize::MAX, Relaxed);
+        os.fail_commit_call.store(usize::MAX, Relaxed);
+        assert!(try_spans(heap), "after {what}");
+        let h = heap.locked.lock();
+        assert_eq!(h.inuse_pages, 0, "{what}");
+        assert_eq!(h.spans.inuse, 0, "{what}");
+    }
+
+    // How many reservations and commits a run makes depends on where the OS
+    // puts things (other tests map memory concurrently), so each run is
+    // judged on its own log: it may only fail because the OS said no.
+
     #[test]
     fn refused_reservations_give_null_not_panic() {
-        // How many reservations a full run makes.
         let full = {
             let os = Logged::leak();
             assert!(try_spans(&Heap::new(os)));
@@ -692,13 +722,22 @@ mod tests {
         };
         assert!(
             full >= 5,
-            "index, page runs, span structs, 2+ arena groups + metadata"
+            "index, page metadata, span structs, arenas, arena metadata"
         );
-        for n in 0..full {
+        let mut failed = 0;
+        for n in 0..full + 2 {
             let os = Logged::leak();
             os.mock.fail_reserve_after(n);
             let heap = Heap::new(os);
-            assert!(!try_spans(&heap), "only {n} of {full} reservations allowed");
+            let ok = try_spans(&heap);
+            let made = os.reserves.lock().unwrap().len();
+            if ok {
+                assert!(made <= n);
+            } else {
+                assert_eq!(made, n, "failed with reservations to spare");
+                failed += 1;
+            }
+            assert!(n > 0 || !ok, "no reservation at all, yet it worked");
             // Still refusing: null again, or a span if the refused step
             // came after the first arena was in place.
             let s = small_span(&heap, 7);
@@ -706,15 +745,9 @@ mod tests {
                 // SAFETY: ours.
                 unsafe { heap.free_span(s) };
             }
-            // The OS relents: everything works.
-            os.mock
-                .reserve_budget
-                .store(usize::MAX, core::sync::atomic::Ordering::Relaxed);
-            assert!(try_spans(&heap), "after {n} refused");
-            let h = heap.locked.lock();
-            assert_eq!(h.inuse_pages, 0);
-            assert_eq!(h.spans.inuse, 0);
+            recovers(os, &heap, &format!("{n} reservations allowed"));
         }
+        assert!(failed >= 3, "{failed} of {} runs failed", full + 2);
     }
 
     #[test]
@@ -725,8 +758,8 @@ mod tests {
             os.commits.lock().unwrap().clone()
         };
         assert!(sizes.len() >= 5, "{sizes:?}");
-        // Budgets that stop the run at each commit: just short of the
-        // cumulative size, and nothing at all.
+        // By bytes, with the mock's budget: nothing at all, and around
+        // each commit of a full run.
         let mut budgets = vec![0];
         let mut total = 0;
         for s in &sizes {
@@ -734,23 +767,49 @@ mod tests {
             budgets.push(total + s / 2);
             total += s;
         }
-        for budget in budgets {
+        let mut failed = 0;
+        for &budget in &budgets {
             let os = Logged::leak();
             os.mock.fail_commit_after(budget);
             let heap = Heap::new(os);
-            assert!(!try_spans(&heap), "budget {budget} of {total}");
-            os.mock
-                .commit_budget
-                .store(usize::MAX, core::sync::atomic::Ordering::Relaxed);
-            assert!(try_spans(&heap), "after budget {budget}");
+            let ok = try_spans(&heap);
+            let granted: usize = os.commits.lock().unwrap().iter().sum();
+            assert!(granted <= budget);
+            if !ok {
+                let refused = os.refused.lock().unwrap();
+                assert!(
+                    !refused.is_empty(),
+                    "budget {budget}: failed, nothing refused"
+                );
+                assert!(granted + refused[0] > budget);
+                failed += 1;
+            }
+            assert!(budget > 0 || !ok);
+            recovers(os, &heap, &format!("budget {budget}"));
             let h = heap.locked.lock();
-            assert_eq!(h.inuse_pages, 0);
-            assert_eq!(h.spans.inuse, 0);
-            assert_eq!(
-                h.pages.free_pages() * PAGE_SIZE,
-                h.heap_sys,
-                "all committed pages free"
-            );
+            assert_eq!(h.heap_sys % CHUNK_BYTES, 0);
+        }
+        assert!(
+            failed * 2 >= budgets.len(),
+            "{failed} of {} runs failed",
+            budgets.len()
+        );
+        // By call: refuse each commit a run makes, one at a time, until a
+        // run gets through without reaching the refused one.
+        for k in 0.. {
+            assert!(k < 200, "runs never stop committing");
+            let os = Logged::leak();
+            os.fail_commit_call.store(k, Relaxed);
+            let heap = Heap::new(os);
+            let ok = try_spans(&heap);
+            let calls = os.commit_calls.load(Relaxed);
+            recovers(os, &heap, &format!("refused commit #{k}"));
+            if ok {
+                assert!(calls <= k, "commit #{k} refused, yet it worked");
+                assert!(k >= 5);
+                break;
+            }
+            assert_eq!(os.refused.lock().unwrap().len(), 1);
         }
     }
 

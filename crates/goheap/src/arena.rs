@@ -8,6 +8,7 @@ use crate::os::{Os, OS_PAGE_SIZE};
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;
 use crate::sync::atomic::{AtomicPtr, Ordering};
+use crate::sync::{load_published, publish};
 use core::ptr;
 
 /// log2 of the arena size.
@@ -62,20 +63,20 @@ impl ArenaMap {
         if p.is_null() || !unsafe { os.commit(p, bytes) } {
             return false;
         }
-        self.index.store(p.cast(), Ordering::Release);
+        publish(&self.index, p.cast());
         true
     }
 
     /// The arena metadata for `addr`, or null.
     #[inline(always)]
     pub(crate) fn arena_of(&self, addr: usize) -> *mut HeapArena {
-        let index = self.index.load(Ordering::Acquire);
+        let index = load_published(&self.index);
         let i = addr >> ARENA_SHIFT;
         if index.is_null() || i >= ARENA_INDEX_LEN {
             return ptr::null_mut();
         }
         // SAFETY: `i < ARENA_INDEX_LEN`, inside the committed index.
-        unsafe { (*index.add(i)).load(Ordering::Acquire) }
+        unsafe { load_published(&*index.add(i)) }
     }
 
     /// The span holding `addr`, or null if goheap has no in-use span there.
@@ -87,7 +88,7 @@ impl ArenaMap {
         }
         let page = (addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
         // SAFETY: arenas are never freed, and `page < PAGES_PER_ARENA`.
-        unsafe { (*arena).spans[page].load(Ordering::Acquire) }
+        unsafe { load_published(&(*arena).spans[page]) }
     }
 
     /// Registers a new arena at `base`. Heap lock held. Returns the bytes
@@ -113,7 +114,7 @@ impl ArenaMap {
             .all(|j| unsafe { (*index.add(j)).load(Ordering::Relaxed) }.is_null());
         // SAFETY: the index is initialised before any arena is added and
         // `base` is a valid 48-bit address.
-        unsafe { (*index.add(i)).store(meta.cast(), Ordering::Release) };
+        unsafe { publish(&*index.add(i), meta.cast()) };
         Some(bytes + if page_untouched { OS_PAGE_SIZE } else { 0 })
     }
 
@@ -127,7 +128,7 @@ impl ArenaMap {
             debug_assert!(!arena.is_null());
             let page = (addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
             // SAFETY: the arena exists (the range was allocated from it).
-            unsafe { (*arena).spans[page].store(span, Ordering::Release) };
+            unsafe { publish(&(*arena).spans[page], span) };
             addr += PAGE_SIZE;
         }
     }

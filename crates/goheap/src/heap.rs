@@ -313,3 +313,561 @@ impl Heap {
         span.elemsize = npages * PAGE_SIZE;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The page heap over a mock OS: arena placement and alignment, the
+    //! arena map's answers for any address, and graceful failure when the OS
+    //! refuses memory.
+
+    use super::*;
+    use crate::arena::{ADDR_BITS, PAGES_PER_ARENA};
+    use crate::os::mock::MockOs;
+    use crate::sizeclass::{class_nelems, class_npages};
+    use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    use std::sync::Mutex as StdMutex;
+
+    /// A [`MockOs`] that also logs every successful `reserve` (address,
+    /// size, alignment) and every `commit` size. Failures come from the
+    /// mock's budgets. Test-only: it allocates (through the system
+    /// allocator, which is what this test binary uses).
+    struct Logged {
+        mock: MockOs,
+        reserves: StdMutex<Vec<(usize, usize, usize)>>,
+        commits: StdMutex<Vec<usize>>,
+        /// Sizes of the commits refused.
+        refused: StdMutex<Vec<usize>>,
+        /// Refuse the commit call with this index (0-based), on top of
+        /// the mock's byte budget; `usize::MAX`: none.
+        fail_commit_call: AtomicUsize,
+        commit_calls: AtomicUsize,
+    }
+
+    impl Logged {
+        const fn new() -> Self {
+            Logged {
+                mock: MockOs::new(),
+                reserves: StdMutex::new(Vec::new()),
+                commits: StdMutex::new(Vec::new()),
+                refused: StdMutex::new(Vec::new()),
+                fail_commit_call: AtomicUsize::new(usize::MAX),
+                commit_calls: AtomicUsize::new(0),
+            }
+        }
+
+        fn leak() -> &'static Logged {
+            Box::leak(Box::new(Logged::new()))
+        }
+
+        /// Reservations made for arenas (asked with arena alignment).
+        fn arena_reserves(&self) -> Vec<(usize, usize)> {
+            let r = self.reserves.lock().unwrap();
+            r.iter()
+                .filter(|r| r.2 == ARENA_BYTES)
+                .map(|r| (r.0, r.1))
+                .collect()
+        }
+    }
+
+    // SAFETY: delegates to `MockOs`; the logging allocates through the
+    // system allocator of the test binary, never through a goheap `Heap`.
+    unsafe impl Os for Logged {
+        fn reserve(&self, size: usize, align: usize, hint: usize) -> *mut u8 {
+            let p = self.mock.reserve(size, align, hint);
+            if !p.is_null() {
+                self.reserves
+                    .lock()
+                    .unwrap()
+                    .push((p as usize, size, align));
+            }
+            p
+        }
+
+        unsafe fn commit(&self, addr: *mut u8, size: usize) -> bool {
+            let call = self.commit_calls.fetch_add(1, Relaxed);
+            // SAFETY: forwarded contract.
+            let ok = call != self.fail_commit_call.load(Relaxed)
+                && unsafe { self.mock.commit(addr, size) };
+            if ok {
+                self.commits.lock().unwrap().push(size);
+            } else {
+                self.refused.lock().unwrap().push(size);
+            }
+            ok
+        }
+
+        unsafe fn decommit(&self, addr: *mut u8, size: usize, lazy: bool) {
+            // SAFETY: forwarded contract.
+            unsafe { self.mock.decommit(addr, size, lazy) }
+        }
+
+        unsafe fn release(&self, addr: *mut u8, size: usize) {
+            // SAFETY: forwarded contract.
+            unsafe { self.mock.release(addr, size) }
+        }
+    }
+
+    fn small_span(heap: &Heap, class: usize) -> *mut Span {
+        heap.alloc_span(class_npages(class), 1, |s, needzero| {
+            s.init_small(class, needzero)
+        })
+    }
+
+    fn large_span(heap: &Heap, npages: usize, align_pages: usize) -> *mut Span {
+        heap.alloc_span(npages, align_pages, |s, needzero| {
+            s.state = SpanState::Large;
+            s.elemsize = npages * PAGE_SIZE;
+            s.nelems = 1;
+            s.needzero = needzero;
+        })
+    }
+
+    /// Addresses no heap can own: outside the 48-bit space or never mapped.
+    const NEVER_MAPPED: [usize; 6] = [0, 1, 4095, 1 << 47, (1 << ADDR_BITS) - 1, usize::MAX];
+
+    static MOCK: MockOs = MockOs::new();
+
+    #[test]
+    fn static_mock_heap_serves_spans() {
+        let heap = Heap::new(&MOCK);
+        for addr in NEVER_MAPPED {
+            assert!(
+                heap.arenas.span_of(addr).is_null(),
+                "before init: {addr:#x}"
+            );
+        }
+        let s = small_span(&heap, 1);
+        assert!(!s.is_null());
+        // SAFETY: a span we just allocated and own.
+        let span = unsafe { &*s };
+        assert_eq!(span.state, SpanState::Small);
+        assert_eq!(
+            span.base % ARENA_BYTES,
+            0,
+            "first span starts the first arena"
+        );
+        assert_eq!(heap.arenas.span_of(span.base), s);
+        assert!(
+            MOCK.reserve_calls
+                .load(core::sync::atomic::Ordering::Relaxed)
+                >= 4
+        );
+        // SAFETY: ours, nothing references it.
+        unsafe { heap.free_span(s) };
+        assert!(heap.arenas.span_of(span.base).is_null());
+    }
+
+    #[test]
+    fn arenas_are_64mib_aligned_contiguous_or_not() {
+        let os = Logged::leak();
+        let heap = Heap::new(os);
+        let first = small_span(&heap, 5);
+        assert!(!first.is_null());
+        // SAFETY: live span we own.
+        let first_base = unsafe { (*first).base };
+        assert_eq!(first_base % ARENA_BYTES, 0);
+
+        // A 100 MiB object needs more arenas than what is left.
+        let big = large_span(&heap, (100 << 20) / PAGE_SIZE, 1);
+        assert!(!big.is_null());
+        // Now make the next arena land elsewhere: occupy the hint.
+        let hint = heap.locked.lock().arena_hint;
+        assert_eq!(hint % ARENA_BYTES, 0);
+        // SAFETY: a fresh PROT_NONE mapping requested at `hint` without
+        // MAP_FIXED; it is never unmapped (test process only).
+        let blocker = unsafe {
+            libc::mmap(
+                hint as *mut libc::c_void,
+                4096,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(blocker, libc::MAP_FAILED);
+        // At most 192 - 104 MiB of reserved space is left, whatever the
+        // layout so far: another 100 MiB needs a new reservation.
+        let far = large_span(&heap, (100 << 20) / PAGE_SIZE, 1);
+        assert!(!far.is_null());
+
+        let arenas = os.arena_reserves();
+        assert!(arenas.len() >= 3, "{arenas:x?}");
+        for &(addr, size) in &arenas {
+            assert_eq!(
+                addr % ARENA_BYTES,
+                0,
+                "arena reservation {addr:#x} misaligned"
+            );
+            assert_eq!(size % ARENA_BYTES, 0, "arena reservation size {size:#x}");
+            // Every arena of the reservation is registered.
+            for a in (addr..addr + size).step_by(ARENA_BYTES) {
+                assert!(!heap.arenas.arena_of(a).is_null());
+                assert_eq!(
+                    heap.arenas.arena_of(a),
+                    heap.arenas.arena_of(a + ARENA_BYTES - 1)
+                );
+            }
+        }
+        let h = heap.locked.lock();
+        assert_eq!(h.arena_reserved, arenas.iter().map(|a| a.1).sum::<usize>());
+        assert_eq!(h.cur_arena_end % ARENA_BYTES, 0);
+        assert_eq!(h.arena_hint % ARENA_BYTES, 0);
+        assert_eq!(h.cur_arena % CHUNK_BYTES, 0);
+        assert_eq!(h.heap_sys % CHUNK_BYTES, 0);
+        drop(h);
+        for s in [first, big, far] {
+            // SAFETY: live spans we own.
+            let span = unsafe { &*s };
+            assert_eq!(span.base % PAGE_SIZE, 0);
+            for p in 0..span.npages {
+                assert_eq!(heap.arenas.span_of(span.base + p * PAGE_SIZE), s);
+            }
+            assert_eq!(heap.arenas.span_of(span.limit() - 1), s);
+        }
+        // SAFETY: live spans.
+        let (far_base, far_pages) = unsafe { ((*far).base, (*far).npages) };
+        assert_ne!(far_base, hint, "the blocked hint was not used");
+        assert_eq!(
+            far_base % ARENA_BYTES,
+            0,
+            "new non-contiguous arena starts the span"
+        );
+        assert_eq!(
+            heap.locked.lock().inuse_pages,
+            class_npages(5) + (100 << 20) / PAGE_SIZE + far_pages
+        );
+        for s in [first, big, far] {
+            // SAFETY: ours, unreferenced.
+            unsafe { heap.free_span(s) };
+        }
+        assert_eq!(heap.locked.lock().inuse_pages, 0);
+        // SAFETY: the mapping made above.
+        unsafe { libc::munmap(blocker, 4096) };
+    }
+
+    #[test]
+    fn span_of_inside_outside_and_never_mapped() {
+        let heap = Heap::new(Logged::leak());
+        let a = small_span(&heap, 10); // one page
+        let b = large_span(&heap, 3, 1);
+        let c = small_span(&heap, 41); // three pages
+        assert!(!a.is_null() && !b.is_null() && !c.is_null());
+        for s in [a, b, c] {
+            // SAFETY: live spans we own.
+            let span = unsafe { &*s };
+            for off in [
+                0,
+                1,
+                8,
+                PAGE_SIZE - 1,
+                PAGE_SIZE,
+                span.npages * PAGE_SIZE - 1,
+            ] {
+                if off < span.npages * PAGE_SIZE {
+                    assert_eq!(heap.arenas.span_of(span.base + off), s, "offset {off}");
+                }
+            }
+        }
+        // SAFETY: live spans.
+        let (a_base, c_limit) = unsafe { ((*a).base, (*c).limit()) };
+        // Below the first span: another arena's address, never mapped.
+        assert!(heap.arenas.span_of(a_base - 1).is_null());
+        // Just past the last span: free pages of the arena.
+        assert!(heap.arenas.span_of(c_limit).is_null());
+        assert!(heap.arenas.span_of(c_limit + PAGE_SIZE * 7 + 3).is_null());
+        // The end of the arena and the arena after it.
+        let arena_base = a_base & !(ARENA_BYTES - 1);
+        assert!(heap.arenas.span_of(arena_base + ARENA_BYTES - 1).is_null());
+        assert!(heap.arenas.arena_of(arena_base + ARENA_BYTES).is_null());
+        for addr in NEVER_MAPPED {
+            assert!(heap.arenas.arena_of(addr).is_null(), "{addr:#x}");
+            assert!(heap.arenas.span_of(addr).is_null(), "{addr:#x}");
+        }
+        // Freed spans disappear from the map; the others stay.
+        // SAFETY: a live span.
+        let b_base = unsafe { (*b).base };
+        // SAFETY: ours, unreferenced.
+        unsafe { heap.free_span(b) };
+        for p in 0..3 {
+            assert!(heap.arenas.span_of(b_base + p * PAGE_SIZE).is_null());
+        }
+        assert_eq!(heap.arenas.span_of(a_base), a);
+        assert_eq!(heap.arenas.span_of(c_limit - 1), c);
+        // The pages are reused (first fit) and the map follows.
+        let d = large_span(&heap, 2, 1);
+        // SAFETY: live span.
+        assert_eq!(unsafe { (*d).base }, b_base);
+        assert_eq!(heap.arenas.span_of(b_base + PAGE_SIZE), d);
+        assert!(heap.arenas.span_of(b_base + 2 * PAGE_SIZE).is_null());
+    }
+
+    #[test]
+    fn aligned_large_spans_and_in_place_resizing() {
+        let heap = Heap::new(Logged::leak());
+        let pad = small_span(&heap, 1); // so the next span is not arena-aligned by luck
+        assert!(!pad.is_null());
+        for align_pages in [2, 4, 64, 128] {
+            let s = large_span(&heap, 3, align_pages);
+            assert!(!s.is_null());
+            // SAFETY: live span.
+            let span = unsafe { &*s };
+            assert_eq!(
+                span.base % (align_pages * PAGE_SIZE),
+                0,
+                "align {align_pages} pages"
+            );
+            assert_eq!(span.npages, 3);
+            // SAFETY: ours.
+            unsafe { heap.free_span(s) };
+        }
+        // Trimmed heads and tails went back: only `pad` is in use.
+        assert_eq!(heap.locked.lock().inuse_pages, 1);
+        let s = large_span(&heap, 4, 1);
+        // SAFETY: live span we own; the pages after it are free.
+        unsafe {
+            assert!(heap.grow_large_in_place(s, 10));
+            assert_eq!((*s).npages, 10);
+            assert_eq!(heap.arenas.span_of((*s).base + 9 * PAGE_SIZE), s);
+            heap.shrink_large(s, 2);
+            assert_eq!((*s).npages, 2);
+            assert!(heap.arenas.span_of((*s).base + 2 * PAGE_SIZE).is_null());
+            assert_eq!(heap.locked.lock().inuse_pages, 1 + 2);
+            // Blocked growth fails and changes nothing.
+            let t = large_span(&heap, 1, 1);
+            assert_eq!((*t).base, (*s).limit());
+            assert!(!heap.grow_large_in_place(s, 3));
+            assert_eq!((*s).npages, 2);
+            heap.free_span(t);
+            heap.free_span(s);
+            heap.free_span(pad);
+        }
+        assert_eq!(heap.locked.lock().inuse_pages, 0);
+    }
+
+    #[test]
+    fn needzero_is_false_only_for_never_used_pages() {
+        let heap = Heap::new(Logged::leak());
+        let nz = core::cell::Cell::new(None);
+        let alloc = |npages| {
+            heap.alloc_span(npages, 1, |s, needzero| {
+                nz.set(Some(needzero));
+                s.state = SpanState::Large;
+            })
+        };
+        let a = alloc(4); // pages 0..4
+        assert_eq!(nz.take(), Some(false), "fresh pages from the OS");
+        // SAFETY: ours.
+        unsafe { heap.free_span(a) };
+        let b = alloc(2); // pages 0..2
+        assert_eq!(nz.take(), Some(true), "reused pages");
+        let c = alloc(4); // pages 2..6: two used before, two fresh
+                          // SAFETY: live spans.
+        unsafe { assert_eq!((*c).base, (*b).limit()) };
+        assert_eq!(nz.take(), Some(true), "partly reused");
+        let d = alloc(1); // page 6
+        assert_eq!(nz.take(), Some(false), "beyond everything handed out");
+        // SAFETY: ours.
+        unsafe { heap.free_span(d) };
+        let e = alloc(1);
+        assert_eq!(nz.take(), Some(true), "page 6 again");
+        for s in [b, c, e] {
+            // SAFETY: ours.
+            unsafe { heap.free_span(s) };
+        }
+    }
+
+    #[test]
+    fn central_gives_empty_spans_back_to_the_heap() {
+        let heap = Heap::new(Logged::leak());
+        let class = 5;
+        let central = &heap.centrals[class];
+        let s = central.cache_span(&heap, class);
+        assert!(!s.is_null());
+        // SAFETY: the "cache" (this test) holds the span.
+        let span = unsafe { &mut *s };
+        assert!(span.cached);
+        let nelems = class_nelems(class);
+        let mut objs = Vec::new();
+        for _ in 0..nelems {
+            let i = span.next_free_index();
+            objs.push(span.base + i * span.elemsize);
+        }
+        assert_eq!(span.next_free_index(), nelems);
+        // SAFETY: we give the span up; it is full, so it goes on the full list.
+        unsafe { central.uncache_span(&heap, s) };
+        assert_eq!(central.lists.lock().full.len, 1);
+        // Return all objects but one in a batch: the span goes partial.
+        for w in objs.windows(2) {
+            // SAFETY: linking objects through their first word: the memory is
+            // committed and ours.
+            unsafe { *(w[0] as *mut usize) = w[1] };
+        }
+        // SAFETY: a well-formed list of `nelems - 1` objects we give up.
+        unsafe { central.free_batch(&heap, class, objs[0] as *mut u8, nelems - 1) };
+        {
+            let l = central.lists.lock();
+            assert_eq!((l.full.len, l.partial.len), (0, 1));
+        }
+        assert_eq!(heap.locked.lock().inuse_pages, class_npages(class));
+        // The last one: the span goes back to the page heap.
+        // SAFETY: the last object, given up.
+        unsafe { central.free_batch(&heap, class, objs[nelems - 1] as *mut u8, 1) };
+        {
+            let l = central.lists.lock();
+            assert_eq!((l.full.len, l.partial.len), (0, 0));
+        }
+        assert_eq!(heap.locked.lock().inuse_pages, 0);
+        assert!(heap.arenas.span_of(objs[0]).is_null());
+        assert_eq!(heap.locked.lock().spans.inuse, 0);
+    }
+
+    /// Allocates small and large spans on a fresh heap over `os`; returns
+    /// whether everything succeeded. On failure the heap must be
+    /// consistent: no pages or span structs leaked.
+    fn try_spans(heap: &Heap) -> bool {
+        let a = small_span(heap, 3);
+        if a.is_null() {
+            return false;
+        }
+        // Needs a second arena.
+        let b = large_span(heap, (80 << 20) / PAGE_SIZE, 1);
+        if b.is_null() {
+            let h = heap.locked.lock();
+            assert_eq!(h.inuse_pages, class_npages(3));
+            assert_eq!(h.spans.inuse, 1);
+            drop(h);
+            // SAFETY: ours.
+            unsafe { heap.free_span(a) };
+            return false;
+        }
+        // SAFETY: ours.
+        unsafe {
+            heap.free_span(a);
+            heap.free_span(b);
+        }
+        true
+    }
+
+    /// After a refusal: the OS relents, everything works, nothing leaked.
+    fn recovers(os: &Logged, heap: &Heap, what: &str) {
+        os.mock.reserve_budget.store(usize::MAX, Relaxed);
+        os.mock.commit_budget.store(usize::MAX, Relaxed);
+        os.fail_commit_call.store(usize::MAX, Relaxed);
+        assert!(try_spans(heap), "after {what}");
+        let h = heap.locked.lock();
+        assert_eq!(h.inuse_pages, 0, "{what}");
+        assert_eq!(h.spans.inuse, 0, "{what}");
+    }
+
+    // How many reservations and commits a run makes depends on where the OS
+    // puts things (other tests map memory concurrently), so each run is
+    // judged on its own log: it may only fail because the OS said no.
+
+    #[test]
+    fn refused_reservations_give_null_not_panic() {
+        let full = {
+            let os = Logged::leak();
+            assert!(try_spans(&Heap::new(os)));
+            os.reserves.lock().unwrap().len()
+        };
+        assert!(
+            full >= 5,
+            "index, page metadata, span structs, arenas, arena metadata"
+        );
+        let mut failed = 0;
+        for n in 0..full + 2 {
+            let os = Logged::leak();
+            os.mock.fail_reserve_after(n);
+            let heap = Heap::new(os);
+            let ok = try_spans(&heap);
+            let made = os.reserves.lock().unwrap().len();
+            if ok {
+                assert!(made <= n);
+            } else {
+                assert_eq!(made, n, "failed with reservations to spare");
+                failed += 1;
+            }
+            assert!(n > 0 || !ok, "no reservation at all, yet it worked");
+            // Still refusing: null again, or a span if the refused step
+            // came after the first arena was in place.
+            let s = small_span(&heap, 7);
+            if !s.is_null() {
+                // SAFETY: ours.
+                unsafe { heap.free_span(s) };
+            }
+            recovers(os, &heap, &format!("{n} reservations allowed"));
+        }
+        assert!(failed >= 3, "{failed} of {} runs failed", full + 2);
+    }
+
+    #[test]
+    fn refused_commits_give_null_not_panic() {
+        let sizes = {
+            let os = Logged::leak();
+            assert!(try_spans(&Heap::new(os)));
+            os.commits.lock().unwrap().clone()
+        };
+        assert!(sizes.len() >= 5, "{sizes:?}");
+        // By bytes, with the mock's budget: nothing at all, and around
+        // each commit of a full run.
+        let mut budgets = vec![0];
+        let mut total = 0;
+        for s in &sizes {
+            budgets.push(total + s - 1);
+            budgets.push(total + s / 2);
+            total += s;
+        }
+        let mut failed = 0;
+        for &budget in &budgets {
+            let os = Logged::leak();
+            os.mock.fail_commit_after(budget);
+            let heap = Heap::new(os);
+            let ok = try_spans(&heap);
+            let granted: usize = os.commits.lock().unwrap().iter().sum();
+            assert!(granted <= budget);
+            if !ok {
+                let refused = os.refused.lock().unwrap();
+                assert!(
+                    !refused.is_empty(),
+                    "budget {budget}: failed, nothing refused"
+                );
+                assert!(granted + refused[0] > budget);
+                failed += 1;
+            }
+            assert!(budget > 0 || !ok);
+            recovers(os, &heap, &format!("budget {budget}"));
+            let h = heap.locked.lock();
+            assert_eq!(h.heap_sys % CHUNK_BYTES, 0);
+        }
+        assert!(
+            failed * 2 >= budgets.len(),
+            "{failed} of {} runs failed",
+            budgets.len()
+        );
+        // By call: refuse each commit a run makes, one at a time, until a
+        // run gets through without reaching the refused one.
+        for k in 0.. {
+            assert!(k < 200, "runs never stop committing");
+            let os = Logged::leak();
+            os.fail_commit_call.store(k, Relaxed);
+            let heap = Heap::new(os);
+            let ok = try_spans(&heap);
+            let calls = os.commit_calls.load(Relaxed);
+            recovers(os, &heap, &format!("refused commit #{k}"));
+            if ok {
+                assert!(calls <= k, "commit #{k} refused, yet it worked");
+                assert!(k >= 5);
+                break;
+            }
+            assert_eq!(os.refused.lock().unwrap().len(), 1);
+        }
+    }
+
+    #[test]
+    fn arena_map_covers_whole_arenas() {
+        assert_eq!(PAGES_PER_ARENA * PAGE_SIZE, ARENA_BYTES);
+        assert_eq!(ARENA_BYTES, 64 << 20);
+        assert_eq!(ARENA_BYTES % CHUNK_BYTES, 0);
+    }
+}

@@ -118,40 +118,50 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod arena;
-mod cache;
-mod central;
-mod cgroup;
-mod fixalloc;
-mod global;
-mod heap;
-mod malloc;
-pub mod os;
-mod pagealloc;
-mod report;
-mod scavenger;
-pub mod sizeclass;
-mod span;
-mod stats;
-pub mod sync;
-mod tls;
-
-pub use cgroup::{cgroup_memory_limit, parse_size};
-pub use malloc::MAX_ALLOC;
-pub use scavenger::{
-    free_os_memory, memory_limit, set_background_scavenger, set_hard_limit, set_memory_limit,
-    LimitSource,
-};
-pub use stats::{memstats, metrics, process_rss, BySize, MemStats, Metrics};
-pub use tls::flush_thread_cache;
-
-/// goheap's internal structures, exposed for benchmarks and integration
-/// tests (feature `internals`). Not a stable API.
-#[cfg(feature = "internals")]
-pub mod internals {
-    pub use crate::pagealloc::{PageAlloc, CHUNK_BYTES, CHUNK_PAGES};
+/// Applies `#[cfg(not(goheap_loom))]` to every item: with
+/// `--cfg goheap_loom` only `sync` is built, over loom's atomics, for
+/// `tests/loom.rs` (loom types cannot live in the allocator's statics).
+macro_rules! not_under_loom {
+    ($($item:item)*) => { $( #[cfg(not(goheap_loom))] $item )* };
 }
 
+not_under_loom! {
+    mod arena;
+    mod cache;
+    mod central;
+    mod cgroup;
+    mod fixalloc;
+    mod global;
+    mod heap;
+    mod malloc;
+    pub mod os;
+    mod pagealloc;
+    mod report;
+    mod scavenger;
+    pub mod sizeclass;
+    mod span;
+    mod stats;
+    mod tls;
+
+    pub use cgroup::{cgroup_memory_limit, parse_size};
+    pub use malloc::MAX_ALLOC;
+    pub use scavenger::{
+        free_os_memory, memory_limit, set_background_scavenger, set_hard_limit, set_memory_limit,
+        LimitSource,
+    };
+    pub use stats::{memstats, metrics, process_rss, BySize, MemStats, Metrics};
+    pub use tls::flush_thread_cache;
+
+    /// goheap's internal structures, exposed for benchmarks and integration
+    /// tests (feature `internals`). Not a stable API.
+    #[cfg(feature = "internals")]
+    pub mod internals {
+        pub use crate::pagealloc::{PageAlloc, CHUNK_BYTES, CHUNK_PAGES};
+    }
+}
+pub mod sync;
+
+#[cfg(not(goheap_loom))]
 use core::alloc::{GlobalAlloc, Layout};
 
 /// goheap as a global allocator:
@@ -159,9 +169,11 @@ use core::alloc::{GlobalAlloc, Layout};
 ///
 /// It can also be called directly (it is a `GlobalAlloc` like any other);
 /// every `GoHeap` value shares the one process-wide heap.
+#[cfg(not(goheap_loom))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GoHeap;
 
+#[cfg(not(goheap_loom))]
 // SAFETY: `malloc` returns blocks of at least `layout.size()` bytes aligned
 // to `layout.align()` that no one else uses until freed, or null; frees and
 // reallocs follow the trait's contracts, which the callers uphold.
@@ -189,6 +201,7 @@ unsafe impl GlobalAlloc for GoHeap {
     }
 }
 
+#[cfg(not(goheap_loom))]
 /// Unsized entry points for front-ends that do not know an object's size
 /// when freeing it (the C ABI).
 pub mod raw {

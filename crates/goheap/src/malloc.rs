@@ -200,7 +200,9 @@ pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new_size: usize) 
             if base != p as usize {
                 fatal!("realloc of {p:p}: pointer into the middle of a large object");
             }
-            if class_for(new_size, align).is_none() {
+            // In place only if `p` meets the alignment asked for now, which
+            // may be stricter than the one it was allocated with.
+            if class_for(new_size, align).is_none() && p as usize % align == 0 {
                 // SAFETY: a live large object per the caller.
                 if let Some(q) = unsafe { realloc_large_in_place(p, new_size) } {
                     return q;
@@ -231,7 +233,9 @@ unsafe fn realloc_large_in_place(p: *mut u8, new_size: usize) -> Option<*mut u8>
     let s = large_span(p);
     // SAFETY: `large_span` checked it.
     let span = unsafe { &*s };
-    let new_pages = new_size.div_ceil(PAGE_SIZE);
+    // At least one page, as in `alloc_large`: `raw::realloc(p, align, 0)`
+    // must not shrink the span to nothing.
+    let new_pages = new_size.max(1).div_ceil(PAGE_SIZE);
     if new_pages == span.npages {
         return Some(p);
     }

@@ -262,3 +262,335 @@ impl Span {
         self.alloc_count - self.freed_count
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Bit bookkeeping of spans, checked against a plain model of which
+    //! slots are live, handed out, returned and ever used.
+
+    use super::*;
+    use crate::sizeclass::{class_nelems, class_npages, NUM_SIZE_CLASSES};
+
+    /// A small span of `class` over made-up pages (the bitmaps never touch
+    /// the memory).
+    fn span(class: usize, needzero: bool) -> Box<Span> {
+        let mut s = Box::new(Span::EMPTY);
+        s.base = 0x7000_0000_0000;
+        s.npages = class_npages(class);
+        s.init_small(class, needzero);
+        s
+    }
+
+    /// Classes whose spans hold 1024, 341, 170, 64 (one full word), 56, 8,
+    /// 3 and 1 objects: multiples of 64 and not, one word and many.
+    const CLASSES: [usize; 8] = [1, 3, 5, 10, 11, 32, 46, 67];
+
+    fn is_set(bits: &[u64; BITMAP_WORDS], i: usize) -> bool {
+        bits[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set(bits: &mut [u64; BITMAP_WORDS], i: usize) {
+        bits[i / 64] |= 1 << (i % 64);
+    }
+
+    /// What the central list does to a span when an object comes back.
+    fn give_back(s: &mut Span, idx: usize) {
+        assert!(!is_set(&s.freed_bits, idx), "test frees slot {idx} twice");
+        set(&mut s.freed_bits, idx);
+        s.freed_count += 1;
+    }
+
+    /// xorshift64*: deterministic and dependency-free.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn classes_used_here_have_the_expected_shapes() {
+        let n: Vec<usize> = CLASSES.iter().map(|&c| class_nelems(c)).collect();
+        assert_eq!(n, [1024, 341, 170, 64, 56, 8, 3, 1]);
+    }
+
+    #[test]
+    fn next_free_index_walks_a_fresh_span_in_order() {
+        for class in 1..NUM_SIZE_CLASSES {
+            let mut s = span(class, false);
+            let nelems = s.nelems;
+            assert_eq!(s.take_for_cache(), nelems);
+            for want in 0..nelems {
+                assert_eq!(s.next_free_index(), want, "class {class}");
+                assert_eq!(s.freeindex, want + 1);
+                // Go's invariant: alloc_cache is the inverted bitmap from
+                // freeindex on (all free here), except at the end.
+                if s.freeindex % 64 != 0 && s.freeindex < nelems {
+                    let left = 64 - s.freeindex % 64;
+                    assert_eq!(s.alloc_cache, !0u64 >> (64 - left), "class {class}");
+                }
+            }
+            for _ in 0..3 {
+                assert_eq!(s.next_free_index(), nelems, "class {class}: past the end");
+                assert_eq!(s.freeindex, nelems);
+            }
+        }
+    }
+
+    #[test]
+    fn next_free_index_skips_taken_slots() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for &class in &CLASSES {
+            for density in [0, 1, 2, 5, 8, 10] {
+                let mut s = span(class, false);
+                let nelems = s.nelems;
+                let mut taken = vec![false; nelems];
+                for (i, t) in taken.iter_mut().enumerate() {
+                    // density/10 of the slots taken, with whole words taken
+                    // or free now and then to exercise the word skipping.
+                    let word_mode = (i / 64) % 3;
+                    *t = match word_mode {
+                        0 => rng.below(10) < density,
+                        1 => density >= 5,
+                        _ => density == 10,
+                    };
+                    if *t {
+                        set(&mut s.alloc_bits, i);
+                    }
+                }
+                let live = taken.iter().filter(|&&t| t).count();
+                s.alloc_count = live;
+                let avail = s.take_for_cache();
+                assert_eq!(avail, nelems - live);
+                assert_eq!(s.alloc_count, nelems);
+                let want: Vec<usize> = (0..nelems).filter(|&i| !taken[i]).collect();
+                let mut got = Vec::new();
+                loop {
+                    let i = s.next_free_index();
+                    if i == nelems {
+                        break;
+                    }
+                    assert!(i < nelems);
+                    got.push(i);
+                    assert!(got.len() <= nelems, "class {class}: runaway");
+                }
+                assert_eq!(got, want, "class {class} density {density}");
+                assert_eq!(s.next_free_index(), nelems);
+            }
+        }
+    }
+
+    #[test]
+    fn take_merges_freed_and_counts_everything_out() {
+        for &class in &CLASSES {
+            let mut s = span(class, false);
+            let nelems = s.nelems;
+            // Everything handed out once.
+            s.take_for_cache();
+            while s.next_free_index() < nelems {}
+            s.release_from_cache();
+            assert_eq!(s.alloc_count, nelems);
+            assert_eq!(s.live(), nelems);
+            assert!(!s.cached);
+            assert_eq!(s.fresh_mark, nelems);
+            // Return every other object while the span sits on a list.
+            let back: Vec<usize> = (0..nelems).step_by(2).collect();
+            for &i in &back {
+                give_back(&mut s, i);
+            }
+            assert_eq!(s.live(), nelems - back.len());
+            // Not merged until the span is taken.
+            assert!(is_set(&s.alloc_bits, 0));
+            let avail = s.take_for_cache();
+            assert_eq!(avail, back.len(), "class {class}");
+            assert!(s.cached);
+            assert_eq!(s.freeindex, 0);
+            assert_eq!(s.freed_count, 0);
+            assert!(s.freed_bits.iter().all(|&w| w == 0));
+            assert_eq!(s.alloc_count, nelems);
+            for i in 0..nelems {
+                assert_eq!(
+                    is_set(&s.alloc_bits, i),
+                    i % 2 == 1,
+                    "class {class} slot {i}"
+                );
+            }
+            let mut got = Vec::new();
+            loop {
+                let i = s.next_free_index();
+                if i == nelems {
+                    break;
+                }
+                got.push(i);
+            }
+            assert_eq!(got, back);
+        }
+    }
+
+    #[test]
+    fn release_marks_used_slots_and_uncounts_unused_ones() {
+        for &class in &CLASSES {
+            let nelems = class_nelems(class);
+            for used in [0, 1, nelems / 2, nelems.saturating_sub(1), nelems] {
+                let mut s = span(class, false);
+                s.take_for_cache();
+                for want in 0..used {
+                    assert_eq!(s.next_free_index(), want);
+                }
+                s.release_from_cache();
+                assert!(!s.cached);
+                assert_eq!(s.alloc_count, used, "class {class} used {used}");
+                assert_eq!(s.live(), used);
+                for i in 0..nelems {
+                    assert_eq!(is_set(&s.alloc_bits, i), i < used);
+                }
+                assert_eq!(s.fresh_mark, used);
+            }
+        }
+    }
+
+    #[test]
+    fn objects_freed_while_cached_are_merged_at_release() {
+        for &class in &CLASSES {
+            let mut s = span(class, false);
+            let nelems = s.nelems;
+            // First round: use everything, return the first half.
+            s.take_for_cache();
+            while s.next_free_index() < nelems {}
+            s.release_from_cache();
+            let half = nelems / 2;
+            for i in 0..half {
+                give_back(&mut s, i);
+            }
+            // Second round: take (merges), use a few of the free slots,
+            // and meanwhile other threads return objects of both rounds.
+            let avail = s.take_for_cache();
+            assert_eq!(avail, half);
+            let used = half / 2;
+            for want in 0..used {
+                assert_eq!(s.next_free_index(), want);
+            }
+            let mut returned = 0;
+            if used > 0 {
+                give_back(&mut s, 0); // handed out this round, bit not yet set
+                returned += 1;
+            }
+            if nelems > half {
+                give_back(&mut s, nelems - 1); // from the first round
+                returned += 1;
+            }
+            assert_eq!(s.freed_count, returned);
+            s.release_from_cache();
+            assert_eq!(s.freed_count, 0);
+            let expect_live = used + (nelems - half) - returned;
+            assert_eq!(s.live(), expect_live, "class {class}");
+            assert_eq!(s.alloc_count, expect_live);
+            for i in 0..nelems {
+                let live = (i < used && i != 0) || (i >= half && i != nelems - 1);
+                assert_eq!(is_set(&s.alloc_bits, i), live, "class {class} slot {i}");
+            }
+            // fresh_mark never goes down: slots of the first round were used.
+            assert_eq!(s.fresh_mark, nelems);
+        }
+    }
+
+    #[test]
+    fn fresh_mark_of_new_spans() {
+        let s = span(5, false);
+        assert_eq!(s.fresh_mark, 0, "pages known zero: every slot fresh");
+        let s = span(5, true);
+        assert_eq!(s.fresh_mark, s.nelems, "pages may hold data: no slot fresh");
+    }
+
+    /// Random rounds of take / use / return / release against a model,
+    /// checking the counts, the bitmap, that no live slot is handed out
+    /// twice, and that every slot handed out at or above `fresh_mark` was
+    /// never used before (what `alloc_zeroed` relies on).
+    #[test]
+    fn random_rounds_match_a_model() {
+        let mut rng = Rng(12345);
+        for round_set in 0..40 {
+            let class = match CLASSES.get(round_set) {
+                Some(&c) => c,
+                None => 1 + rng.below(NUM_SIZE_CLASSES - 1),
+            };
+            let mut s = span(class, false);
+            let nelems = s.nelems;
+            let mut live = vec![false; nelems];
+            let mut returned = vec![false; nelems]; // in freed_bits
+            let mut ever_used = vec![false; nelems];
+            for _round in 0..30 {
+                // Objects come back while the span is listed.
+                for i in 0..nelems {
+                    if live[i] && !returned[i] && rng.below(3) == 0 {
+                        give_back(&mut s, i);
+                        returned[i] = true;
+                    }
+                }
+                let n_live = live
+                    .iter()
+                    .zip(&returned)
+                    .filter(|(&l, &r)| l && !r)
+                    .count();
+                assert_eq!(s.live(), n_live);
+                let avail = s.take_for_cache();
+                for i in 0..nelems {
+                    if returned[i] {
+                        live[i] = false;
+                        returned[i] = false;
+                    }
+                }
+                assert_eq!(avail, nelems - n_live);
+                let fresh_mark = s.fresh_mark;
+                let budget = rng.below(nelems + 1);
+                let mut handed = 0;
+                while handed < budget {
+                    let i = s.next_free_index();
+                    if i == nelems {
+                        break;
+                    }
+                    assert!(!live[i], "class {class}: slot {i} handed out while live");
+                    if i >= fresh_mark {
+                        assert!(
+                            !ever_used[i],
+                            "class {class}: slot {i} above fresh_mark {fresh_mark} was used before"
+                        );
+                    }
+                    live[i] = true;
+                    ever_used[i] = true;
+                    handed += 1;
+                    // Sometimes it comes straight back through a central
+                    // list while the span is still cached.
+                    if rng.below(5) == 0 {
+                        give_back(&mut s, i);
+                        returned[i] = true;
+                    }
+                }
+                assert_eq!(handed, budget.min(avail));
+                s.release_from_cache();
+                for i in 0..nelems {
+                    if returned[i] {
+                        live[i] = false;
+                        returned[i] = false;
+                    }
+                    assert_eq!(is_set(&s.alloc_bits, i), live[i], "class {class} slot {i}");
+                }
+                assert_eq!(s.freed_count, 0);
+                assert_eq!(s.live(), live.iter().filter(|&&l| l).count());
+                assert!(s.fresh_mark >= fresh_mark);
+                for (i, &used) in ever_used.iter().enumerate() {
+                    assert!(
+                        !used || i < s.fresh_mark,
+                        "slot {i} used but above fresh_mark"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,17 +1,44 @@
 //! Locks and atomics that never allocate.
 //!
 //! See the crate docs for the overview. Every atomic in goheap comes from
-//! [`atomic`] here, so building with `RUSTFLAGS="--cfg goheap_loom"` swaps
-//! in loom's model-checked versions for the tests in `tests/loom.rs`.
+//! [`atomic`] here, and the arena map publishes through [`publish`] and
+//! [`load_published`]. Building with `RUSTFLAGS="--cfg goheap_loom"` (see
+//! `ci/loom.sh`) compiles only this module, over loom's model-checked
+//! atomics and cell, with the futex modelled by a loom mutex and condition
+//! variable, for the tests in `tests/loom.rs`.
 
 #[cfg(not(goheap_loom))]
 pub(crate) use core::sync::atomic;
 #[cfg(goheap_loom)]
 pub(crate) use loom::sync::atomic;
 
-use atomic::{AtomicU32, Ordering};
+use atomic::{AtomicPtr, AtomicU32, Ordering};
+#[cfg(not(goheap_loom))]
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
+#[cfg(goheap_loom)]
+use loom::cell::UnsafeCell;
+
+/// Makes `p` visible through `slot` (a Release store): a thread that reads
+/// `p` back with [`load_published`] also sees everything written to `*p`
+/// before. The arena map publishes arenas and spans this way; a pointer
+/// only goes from null to an initialised object, or back to null.
+#[inline(always)]
+pub fn publish<T>(slot: &AtomicPtr<T>, p: *mut T) {
+    slot.store(p, Ordering::Release);
+}
+
+/// Reads a pointer stored with [`publish`] (an Acquire load): if it is not
+/// null, what was written to the object before it was published is
+/// visible.
+#[inline(always)]
+pub fn load_published<T>(slot: &AtomicPtr<T>) -> *mut T {
+    slot.load(Ordering::Acquire)
+}
+
+/// Spins before sleeping. Under loom one is enough to cover the path and
+/// keeps the state space small.
+const SPINS: u32 = if cfg!(goheap_loom) { 1 } else { 64 };
 
 /// A mutual-exclusion lock that never allocates: a spin phase, then a futex
 /// wait (on Linux), so it is safe to use inside the allocator, before `main`,
@@ -21,6 +48,9 @@ use core::ops::{Deref, DerefMut};
 pub struct Mutex<T> {
     state: AtomicU32,
     value: UnsafeCell<T>,
+    /// Under loom: the futex's wait queue, modelled.
+    #[cfg(goheap_loom)]
+    futex: LoomFutex,
 }
 
 // SAFETY: the lock serialises every access to `value`, so sharing the lock
@@ -51,6 +81,10 @@ impl<T> Mutex<T> {
         Mutex {
             state: AtomicU32::new(0),
             value: UnsafeCell::new(value),
+            futex: LoomFutex {
+                queue: loom::sync::Mutex::new(()),
+                wake: loom::sync::Condvar::new(),
+            },
         }
     }
 
@@ -79,7 +113,7 @@ impl<T> Mutex<T> {
     #[cold]
     fn lock_contended(&self) {
         // Spin briefly: critical sections in the allocator are short.
-        for _ in 0..64 {
+        for _ in 0..SPINS {
             if self.state.load(Ordering::Relaxed) == 0
                 && self
                     .state
@@ -92,15 +126,58 @@ impl<T> Mutex<T> {
         }
         // Announce a waiter (2) and sleep until the holder wakes us.
         while self.state.swap(2, Ordering::Acquire) != 0 {
-            futex_wait(&self.state, 2);
+            self.wait(2);
         }
     }
 
     #[inline]
     fn unlock(&self) {
         if self.state.swap(0, Ordering::Release) == 2 {
-            futex_wake(&self.state);
+            self.wake();
         }
+    }
+
+    /// Sleeps while the state is `expected` (spurious returns allowed).
+    #[cfg(not(goheap_loom))]
+    fn wait(&self, expected: u32) {
+        futex_wait(&self.state, expected);
+    }
+
+    /// Wakes one sleeper.
+    #[cfg(not(goheap_loom))]
+    fn wake(&self) {
+        futex_wake(&self.state);
+    }
+
+    /// The futex under loom: the check of the state and going to sleep
+    /// are atomic with respect to `wake` (the kernel's bucket lock), so a
+    /// wake-up the lock protocol forgets shows up as a deadlock.
+    #[cfg(goheap_loom)]
+    fn wait(&self, expected: u32) {
+        let q = self.futex.queue.lock().unwrap();
+        if self.state.load(Ordering::Relaxed) == expected {
+            drop(self.futex.wake.wait(q).unwrap());
+        }
+    }
+
+    #[cfg(goheap_loom)]
+    fn wake(&self) {
+        let _q = self.futex.queue.lock().unwrap();
+        self.futex.wake.notify_one();
+    }
+
+    /// The value's address. Under loom this records an access to the cell,
+    /// which loom checks is ordered after every other one (what the lock
+    /// is for).
+    #[cfg(not(goheap_loom))]
+    #[inline(always)]
+    fn value_ptr(&self) -> *mut T {
+        self.value.get()
+    }
+
+    #[cfg(goheap_loom)]
+    fn value_ptr(&self) -> *mut T {
+        self.value.with_mut(|p| p)
     }
 
     /// Marks the lock free without running a guard's drop.
@@ -117,7 +194,7 @@ impl<T> Mutex<T> {
     /// A raw pointer to the protected value, for reads that are documented
     /// as racy-but-benign (statistics) or for fork handlers.
     pub fn data_ptr(&self) -> *mut T {
-        self.value.get()
+        self.value_ptr()
     }
 }
 
@@ -130,14 +207,14 @@ impl<T> Deref for MutexGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the guard proves we hold the lock.
-        unsafe { &*self.lock.value.get() }
+        unsafe { &*self.lock.value_ptr() }
     }
 }
 
 impl<T> DerefMut for MutexGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: the guard proves we hold the lock exclusively.
-        unsafe { &mut *self.lock.value.get() }
+        unsafe { &mut *self.lock.value_ptr() }
     }
 }
 
@@ -184,13 +261,17 @@ fn futex_wake(state: &AtomicU32) {
     }
 }
 
-#[cfg(any(not(target_os = "linux"), goheap_loom))]
+#[cfg(all(not(target_os = "linux"), not(goheap_loom)))]
 fn futex_wait(_state: &AtomicU32, _expected: u32) {
-    #[cfg(goheap_loom)]
-    loom::thread::yield_now();
-    #[cfg(not(goheap_loom))]
     std::thread::yield_now();
 }
 
-#[cfg(any(not(target_os = "linux"), goheap_loom))]
+#[cfg(all(not(target_os = "linux"), not(goheap_loom)))]
 fn futex_wake(_state: &AtomicU32) {}
+
+/// The kernel side of a futex, for loom.
+#[cfg(goheap_loom)]
+struct LoomFutex {
+    queue: loom::sync::Mutex<()>,
+    wake: loom::sync::Condvar,
+}

@@ -1,5 +1,6 @@
 //! Real std workloads with goheap as the global allocator: collections,
 //! strings, threads, channels.
+#![cfg(not(goheap_loom))] // goheap is only `sync` under loom (ci/loom.sh)
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc;

@@ -12,12 +12,14 @@ mod arena;
 mod cache;
 mod central;
 mod fixalloc;
+pub mod fork;
 mod global;
 mod heap;
 mod malloc;
+pub mod options;
 pub mod os;
 mod pagealloc;
-mod report;
+pub mod report;
 pub mod sizeclass;
 mod span;
 mod stats;
@@ -90,6 +92,15 @@ pub mod raw {
     pub unsafe fn free(p: *mut u8) {
         // SAFETY: forwarded contract.
         unsafe { malloc::free(p) }
+    }
+
+    /// Whether `p` points into memory goheap handed out and has not taken
+    /// back (an in-use small-object span or large object). Never aborts:
+    /// null, foreign pointers (another allocator's, the stack, static data)
+    /// and the pages of freed large objects give `false`. It does not check
+    /// that `p` is the start of an object; [`free`] does.
+    pub fn owns(p: *const u8) -> bool {
+        malloc::owns(p)
     }
 
     /// Bytes usable at `p`.

@@ -108,13 +108,28 @@ pub(crate) unsafe fn free(p: *mut u8) {
             if !exact {
                 fatal!("free of {p:p}: pointer into the middle of a {}-byte object", span.elemsize);
             }
+            let c = tls::cache();
+            // An immediate double free (`free(p); free(p)`) finds `p` at
+            // the head of this thread's list: one load to catch the most
+            // common case now; others are caught when the list is flushed.
+            // SAFETY: the calling thread's cache; read only.
+            if unsafe { (*c).classes[class].free } == p {
+                fatal!("free of {p:p}: double free of a {}-byte object", span.elemsize);
+            }
             // SAFETY: a live small object per the caller; cache valid.
-            unsafe { (*tls::cache()).free(p, class) }
+            unsafe { (*c).free(p, class) }
         }
         // SAFETY: forwarded contract.
         SpanState::Large => unsafe { free_large(p) },
         SpanState::Free => fatal!("free of {p:p}: memory is not in use (double free?)"),
     }
+}
+
+/// Whether `p` lies in memory goheap handed out (an in-use span, small or
+/// large). Never aborts; null and foreign pointers give `false`. Used by
+/// the C front-end to tell pointers from another allocator apart.
+pub(crate) fn owns(p: *const u8) -> bool {
+    !HEAP.arenas.span_of(p as usize).is_null()
 }
 
 /// Bytes usable at `p` (at least what was asked for).

@@ -32,6 +32,16 @@ pub enum Opt {
     Verbose = 2,
 }
 
+impl Opt {
+    /// Every option, in table order.
+    pub const ALL: [Opt; NUM_OPTIONS] = [Opt::IgnoreInvalidFree, Opt::PrintStats, Opt::Verbose];
+
+    /// The option's row of [`OPTIONS`].
+    pub fn info(self) -> &'static OptionInfo {
+        &OPTIONS[self as usize]
+    }
+}
+
 /// Number of options.
 pub const NUM_OPTIONS: usize = 3;
 
@@ -112,6 +122,9 @@ mod tests {
 
     #[test]
     fn table_matches_enum() {
+        for (i, o) in Opt::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i);
+        }
         assert_eq!(OPTIONS[Opt::IgnoreInvalidFree as usize].name, c"GOHEAP_IGNORE_INVALID_FREE");
         assert_eq!(OPTIONS[Opt::PrintStats as usize].name, c"GOHEAP_PRINT_STATS");
         assert_eq!(OPTIONS[Opt::Verbose as usize].name, c"GOHEAP_VERBOSE");

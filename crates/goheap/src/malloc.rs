@@ -271,6 +271,9 @@ fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
     if size > MAX_ALLOC || align > MAX_ALLOC / 2 {
         return ptr::null_mut();
     }
+    if size >= HUGE_REQUEST && size > system_memory() {
+        return ptr::null_mut();
+    }
     let npages = size.max(1).div_ceil(PAGE_SIZE);
     let align_pages = align.div_ceil(PAGE_SIZE).max(1);
     let s = HEAP.alloc_span(npages, align_pages, |s, needzero| {
@@ -296,6 +299,25 @@ fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
         unsafe { ptr::write_bytes(p, 0, size) };
     }
     p
+}
+
+/// Requests at least this large are checked against [`system_memory`].
+const HUGE_REQUEST: usize = 1 << 32;
+
+/// RAM plus swap, in bytes (usize::MAX if unknown). A request above it can
+/// never be backed, and without this check it would still cost page-map
+/// entries for every page (8 bytes per 8 KiB: a 16 TiB request writes
+/// 16 GiB of metadata) before failing or succeeding in name only. Linux's
+/// default overcommit heuristic refuses such mappings for the same reason.
+fn system_memory() -> usize {
+    // SAFETY: an all-zero `sysinfo` is a valid value to be overwritten.
+    let mut info: libc::sysinfo = unsafe { core::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable `sysinfo`; no allocation.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return usize::MAX;
+    }
+    let unit = (info.mem_unit as usize).max(1);
+    (info.totalram as usize).saturating_add(info.totalswap as usize).saturating_mul(unit)
 }
 
 /// # Safety

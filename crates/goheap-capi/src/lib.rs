@@ -205,6 +205,15 @@ fn ignored_free(p: *mut c_void) {
 /// Always safe to call; the result is memory for the caller to `free`.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    malloc_impl(size)
+}
+
+// The exported functions call each other only through these private
+// functions: a call to an exported name from inside this library goes
+// through the dynamic linker and can land in another library's function
+// of that name (glibc's, when this library was loaded with `dlopen`).
+
+fn malloc_impl(size: usize) -> *mut c_void {
     ensure_init();
     let p = alloc(size);
     if p.is_null() {
@@ -246,6 +255,10 @@ pub unsafe extern "C" fn cfree(p: *mut c_void) {
 /// Always safe to call.
 #[no_mangle]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    calloc_impl(n, size)
+}
+
+fn calloc_impl(n: usize, size: usize) -> *mut c_void {
     ensure_init();
     let Some(total) = n.checked_mul(size) else { return enomem() };
     if total > MAX_ALLOC {
@@ -268,6 +281,14 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 /// unless null is returned for a non-zero `size`.
 #[no_mangle]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: forwarded contract.
+    unsafe { realloc_impl(p, size) }
+}
+
+/// # Safety
+///
+/// As [`realloc`].
+unsafe fn realloc_impl(p: *mut c_void, size: usize) -> *mut c_void {
     ensure_init();
     if p.is_null() {
         let q = alloc(size);
@@ -301,7 +322,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
 pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
         // SAFETY: forwarded contract.
-        Some(total) => unsafe { realloc(p, total) },
+        Some(total) => unsafe { realloc_impl(p, total) },
         None => enomem(),
     }
 }
@@ -336,6 +357,10 @@ pub unsafe extern "C" fn posix_memalign(memptr: *mut *mut c_void, align: usize, 
 /// Always safe to call.
 #[no_mangle]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    aligned_alloc_impl(align, size)
+}
+
+fn aligned_alloc_impl(align: usize, size: usize) -> *mut c_void {
     ensure_init();
     if !align.is_power_of_two() {
         set_errno(libc::EINVAL);
@@ -356,6 +381,10 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
 /// Always safe to call.
 #[no_mangle]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    memalign_impl(align, size)
+}
+
+fn memalign_impl(align: usize, size: usize) -> *mut c_void {
     ensure_init();
     let Some(align) = align.max(1).checked_next_power_of_two() else {
         set_errno(libc::EINVAL);
@@ -386,8 +415,7 @@ fn page_size() -> usize {
 /// Always safe to call.
 #[no_mangle]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-    // SAFETY: always safe.
-    unsafe { memalign(page_size(), size) }
+    memalign_impl(page_size(), size)
 }
 
 /// Obsolete `pvalloc`: `size` rounded up to whole pages (one page for 0),
@@ -400,8 +428,7 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
     let page = page_size();
     let Some(rounded) = size.max(1).checked_next_multiple_of(page) else { return enomem() };
-    // SAFETY: always safe.
-    unsafe { memalign(page, rounded) }
+    memalign_impl(page, rounded)
 }
 
 /// Bytes usable at `p` (at least what was asked for); 0 for null.
@@ -413,6 +440,14 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
 /// `p` is null or a live object from this library.
 #[no_mangle]
 pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    // SAFETY: forwarded contract.
+    unsafe { usable_size_impl(p) }
+}
+
+/// # Safety
+///
+/// As [`malloc_usable_size`].
+unsafe fn usable_size_impl(p: *mut c_void) -> usize {
     if p.is_null() {
         return 0;
     }
@@ -447,8 +482,7 @@ pub unsafe extern "C" fn malloc_trim(_pad: usize) -> c_int {
 /// As [`malloc`].
 #[no_mangle]
 pub unsafe extern "C" fn __libc_malloc(size: usize) -> *mut c_void {
-    // SAFETY: forwarded contract.
-    unsafe { malloc(size) }
+    malloc_impl(size)
 }
 
 /// glibc's internal name for [`free`].
@@ -469,8 +503,7 @@ pub unsafe extern "C" fn __libc_free(p: *mut c_void) {
 /// As [`calloc`].
 #[no_mangle]
 pub unsafe extern "C" fn __libc_calloc(n: usize, size: usize) -> *mut c_void {
-    // SAFETY: forwarded contract.
-    unsafe { calloc(n, size) }
+    calloc_impl(n, size)
 }
 
 /// glibc's internal name for [`realloc`].
@@ -481,7 +514,7 @@ pub unsafe extern "C" fn __libc_calloc(n: usize, size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn __libc_realloc(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: forwarded contract.
-    unsafe { realloc(p, size) }
+    unsafe { realloc_impl(p, size) }
 }
 
 /// glibc's internal name for [`memalign`].
@@ -491,8 +524,7 @@ pub unsafe extern "C" fn __libc_realloc(p: *mut c_void, size: usize) -> *mut c_v
 /// As [`memalign`].
 #[no_mangle]
 pub unsafe extern "C" fn __libc_memalign(align: usize, size: usize) -> *mut c_void {
-    // SAFETY: forwarded contract.
-    unsafe { memalign(align, size) }
+    memalign_impl(align, size)
 }
 
 /// [`malloc`] under goheap's own name, for programs that keep another
@@ -503,8 +535,7 @@ pub unsafe extern "C" fn __libc_memalign(align: usize, size: usize) -> *mut c_vo
 /// As [`malloc`].
 #[no_mangle]
 pub unsafe extern "C" fn goheap_malloc(size: usize) -> *mut c_void {
-    // SAFETY: forwarded contract.
-    unsafe { malloc(size) }
+    malloc_impl(size)
 }
 
 /// [`free`] under goheap's own name.
@@ -525,8 +556,7 @@ pub unsafe extern "C" fn goheap_free(p: *mut c_void) {
 /// As [`calloc`].
 #[no_mangle]
 pub unsafe extern "C" fn goheap_calloc(n: usize, size: usize) -> *mut c_void {
-    // SAFETY: forwarded contract.
-    unsafe { calloc(n, size) }
+    calloc_impl(n, size)
 }
 
 /// [`realloc`] under goheap's own name.
@@ -537,7 +567,7 @@ pub unsafe extern "C" fn goheap_calloc(n: usize, size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn goheap_realloc(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: forwarded contract.
-    unsafe { realloc(p, size) }
+    unsafe { realloc_impl(p, size) }
 }
 
 /// [`aligned_alloc`] under goheap's own name.
@@ -547,8 +577,7 @@ pub unsafe extern "C" fn goheap_realloc(p: *mut c_void, size: usize) -> *mut c_v
 /// As [`aligned_alloc`].
 #[no_mangle]
 pub unsafe extern "C" fn goheap_aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    // SAFETY: forwarded contract.
-    unsafe { aligned_alloc(align, size) }
+    aligned_alloc_impl(align, size)
 }
 
 /// [`malloc_usable_size`] under goheap's own name.
@@ -559,7 +588,7 @@ pub unsafe extern "C" fn goheap_aligned_alloc(align: usize, size: usize) -> *mut
 #[no_mangle]
 pub unsafe extern "C" fn goheap_usable_size(p: *mut c_void) -> usize {
     // SAFETY: forwarded contract.
-    unsafe { malloc_usable_size(p) }
+    unsafe { usable_size_impl(p) }
 }
 
 /// 1 if `p` points into memory goheap handed out and has not taken back,

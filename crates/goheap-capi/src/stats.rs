@@ -133,3 +133,8 @@ pub(crate) fn print_stats() {
         m.mcache_inuse,
     );
 }
+
+// The layout `goheap.h` declares (its static assertions check the C side).
+const _: () = assert!(core::mem::size_of::<GoheapBySize>() == 24);
+const _: () = assert!(core::mem::size_of::<GoheapMemstats>() == 15 * 8 + NUM_SIZE_CLASSES * 24);
+const _: () = assert!(NUM_SIZE_CLASSES == 68);

@@ -102,6 +102,7 @@ fn init() {
     // glibc may allocate here, which re-enters us harmlessly (see above).
     unsafe { libc::pthread_atfork(Some(atfork_prepare), Some(atfork_parent), Some(atfork_child)) };
     if options::get(Opt::PrintStats) {
+        stats::save_stats_fd();
         // SAFETY: registers an `extern "C"` function with no arguments that
         // stays valid until exit (this library is not unloaded: it holds
         // the process's heap).
@@ -128,7 +129,7 @@ fn print_options() {
 }
 
 extern "C" fn print_stats_at_exit() {
-    stats::print_stats();
+    stats::print_stats_at_exit();
 }
 
 extern "C" fn atfork_prepare() {

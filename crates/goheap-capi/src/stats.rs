@@ -1,7 +1,9 @@
 //! `goheap_memstats` and `goheap_print_stats`: the core's [`MemStats`] as a
 //! C struct, and a one-line summary on stderr.
 
+use core::ffi::c_int;
 use core::fmt::Write;
+use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use goheap_core::report::StderrWriter;
 use goheap_core::sizeclass::NUM_SIZE_CLASSES;
 use goheap_core::MemStats;
@@ -111,10 +113,59 @@ pub unsafe extern "C" fn goheap_print_stats() {
     print_stats();
 }
 
+/// A copy of stderr taken at start-up for the exit report, and the
+/// identity of the file it refers to: many programs close stderr before
+/// exit (coreutils' `close_stdout`, mawk), which runs before our `atexit`
+/// handler.
+static STATS_FD: AtomicI32 = AtomicI32::new(-1);
+static STATS_DEV: AtomicU64 = AtomicU64::new(0);
+static STATS_INO: AtomicU64 = AtomicU64::new(0);
+
+/// Lowest descriptor number for the copy: above those programs and shell
+/// scripts pick by hand (3 to 9), below the usual 1024 limit.
+const STATS_FD_MIN: c_int = 200;
+
+/// `(st_dev, st_ino)` of `fd`, if open.
+fn file_id(fd: c_int) -> Option<(u64, u64)> {
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is writable; fstat does not allocate.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    Some((st.st_dev, st.st_ino))
+}
+
+/// Keeps a close-on-exec copy of stderr for [`print_stats_at_exit`].
+pub(crate) fn save_stats_fd() {
+    let Some((dev, ino)) = file_id(2) else { return };
+    // SAFETY: F_DUPFD_CLOEXEC duplicates fd 2 to a free descriptor at or
+    // above the minimum; no memory is involved.
+    let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, STATS_FD_MIN) };
+    if fd >= 0 {
+        STATS_DEV.store(dev, Ordering::Relaxed);
+        STATS_INO.store(ino, Ordering::Relaxed);
+        STATS_FD.store(fd, Ordering::Relaxed);
+    }
+}
+
+/// `GOHEAP_PRINT_STATS` at exit: to the saved copy of stderr if it still
+/// refers to the same file (the program may have closed it and reused the
+/// number), else to fd 2.
+pub(crate) fn print_stats_at_exit() {
+    let fd = STATS_FD.load(Ordering::Relaxed);
+    let same = fd >= 0 && file_id(fd) == Some((STATS_DEV.load(Ordering::Relaxed), STATS_INO.load(Ordering::Relaxed)));
+    print_stats_to(if same { fd } else { 2 });
+}
+
 /// The line behind [`goheap_print_stats`] (and `GOHEAP_PRINT_STATS`).
 pub(crate) fn print_stats() {
+    print_stats_to(2);
+}
+
+fn print_stats_to(fd: c_int) {
     let m = goheap_core::memstats();
-    let mut w = StderrWriter::new();
+    let mut w = StderrWriter::with_fd(fd);
     let _ = writeln!(
         w,
         "goheap: stats: mallocs={} frees={} heap_objects={} heap_alloc={} total_alloc={} heap_inuse={} \

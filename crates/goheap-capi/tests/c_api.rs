@@ -198,7 +198,7 @@ fn containers_linked() -> &'static PathBuf {
     BIN.get_or_init(|| {
         let out = work_dir("containers-linked").join("containers");
         let mut c = cc(true);
-        c.arg(c_src("containers.cc")).arg("-o").arg(&out);
+        c.arg("-DGOHEAP_LINKED").arg(c_src("containers.cc")).arg("-o").arg(&out);
         link_goheap(&mut c);
         compile(c);
         out

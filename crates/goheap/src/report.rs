@@ -13,20 +13,26 @@ use core::fmt::{self, Write};
 pub struct StderrWriter {
     buf: [u8; 512],
     len: usize,
+    fd: libc::c_int,
 }
 
 impl StderrWriter {
     /// An empty writer.
     pub const fn new() -> Self {
-        StderrWriter { buf: [0; 512], len: 0 }
+        Self::with_fd(2)
+    }
+
+    /// An empty writer to file descriptor `fd` instead of stderr.
+    pub const fn with_fd(fd: libc::c_int) -> Self {
+        StderrWriter { buf: [0; 512], len: 0, fd }
     }
 
     /// Writes out what is buffered (also done on drop).
     pub fn flush(&mut self) {
         let mut off = 0;
         while off < self.len {
-            // SAFETY: writes initialised bytes of our own buffer to fd 2.
-            let n = unsafe { libc::write(2, self.buf[off..].as_ptr().cast(), self.len - off) };
+            // SAFETY: writes initialised bytes of our own buffer to our fd.
+            let n = unsafe { libc::write(self.fd, self.buf[off..].as_ptr().cast(), self.len - off) };
             if n <= 0 {
                 break;
             }

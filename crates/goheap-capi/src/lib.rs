@@ -613,3 +613,59 @@ pub unsafe extern "C" fn goheap_owns(p: *const c_void) -> c_int {
 pub unsafe extern "C" fn goheap_flush_thread_cache() {
     goheap_core::flush_thread_cache();
 }
+
+#[cfg(test)]
+mod tests {
+    use goheap_core::options::OPTIONS;
+
+    /// The README's option table lists every option with its default.
+    #[test]
+    fn readme_documents_every_option() {
+        let readme = include_str!("../README.md");
+        for o in OPTIONS {
+            let name = o.name.to_str().expect("ASCII name");
+            let row = format!("| `{name}` | {} |", if o.default { "on" } else { "off" });
+            assert!(readme.contains(&row), "README.md lacks the row {row:?}");
+        }
+    }
+
+    /// The header documents every exported function.
+    #[test]
+    fn header_declares_every_function() {
+        let header = include_str!("../include/goheap.h");
+        let names = [
+            "malloc",
+            "free",
+            "calloc",
+            "realloc",
+            "reallocarray",
+            "posix_memalign",
+            "aligned_alloc",
+            "memalign",
+            "valloc",
+            "pvalloc",
+            "malloc_usable_size",
+            "malloc_trim",
+            "cfree",
+            "__libc_malloc",
+            "__libc_free",
+            "__libc_calloc",
+            "__libc_realloc",
+            "__libc_memalign",
+            "goheap_malloc",
+            "goheap_free",
+            "goheap_calloc",
+            "goheap_realloc",
+            "goheap_aligned_alloc",
+            "goheap_usable_size",
+            "goheap_owns",
+            "goheap_memstats",
+            "goheap_print_stats",
+            "goheap_flush_thread_cache",
+        ];
+        for n in names {
+            let listed = ["(", ",", ":"].iter().any(|end| header.contains(&format!("{n}{end}")));
+            assert!(listed, "goheap.h lacks {n}");
+        }
+    }
+}

@@ -101,6 +101,48 @@ print(sorted(out))
 }
 
 #[test]
+fn python_fork_from_threads() {
+    let Some(py) = python() else {
+        eprintln!("skipped: no python3");
+        return;
+    };
+    let script = work_dir("preload-python-fork").join("fork.py");
+    std::fs::write(
+        &script,
+        r#"
+import multiprocessing as mp, os, threading
+def churn(stop):
+    while not stop.is_set():
+        x = [bytes(1000) for _ in range(100)]
+def f(i):
+    return sum(len(str(j)) for j in range(20000 + i))
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    stop = threading.Event()
+    ts = [threading.Thread(target=churn, args=(stop,)) for _ in range(3)]
+    for t in ts: t.start()
+    with mp.Pool(4) as p:
+        print(sum(p.map(f, range(100))))
+    for _ in range(20):
+        pid = os.fork()
+        if pid == 0:
+            [bytes(5000) for _ in range(1000)]
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+    stop.set()
+    for t in ts: t.join()
+    print("ok")
+"#,
+    )
+    .expect("write script");
+    compare("python-fork", 10_000, |_| {
+        let mut c = Command::new(&py);
+        c.arg(&script).env("PYTHONMALLOC", "malloc");
+        c
+    });
+}
+
+#[test]
 fn cxx_containers() {
     let bin = work_dir("preload-cxx").join("containers");
     let mut c = cc(true);

@@ -273,3 +273,20 @@ fn header_compiles_in_c_and_cxx_dialects() {
         assert_eq!(r.stats_mallocs().len(), 1);
     }
 }
+
+/// The shared library's thread-locals use dynamic TLS (no initial-exec
+/// `TPOFF` relocations, no `STATIC_TLS` flag), so `dlopen` cannot fail
+/// with "cannot allocate memory in static TLS block".
+#[test]
+fn shared_library_uses_dynamic_tls() {
+    if !have("readelf") {
+        eprintln!("skipped: readelf is not installed");
+        return;
+    }
+    let out = Command::new("readelf").arg("-rdW").arg(lib_so()).output().expect("run readelf");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("STATIC_TLS"), "libgoheap.so is flagged STATIC_TLS");
+    assert!(!text.contains("TPOFF"), "libgoheap.so has initial-exec TLS relocations");
+    assert!(text.contains("R_X86_64_DTPMOD64") || !cfg!(target_arch = "x86_64"), "no dynamic TLS relocation found");
+}

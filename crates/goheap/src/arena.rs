@@ -46,7 +46,9 @@ pub(crate) struct ArenaMap {
 
 impl ArenaMap {
     pub(crate) const fn new() -> Self {
-        ArenaMap { index: AtomicPtr::new(ptr::null_mut()) }
+        ArenaMap {
+            index: AtomicPtr::new(ptr::null_mut()),
+        }
     }
 
     /// Reserves the index. Heap lock held.

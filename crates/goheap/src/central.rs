@@ -18,7 +18,10 @@ pub(crate) struct List {
 
 impl List {
     const fn new() -> Self {
-        List { head: ptr::null_mut(), len: 0 }
+        List {
+            head: ptr::null_mut(),
+            len: 0,
+        }
     }
 
     /// # Safety
@@ -88,10 +91,14 @@ pub(crate) struct Central {
     pub(crate) lists: Mutex<CentralLists>,
 }
 
-
 impl Central {
     pub(crate) const fn new() -> Self {
-        Central { lists: Mutex::new(CentralLists { partial: List::new(), full: List::new() }) }
+        Central {
+            lists: Mutex::new(CentralLists {
+                partial: List::new(),
+                full: List::new(),
+            }),
+        }
     }
 
     /// Hands a span with free slots to a thread cache (Go's `cacheSpan`):
@@ -162,18 +169,26 @@ impl Central {
         }
     }
 
-    /// Returns a batch of objects of this class (a linked list through
-    /// their first word, `n` long) to their spans. Detects objects that are
-    /// not live objects of this class and aborts with a report.
+    /// Returns the first `n` objects of a list of objects of this class
+    /// (linked through their first word) to their spans, and returns the
+    /// rest of the list. Detects objects that are not live objects of this
+    /// class and aborts with a report.
     ///
     /// # Safety
     ///
-    /// `head` starts a well-formed list of `n` objects that the caller
-    /// gives up.
-    pub(crate) unsafe fn free_batch(&self, heap: &Heap, class: usize, mut head: *mut u8, n: usize) {
+    /// `head` starts a well-formed list of at least `n` objects; the caller
+    /// gives up the first `n`.
+    pub(crate) unsafe fn free_batch(
+        &self,
+        heap: &Heap,
+        class: usize,
+        mut head: *mut u8,
+        n: usize,
+    ) -> *mut u8 {
         let mut l = self.lists.lock();
-        // Objects freed together often share a span: remember the last one
-        // (and its bounds) to skip the arena-map walk.
+        // Objects freed together often share a span: remember the current
+        // one and its bounds, skip the arena-map walk while objects stay in
+        // it, and settle its list membership once when we move on.
         let (mut s, mut lo, mut hi) = (ptr::null_mut::<Span>(), 0usize, 0usize);
         for _ in 0..n {
             let obj = head;
@@ -181,9 +196,15 @@ impl Central {
             head = unsafe { *(obj as *mut *mut u8) };
             let a = obj as usize;
             if a < lo || a >= hi {
+                if !s.is_null() {
+                    // SAFETY: `s` is a span of this class we just updated.
+                    unsafe { self.settle(&mut l, heap, s) };
+                }
                 s = heap.arenas.span_of(a);
                 if s.is_null() {
-                    fatal!("free of {obj:p}: not a pointer goheap allocated (invalid free)");
+                    fatal!(
+                        "free of {obj:p}: not a pointer goheap allocated (invalid or double free)"
+                    );
                 }
                 // SAFETY: span structs stay mapped; the state check below
                 // rejects spans not in use.
@@ -196,36 +217,52 @@ impl Central {
                 }
                 (lo, hi) = (span.base, span.limit());
             }
-            // SAFETY: `s` is the in-use span holding `obj`, ours under the
-            // lock (or its fields below are, while a cache holds it).
+            // SAFETY: `s` is the in-use span holding `obj`; its freed bits
+            // and counts are ours under the lock, cached or not.
             let span = unsafe { &mut *s };
-            let (idx, exact) = span.object_index(obj as usize);
-            if !exact {
-                fatal!("free of {obj:p}: pointer into the middle of a {}-byte object", span.elemsize);
-            }
+            let (idx, exact) = span.object_index(a);
             let word = idx / 64;
             let bit = 1u64 << (idx % 64);
-            if span.freed_bits[word] & bit != 0 || (!span.cached && span.alloc_bits[word] & bit == 0) {
-                fatal!("free of {obj:p}: double free of a {}-byte object", span.elemsize);
+            if !exact
+                || span.freed_bits[word] & bit != 0
+                || (!span.cached && span.alloc_bits[word] & bit == 0)
+            {
+                report_bad_free(obj, span);
             }
             span.freed_bits[word] |= bit;
             span.freed_count += 1;
-            if !span.cached {
-                let was_full = span.list == SpanList::Full;
-                if span.live() == 0 {
-                    // SAFETY: the span is on the list its `list` names.
-                    unsafe { self.unlist(&mut l, s) };
-                    // SAFETY: nothing is live in it, not cached, on no list.
-                    unsafe { heap.free_span(s) };
-                    (lo, hi) = (0, 0);
-                } else if was_full {
-                    // SAFETY: on the full list.
-                    unsafe { l.full.remove(s) };
-                    span.list = SpanList::Partial;
-                    // SAFETY: now on no list.
-                    unsafe { l.partial.push(s) };
-                }
-            }
+        }
+        if !s.is_null() {
+            // SAFETY: as above.
+            unsafe { self.settle(&mut l, heap, s) };
+        }
+        head
+    }
+
+    /// After objects came back to span `s`: a span no cache holds moves
+    /// from the full to the partial list, or back to the heap if nothing
+    /// in it is live.
+    ///
+    /// # Safety
+    ///
+    /// `s` is an in-use span of this class; the lock is held.
+    unsafe fn settle(&self, l: &mut CentralLists, heap: &Heap, s: *mut Span) {
+        // SAFETY: per the contract.
+        let span = unsafe { &mut *s };
+        if span.cached {
+            return;
+        }
+        if span.live() == 0 {
+            // SAFETY: the span is on the list its `list` names.
+            unsafe { self.unlist(l, s) };
+            // SAFETY: nothing is live in it, not cached, on no list.
+            unsafe { heap.free_span(s) };
+        } else if span.list == SpanList::Full {
+            // SAFETY: on the full list.
+            unsafe { l.full.remove(s) };
+            span.list = SpanList::Partial;
+            // SAFETY: now on no list.
+            unsafe { l.partial.push(s) };
         }
     }
 
@@ -243,4 +280,22 @@ impl Central {
             (*s).list = SpanList::None;
         }
     }
+}
+
+/// Aborts with the reason a batched free was rejected.
+#[cold]
+#[inline(never)]
+fn report_bad_free(obj: *mut u8, span: &Span) -> ! {
+    let (idx, exact) = span.object_index(obj as usize);
+    if !exact {
+        fatal!(
+            "free of {obj:p}: pointer into the middle of a {}-byte object",
+            span.elemsize
+        );
+    }
+    let _ = idx;
+    fatal!(
+        "free of {obj:p}: double free of a {}-byte object",
+        span.elemsize
+    )
 }

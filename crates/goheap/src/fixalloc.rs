@@ -38,7 +38,14 @@ unsafe impl Send for FixAlloc {}
 impl FixAlloc {
     /// An allocator of `size`-byte slots (`size` a multiple of 8).
     pub(crate) const fn new(size: usize) -> Self {
-        FixAlloc { size, free: ptr::null_mut(), chunk: 0, chunk_end: 0, inuse: 0, sys: 0 }
+        FixAlloc {
+            size,
+            free: ptr::null_mut(),
+            chunk: 0,
+            chunk_end: 0,
+            inuse: 0,
+            sys: 0,
+        }
     }
 
     /// Size of each slot.

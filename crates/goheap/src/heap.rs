@@ -102,17 +102,22 @@ impl Heap {
         align_pages: usize,
         init: impl FnOnce(&mut Span, bool),
     ) -> *mut Span {
-        let Some(mut h) = self.lock() else { return ptr::null_mut() };
+        let Some(mut h) = self.lock() else {
+            return ptr::null_mut();
+        };
         let span_mem = h.spans.alloc(self.os).cast::<Span>();
         if span_mem.is_null() {
             return ptr::null_mut();
         }
-        let Some(base) = self.alloc_pages(&mut h, npages, align_pages) else {
+        let Some((base, scav)) = self.alloc_pages(&mut h, npages, align_pages) else {
             // SAFETY: `span_mem` came from this allocator and is unused.
             unsafe { h.spans.free(span_mem.cast()) };
             return ptr::null_mut();
         };
-        let needzero = self.arenas.alloc_needs_zero(base, npages);
+        // Pages never handed out since they were mapped, or released to
+        // the OS (MADV_DONTNEED) while free, read as zero.
+        let used_before = self.arenas.alloc_needs_zero(base, npages);
+        let needzero = used_before && scav < npages;
         // SAFETY: `span_mem` is a fresh slot of span size, exclusively ours.
         let s = unsafe {
             span_mem.write(Span::EMPTY);
@@ -128,17 +133,23 @@ impl Heap {
 
     /// `npages` free pages aligned to `align_pages` pages, growing the heap
     /// if needed.
-    fn alloc_pages(&self, h: &mut HeapLocked, npages: usize, align_pages: usize) -> Option<usize> {
+    /// Returns the base and how many of the pages were released while free.
+    fn alloc_pages(
+        &self,
+        h: &mut HeapLocked,
+        npages: usize,
+        align_pages: usize,
+    ) -> Option<(usize, usize)> {
         let ask = npages + align_pages.saturating_sub(1);
-        let base = match h.pages.alloc(ask) {
-            Some((base, _scav)) => base,
+        let (base, scav) = match h.pages.alloc(ask) {
+            Some(r) => r,
             None => {
                 self.grow(h, ask)?;
-                h.pages.alloc(ask)?.0
+                h.pages.alloc(ask)?
             }
         };
         if align_pages <= 1 {
-            return Some(base);
+            return Some((base, scav));
         }
         let align = align_pages * PAGE_SIZE;
         let aligned = base.next_multiple_of(align);
@@ -150,7 +161,9 @@ impl Heap {
         if tail != 0 {
             h.pages.free(aligned + npages * PAGE_SIZE, tail);
         }
-        Some(aligned)
+        // The trimmed ends go back unreleased; only a fully released run
+        // counts as zero.
+        Some((aligned, if scav == ask { npages } else { 0 }))
     }
 
     /// Adds at least `npages` pages of free address space to the page
@@ -189,9 +202,11 @@ impl Heap {
         if !unsafe { self.os.commit(base as *mut u8, ask) } {
             return None;
         }
+        if !h.pages.grow(base, ask) {
+            return None;
+        }
         h.cur_arena += ask;
         h.heap_sys += ask;
-        h.pages.grow(base, ask);
         Some(())
     }
 
@@ -205,7 +220,8 @@ impl Heap {
         // SAFETY: the caller passes an in-use span it owns.
         let span = unsafe { &mut *s };
         debug_assert!(span.state != SpanState::Free);
-        self.arenas.set_spans(span.base, span.npages, ptr::null_mut());
+        self.arenas
+            .set_spans(span.base, span.npages, ptr::null_mut());
         h.pages.free(span.base, span.npages);
         h.inuse_pages -= span.npages;
         span.state = SpanState::Free;

@@ -57,6 +57,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
 }
 
 /// Like [`alloc`], with the first `size` bytes zero.
+#[inline(always)]
 pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
         // SAFETY: the thread's cache pointer is always valid for its thread.
@@ -106,7 +107,10 @@ pub(crate) unsafe fn free(p: *mut u8) {
             let class = span.class as usize;
             let (_, exact) = span.object_index(p as usize);
             if !exact {
-                fatal!("free of {p:p}: pointer into the middle of a {}-byte object", span.elemsize);
+                fatal!(
+                    "free of {p:p}: pointer into the middle of a {}-byte object",
+                    span.elemsize
+                );
             }
             let c = tls::cache();
             // An immediate double free (`free(p); free(p)`) finds `p` at
@@ -157,7 +161,12 @@ pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
 /// # Safety
 ///
 /// `p` is live, allocated with `old_size` and `align`.
-pub(crate) unsafe fn realloc(p: *mut u8, old_size: usize, align: usize, new_size: usize) -> *mut u8 {
+pub(crate) unsafe fn realloc(
+    p: *mut u8,
+    old_size: usize,
+    align: usize,
+    new_size: usize,
+) -> *mut u8 {
     let old_class = class_for(old_size, align);
     let new_class = class_for(new_size, align);
     match (old_class, new_class) {
@@ -193,7 +202,8 @@ pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new_size: usize) 
         fatal!("realloc of {p:p}: not a pointer goheap allocated (invalid realloc)");
     }
     // SAFETY: span structs are never unmapped; read-only fields.
-    let (state, class, elemsize, base) = unsafe { ((*s).state, (*s).class as usize, (*s).elemsize, (*s).base) };
+    let (state, class, elemsize, base) =
+        unsafe { ((*s).state, (*s).class as usize, (*s).elemsize, (*s).base) };
     let old_size = match state {
         SpanState::Small => {
             if class_for(new_size, align) == Some(class) {
@@ -352,7 +362,10 @@ fn check_small_free(p: *mut u8, class: usize) {
         );
     }
     if !span.object_index(p as usize).1 {
-        fatal!("free of {p:p}: pointer into the middle of a {}-byte object", span.elemsize);
+        fatal!(
+            "free of {p:p}: pointer into the middle of a {}-byte object",
+            span.elemsize
+        );
     }
     // A double free while the first copy still sits in this thread's list.
     let c = tls::cache();
@@ -361,7 +374,10 @@ fn check_small_free(p: *mut u8, class: usize) {
     let mut n = 0;
     while !q.is_null() && n < 4096 {
         if q == p {
-            fatal!("free of {p:p}: double free of a {}-byte object", span.elemsize);
+            fatal!(
+                "free of {p:p}: double free of a {}-byte object",
+                span.elemsize
+            );
         }
         // SAFETY: list links are valid object pointers.
         q = unsafe { *(q as *mut *mut u8) };

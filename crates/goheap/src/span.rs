@@ -230,7 +230,11 @@ impl Span {
             let w = i / 64;
             let lo = i % 64;
             let hi = (self.nelems - w * 64).min(64);
-            let mask = if hi == 64 { !0u64 << lo } else { ((1u64 << hi) - 1) & (!0u64 << lo) };
+            let mask = if hi == 64 {
+                !0u64 << lo
+            } else {
+                ((1u64 << hi) - 1) & (!0u64 << lo)
+            };
             n += (!self.alloc_bits[w] & mask).count_ones() as usize;
             i = w * 64 + 64;
         }

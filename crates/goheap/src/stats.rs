@@ -68,9 +68,9 @@ pub fn memstats() -> MemStats {
     }
     let (mcache_inuse, mcache_sys) = {
         let r = REGISTRY.lock();
-        for class in 1..NUM_SIZE_CLASSES {
-            by_size[class].mallocs += r.dead_mallocs[class];
-            by_size[class].frees += r.dead_frees[class];
+        for (class, b) in by_size.iter_mut().enumerate().skip(1) {
+            b.mallocs += r.dead_mallocs[class];
+            b.frees += r.dead_frees[class];
         }
         let mut c = r.head;
         while !c.is_null() {
@@ -80,7 +80,10 @@ pub fn memstats() -> MemStats {
             add_counts(&mut by_size, cache);
             c = cache.next;
         }
-        ((r.caches.inuse * r.caches.slot_size()) as u64, r.caches.sys as u64)
+        (
+            (r.caches.inuse * r.caches.slot_size()) as u64,
+            r.caches.sys as u64,
+        )
     };
     // SAFETY: the fallback's counters are atomics; reading them while its
     // lock is held elsewhere is a benign race on relaxed atomics.

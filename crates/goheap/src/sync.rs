@@ -39,19 +39,29 @@ impl<T> Mutex<T> {
     /// A new, unlocked mutex.
     #[cfg(not(goheap_loom))]
     pub const fn new(value: T) -> Self {
-        Mutex { state: AtomicU32::new(0), value: UnsafeCell::new(value) }
+        Mutex {
+            state: AtomicU32::new(0),
+            value: UnsafeCell::new(value),
+        }
     }
 
     /// A new, unlocked mutex.
     #[cfg(goheap_loom)]
     pub fn new(value: T) -> Self {
-        Mutex { state: AtomicU32::new(0), value: UnsafeCell::new(value) }
+        Mutex {
+            state: AtomicU32::new(0),
+            value: UnsafeCell::new(value),
+        }
     }
 
     /// Takes the lock, waiting as long as needed.
     #[inline]
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        if self.state.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        if self
+            .state
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             self.lock_contended();
         }
         MutexGuard { lock: self }
@@ -71,7 +81,10 @@ impl<T> Mutex<T> {
         // Spin briefly: critical sections in the allocator are short.
         for _ in 0..64 {
             if self.state.load(Ordering::Relaxed) == 0
-                && self.state.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok()
+                && self
+                    .state
+                    .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
             {
                 return;
             }
@@ -163,7 +176,12 @@ fn futex_wait(state: &AtomicU32, expected: u32) {
 fn futex_wake(state: &AtomicU32) {
     // SAFETY: FUTEX_WAKE only needs a valid address.
     unsafe {
-        libc::syscall(libc::SYS_futex, state.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
+        libc::syscall(
+            libc::SYS_futex,
+            state.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
     }
 }
 

@@ -227,4 +227,3 @@ pub fn flush_thread_cache() {
         unsafe { (*c).flush_all() };
     }
 }
-

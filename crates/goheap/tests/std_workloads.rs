@@ -24,7 +24,10 @@ fn collections_and_strings() {
     }
     assert_eq!(map.len(), 200_000 - 66_667);
     let total: u64 = tree.values().map(|v| v.iter().sum::<u64>()).sum();
-    let expect: u64 = (0..200_000u64).filter(|i| i % 3 != 0).map(|i| i * (i % 17)).sum();
+    let expect: u64 = (0..200_000u64)
+        .filter(|i| i % 3 != 0)
+        .map(|i| i * (i % 17))
+        .sum();
     assert_eq!(total, expect);
     let mut s = String::new();
     for i in 0..100_000 {
@@ -49,7 +52,8 @@ fn threads_and_channels() {
             let tx = tx.clone();
             thread::spawn(move || {
                 for i in 0..20_000u64 {
-                    tx.send(vec![t * 1_000_000 + i; (i % 64) as usize + 1]).unwrap();
+                    tx.send(vec![t * 1_000_000 + i; (i % 64) as usize + 1])
+                        .unwrap();
                 }
             })
         })
@@ -98,7 +102,12 @@ fn goheap_served_the_allocations() {
     let before = goheap::memstats();
     let v: Vec<Box<u64>> = (0..10_000).map(Box::new).collect();
     let mid = goheap::memstats();
-    assert!(mid.mallocs >= before.mallocs + 10_000, "{} -> {}", before.mallocs, mid.mallocs);
+    assert!(
+        mid.mallocs >= before.mallocs + 10_000,
+        "{} -> {}",
+        before.mallocs,
+        mid.mallocs
+    );
     assert!(mid.heap_alloc >= 80_000);
     assert!(mid.heap_inuse >= mid.heap_alloc);
     assert!(mid.heap_sys >= mid.heap_inuse);

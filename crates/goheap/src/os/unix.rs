@@ -61,7 +61,11 @@ unsafe impl Os for SystemOs {
     }
 
     unsafe fn decommit(&self, addr: *mut u8, size: usize, lazy: bool) {
-        let advice = if lazy { libc::MADV_FREE } else { libc::MADV_DONTNEED };
+        let advice = if lazy {
+            libc::MADV_FREE
+        } else {
+            libc::MADV_DONTNEED
+        };
         // SAFETY: the caller guarantees the range is committed and unused.
         let rc = unsafe { libc::madvise(addr.cast(), size, advice) };
         if rc != 0 && lazy {

@@ -1,0 +1,168 @@
+//! A small hand-written command-line parser (no dependencies, fast build).
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cmd {
+    /// `goheap help`, `goheap --help`, `goheap` alone; `Some(topic)` for
+    /// `goheap help bench` or `goheap bench --help`.
+    Help(Option<String>),
+    /// `goheap bench …`.
+    Bench(BenchOpts),
+    /// `goheap sizeclasses`.
+    SizeClasses,
+}
+
+/// Options of `goheap bench`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BenchOpts {
+    /// Rounds: every workload under every allocator once per round.
+    pub(crate) runs: usize,
+    /// Only workloads whose name contains this.
+    pub(crate) filter: Option<String>,
+    /// Smoke-test size (scale 0.1).
+    pub(crate) quick: bool,
+    /// Explicit workload scale (overrides `quick`).
+    pub(crate) scale: Option<f64>,
+    /// Do not run `cargo build` first.
+    pub(crate) no_build: bool,
+    /// Seconds after which a run is killed.
+    pub(crate) timeout: u64,
+}
+
+impl Default for BenchOpts {
+    fn default() -> Self {
+        BenchOpts {
+            runs: 5,
+            filter: None,
+            quick: false,
+            scale: None,
+            no_build: false,
+            timeout: 120,
+        }
+    }
+}
+
+impl BenchOpts {
+    /// The workload scale to pass to the benchmark binaries.
+    pub(crate) fn scale(&self) -> f64 {
+        self.scale.unwrap_or(if self.quick { 0.1 } else { 1.0 })
+    }
+}
+
+/// Splits `--name=value` into its parts.
+fn split_eq(arg: &str) -> (&str, Option<&str>) {
+    match arg.split_once('=') {
+        Some((n, v)) if n.starts_with("--") => (n, Some(v)),
+        _ => (arg, None),
+    }
+}
+
+/// Parses the arguments after the program name.
+pub(crate) fn parse(args: &[String]) -> Result<Cmd, String> {
+    let Some(first) = args.first() else {
+        return Ok(Cmd::Help(None));
+    };
+    let rest = &args[1..];
+    match first.as_str() {
+        "help" | "--help" | "-h" => Ok(Cmd::Help(rest.first().cloned())),
+        "sizeclasses" => match rest.first().map(String::as_str) {
+            None => Ok(Cmd::SizeClasses),
+            Some("--help" | "-h") => Ok(Cmd::Help(Some("sizeclasses".into()))),
+            Some(a) => Err(format!("sizeclasses: unexpected argument {a:?}")),
+        },
+        "bench" => parse_bench(rest),
+        other => Err(format!("unknown command {other:?}")),
+    }
+}
+
+fn parse_bench(args: &[String]) -> Result<Cmd, String> {
+    let mut o = BenchOpts::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = split_eq(arg);
+        let mut value = |what: &str| -> Result<String, String> {
+            inline
+                .map(str::to_string)
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("bench: {name} needs {what}"))
+        };
+        match name {
+            "--help" | "-h" => return Ok(Cmd::Help(Some("bench".into()))),
+            "--runs" => {
+                o.runs = value("a number")?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("bench: --runs needs a whole number of at least 1")?;
+            }
+            "--filter" => o.filter = Some(value("a substring")?),
+            "--scale" => {
+                o.scale = Some(
+                    value("a number")?
+                        .parse()
+                        .ok()
+                        .filter(|&s: &f64| s > 0.0 && s.is_finite())
+                        .ok_or("bench: --scale needs a positive number")?,
+                );
+            }
+            "--timeout" => {
+                o.timeout = value("seconds")?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("bench: --timeout needs a whole number of seconds")?;
+            }
+            "--quick" | "--no-build" if inline.is_some() => {
+                return Err(format!("bench: {name} takes no value"))
+            }
+            "--quick" => o.quick = true,
+            "--no-build" => o.no_build = true,
+            _ => return Err(format!("bench: unknown option {arg:?}")),
+        }
+    }
+    Ok(Cmd::Bench(o))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Cmd, String> {
+        parse(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(p(""), Ok(Cmd::Help(None)));
+        assert_eq!(p("--help"), Ok(Cmd::Help(None)));
+        assert_eq!(p("help bench"), Ok(Cmd::Help(Some("bench".into()))));
+        assert_eq!(p("bench -h"), Ok(Cmd::Help(Some("bench".into()))));
+        assert_eq!(p("sizeclasses"), Ok(Cmd::SizeClasses));
+        assert!(p("sizeclasses x").is_err());
+        assert!(p("frobnicate").is_err());
+    }
+
+    #[test]
+    fn bench_options() {
+        assert_eq!(p("bench"), Ok(Cmd::Bench(BenchOpts::default())));
+        let Ok(Cmd::Bench(o)) = p("bench --runs 3 --filter=map --quick --no-build --timeout=9")
+        else {
+            panic!()
+        };
+        assert_eq!(o.runs, 3);
+        assert_eq!(o.filter.as_deref(), Some("map"));
+        assert!(o.quick && o.no_build);
+        assert_eq!(o.timeout, 9);
+        assert_eq!(o.scale(), 0.1);
+        let Ok(Cmd::Bench(o)) = p("bench --quick --scale 0.5") else {
+            panic!()
+        };
+        assert_eq!(o.scale(), 0.5);
+        assert!(p("bench --runs").is_err());
+        assert!(p("bench --runs 0").is_err());
+        assert!(p("bench --runs x").is_err());
+        assert!(p("bench --scale -1").is_err());
+        assert!(p("bench --quick=1").is_err());
+        assert!(p("bench --bogus").is_err());
+    }
+}

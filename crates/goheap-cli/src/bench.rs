@@ -1,0 +1,391 @@
+//! `goheap bench`: build the benchmark binaries, run every workload under
+//! every allocator (each run its own process, rounds interleaved), and
+//! report.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use crate::args::BenchOpts;
+use crate::proc;
+use crate::report::{self, Metric, Record, Summary, ALLOCATORS};
+use crate::svg;
+
+/// The workspace root: the nearest directory above the current one whose
+/// `Cargo.toml` lists goheap-bench, else the source tree this binary was
+/// built from.
+fn workspace_root() -> Option<PathBuf> {
+    let is_root = |d: &Path| {
+        std::fs::read_to_string(d.join("Cargo.toml"))
+            .is_ok_and(|s| s.contains("[workspace]") && s.contains("crates/goheap-bench"))
+    };
+    let cwd = std::env::current_dir().ok();
+    if let Some(found) = cwd.iter().flat_map(|d| d.ancestors()).find(|d| is_root(d)) {
+        return Some(found.to_path_buf());
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    is_root(&built).then(|| built.canonicalize().unwrap_or(built))
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` or `<root>/target`.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                std::env::current_dir().map(|c| c.join(&d)).unwrap_or(d)
+            }
+        }
+        _ => root.join("target"),
+    }
+}
+
+/// The command line as typed, quoted where needed.
+fn command_line() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(a0) = args.first_mut() {
+        if let Some(base) = Path::new(a0.as_str()).file_name() {
+            *a0 = base.to_string_lossy().into_owned();
+        }
+    }
+    args.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_=./,:".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn mmss(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// The progress display on stderr: one line rewritten in place on a
+/// terminal, one line per finished run otherwise.
+struct Progress {
+    tty: bool,
+    total: usize,
+    start: Instant,
+}
+
+impl Progress {
+    fn starting(&self, i: usize, round: usize, rounds: usize, w: &str, a: &str) {
+        if !self.tty {
+            return;
+        }
+        let elapsed = self.start.elapsed();
+        let eta = if i > 0 {
+            let per = elapsed.as_secs_f64() / i as f64;
+            format!(
+                "  eta {}",
+                mmss(Duration::from_secs_f64(per * (self.total - i) as f64))
+            )
+        } else {
+            String::new()
+        };
+        let mut e = io::stderr().lock();
+        let _ = write!(
+            e,
+            "\r\x1b[2K[{:>nw$}/{}] round {round}/{rounds}  {w:<12} {a:<9} elapsed {}{eta}",
+            i + 1,
+            self.total,
+            mmss(elapsed),
+            nw = self.total.to_string().len(),
+        );
+        let _ = e.flush();
+    }
+
+    fn finished(&self, i: usize, r: &Record) {
+        let what = match &r.m.failure {
+            Some(f) => format!("FAILED: {f}"),
+            None => format!(
+                "{:.3} s wall, {:.3} s cpu, {:.1} MiB",
+                r.m.wall,
+                r.cpu(),
+                r.m.maxrss_kib as f64 / 1024.0
+            ),
+        };
+        if self.tty {
+            if r.m.failure.is_some() {
+                eprintln!(
+                    "\r\x1b[2K{} under {} (round {}): {what}",
+                    r.workload, r.alloc, r.round
+                );
+            }
+        } else {
+            eprintln!(
+                "[{:>nw$}/{}] round {} {} {}: {what}",
+                i + 1,
+                self.total,
+                r.round,
+                r.workload,
+                r.alloc,
+                nw = self.total.to_string().len()
+            );
+        }
+    }
+
+    fn done(&self) {
+        if self.tty {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+/// Runs `goheap bench`.
+pub(crate) fn run(o: &BenchOpts) -> ExitCode {
+    match bench(o) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("goheap bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
+    let workloads: Vec<&'static str> = goheap_workloads::WORKLOADS
+        .iter()
+        .map(|w| w.name)
+        .filter(|n| o.filter.as_deref().is_none_or(|f| n.contains(f)))
+        .collect();
+    if workloads.is_empty() {
+        let all: Vec<&str> = goheap_workloads::WORKLOADS.iter().map(|w| w.name).collect();
+        return Err(format!(
+            "no workload matches {:?}; the workloads are: {}",
+            o.filter.as_deref().unwrap_or(""),
+            all.join(", ")
+        ));
+    }
+    let root = workspace_root()
+        .ok_or("cannot find the goheap workspace (run from inside its source tree)".to_string())?;
+    let target = target_dir(&root);
+
+    if !o.no_build {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        eprintln!(
+            "goheap bench: building the benchmark binaries: {} build --release -p goheap-bench",
+            Path::new(&cargo).display()
+        );
+        let status = Command::new(&cargo)
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "goheap-bench",
+                "--manifest-path",
+            ])
+            .arg(root.join("Cargo.toml"))
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", Path::new(&cargo).display()))?;
+        if !status.success() {
+            return Err(format!("cargo build failed ({status})"));
+        }
+    }
+    let bins: Vec<PathBuf> = ALLOCATORS
+        .iter()
+        .map(|a| target.join("release").join(format!("bench-{a}")))
+        .collect();
+    if let Some(missing) = bins.iter().find(|b| !b.is_file()) {
+        return Err(format!(
+            "{} not found (build it with: cargo build --release -p goheap-bench)",
+            missing.display()
+        ));
+    }
+
+    let scale = o.scale();
+    let scale_arg = scale.to_string();
+    let total = o.runs * workloads.len() * ALLOCATORS.len();
+    let date = proc::utc_now();
+    let load_before = load_average();
+    eprintln!(
+        "goheap bench: {} workloads × {} allocators × {} round(s) = {total} runs, scale {scale}",
+        workloads.len(),
+        ALLOCATORS.len(),
+        o.runs
+    );
+    let progress = Progress {
+        tty: proc::isatty(2),
+        total,
+        start: Instant::now(),
+    };
+    // Load every binary once, untimed, so that no first run pays for it.
+    for bin in &bins {
+        let _ = proc::run(bin, &["--list"], Duration::from_secs(30));
+    }
+    let mut records = Vec::with_capacity(total);
+    let timeout = Duration::from_secs(o.timeout);
+    for round in 1..=o.runs {
+        for &w in &workloads {
+            for k in 0..ALLOCATORS.len() {
+                // Each round starts one allocator later, so that none is
+                // always the first to run after a change of workload.
+                let k = (k + round - 1) % ALLOCATORS.len();
+                let (a, bin) = (&ALLOCATORS[k], &bins[k]);
+                let i = records.len();
+                progress.starting(i, round, o.runs, w, a);
+                let m = proc::run(bin, &[w, &scale_arg], timeout)
+                    .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+                let mut r = Record {
+                    round,
+                    workload: w,
+                    alloc: a,
+                    scale,
+                    m,
+                    checksum: None,
+                    inproc: None,
+                    extra: String::new(),
+                };
+                r.parse_stdout();
+                progress.finished(i, &r);
+                if !r.ok() && !r.m.stderr.trim().is_empty() {
+                    for line in r.m.stderr.lines().take(20) {
+                        eprintln!("    {line}");
+                    }
+                }
+                records.push(r);
+            }
+        }
+    }
+    progress.done();
+    let took = progress.start.elapsed();
+
+    let summary = Summary::new(&workloads, &records);
+    let cmd = command_line();
+    let mut text = String::new();
+    text.push_str(&format!(
+        "## goheap bench\n\n\
+         - command: `{cmd}` (from the workspace: `cargo run --release -p goheap-cli -- {}`)\n\
+         - date: {date}\n\
+         - {} round{}, interleaved (each allocator once per workload per round, the order rotated \
+         every round), each run its own process; workload scale {scale}; medians; {total} runs in {}\n\
+         - machine: {} CPUs, load average {load_before} before, {} after\n\n",
+        cmd.split_once(' ').map_or("", |(_, rest)| rest),
+        o.runs,
+        if o.runs == 1 { "" } else { "s" },
+        mmss(took),
+        cpus(),
+        load_average(),
+    ));
+    text.push_str(
+        "### Wall time and peak RSS: goheap, and goheap ÷ each peer (below 1: goheap better)\n\n",
+    );
+    text.push_str(&report::main_table(&summary, Metric::Wall, true));
+    text.push_str("\n### CPU time (user + sys): goheap, and goheap ÷ each peer (steadier than wall time for one thread)\n\n");
+    text.push_str(&report::main_table(&summary, Metric::Cpu, false));
+    text.push_str("\n### Medians of every allocator: wall time / peak RSS\n\n");
+    text.push_str(&report::medians_table(&summary));
+    text.push('\n');
+
+    let mut notes = String::new();
+    let goheap_counted = records
+        .iter()
+        .filter(|r| r.alloc == "goheap" && r.ok())
+        .any(|r| {
+            r.extra
+                .split_whitespace()
+                .any(|kv| kv.starts_with("goheap_mallocs=") && kv != "goheap_mallocs=0")
+        });
+    if !goheap_counted {
+        notes.push_str(
+            "note: goheap::memstats() counted no allocations in bench-goheap: either GoHeap still \
+             forwards to the system allocator or its statistics are not wired up.\n",
+        );
+    }
+    for (w, seen) in &summary.mismatches {
+        notes.push_str(&format!("!!! CHECKSUM MISMATCH in {w}:"));
+        for (c, a, round) in seen {
+            notes.push_str(&format!(" {c} ({a}, round {round})"));
+        }
+        notes.push('\n');
+    }
+    for (w, a, round, f) in &summary.failures {
+        notes.push_str(&format!(
+            "!!! FAILED RUN: {w} under {a}, round {round}: {f}\n"
+        ));
+    }
+    if !notes.is_empty() {
+        text.push_str(&notes);
+        text.push('\n');
+    }
+
+    print!("{text}");
+    println!("{}", report::text_chart(&summary));
+
+    let out_dir = target.join("goheap-bench");
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    let subtitle = format!(
+        "{cmd} · {date} · {} round(s) · scale {scale} · medians; {} CPUs",
+        o.runs,
+        cpus()
+    );
+    for (name, contents) in [
+        ("results.csv", report::csv(&records)),
+        ("report.svg", svg::chart(&summary, &subtitle)),
+        ("report.md", text.clone()),
+    ] {
+        let path = out_dir.join(name);
+        std::fs::write(&path, contents)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+
+    if summary.clean() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "goheap bench: {} checksum mismatch(es), {} failed run(s): see above",
+            summary.mismatches.len(),
+            summary.failures.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::BASELINE;
+
+    #[test]
+    fn finds_the_workspace() {
+        let root = workspace_root().expect("tests run inside the workspace");
+        assert!(root.join("crates/goheap-bench/Cargo.toml").is_file());
+        assert!(
+            target_dir(&root).ends_with("target") || std::env::var_os("CARGO_TARGET_DIR").is_some()
+        );
+    }
+
+    #[test]
+    fn formats_durations() {
+        assert_eq!(mmss(Duration::from_secs(75)), "1:15");
+        assert_eq!(mmss(Duration::from_secs(5)), "0:05");
+    }
+
+    #[test]
+    fn baseline_is_an_allocator() {
+        assert!(ALLOCATORS.contains(&BASELINE));
+    }
+}

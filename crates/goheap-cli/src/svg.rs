@@ -1,0 +1,191 @@
+//! The SVG chart: two panels of grouped bars, wall time and peak RSS of each
+//! allocator relative to mimalloc, per workload, on a log scale centred on
+//! 1.0 (bars grow up when worse than mimalloc, down when better).
+
+use std::fmt::Write;
+
+use crate::report::{Metric, Summary, ALLOCATORS, BASELINE};
+
+/// Bar colours, one per allocator in [`ALLOCATORS`] order.
+const COLORS: [&str; 4] = ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c"];
+const LEFT: f64 = 58.0;
+const RIGHT: f64 = 16.0;
+const BAR: f64 = 14.0;
+const BAR_GAP: f64 = 2.0;
+const GROUP: f64 = 4.0 * (BAR + BAR_GAP) + 18.0;
+const PLOT_H: f64 = 230.0;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Ratios of one panel: `[group][allocator]`, the last group the geomean.
+fn ratios(s: &Summary, m: Metric) -> Vec<[Option<f64>; 4]> {
+    let mut v: Vec<[Option<f64>; 4]> = (0..s.workloads.len())
+        .map(|w| ALLOCATORS.map(|a| s.ratio(w, a, BASELINE, m)))
+        .collect();
+    v.push(ALLOCATORS.map(|a| s.geo_ratio(a, BASELINE, m)));
+    v
+}
+
+/// Draws one panel with its top edge at `top`; returns its height.
+fn panel(out: &mut String, s: &Summary, m: Metric, title: &str, top: f64) -> f64 {
+    let data = ratios(s, m);
+    let all: Vec<f64> = data.iter().flatten().flatten().copied().collect();
+    // Whole octaves, with room for the value labels beyond the longest bars.
+    let lo = (all.iter().copied().fold(0.5, f64::min).log2() - 0.4).floor();
+    let hi = (all.iter().copied().fold(2.0, f64::max).log2() + 0.4).ceil();
+    let plot_top = top + 22.0;
+    let y = |r: f64| plot_top + (hi - r.log2()) / (hi - lo) * PLOT_H;
+    let width = LEFT + data.len() as f64 * GROUP + RIGHT;
+
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="{:.1}" font-size="13" font-weight="bold">{}</text>"#,
+        top + 14.0,
+        esc(title)
+    );
+    // Grid lines and labels at powers of two.
+    let mut e = lo;
+    while e <= hi {
+        let r = 2f64.powf(e);
+        let yy = y(r);
+        let (stroke, dash) = if e == 0.0 {
+            ("#000", "")
+        } else {
+            ("#ccc", r#" stroke-dasharray="3,3""#)
+        };
+        let _ = writeln!(
+            out,
+            r#"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="{stroke}"{dash}/>"#,
+            width - RIGHT
+        );
+        let label = if r >= 1.0 {
+            format!("{r}×")
+        } else {
+            format!("{}×", format!("{r:.3}").trim_end_matches('0'))
+        };
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{label}</text>"#,
+            LEFT - 6.0,
+            yy + 4.0
+        );
+        e += 1.0;
+    }
+    let names: Vec<&str> = s.workloads.iter().copied().chain(["geomean"]).collect();
+    for (g, (name, row)) in names.iter().zip(&data).enumerate() {
+        let gx = LEFT + g as f64 * GROUP;
+        if g + 1 == names.len() {
+            let _ = writeln!(
+                out,
+                r##"<line x1="{gx:.1}" y1="{plot_top:.1}" x2="{gx:.1}" y2="{:.1}" stroke="#999" stroke-dasharray="4,3"/>"##,
+                plot_top + PLOT_H
+            );
+        }
+        for (i, r) in row.iter().enumerate() {
+            let Some(r) = *r else { continue };
+            let x = gx + 9.0 + i as f64 * (BAR + BAR_GAP);
+            let (y1, y0) = (y(r), y(1.0));
+            let (top_y, h) = (y1.min(y0), (y1 - y0).abs().max(1.5));
+            let _ = writeln!(
+                out,
+                r#"<rect x="{x:.1}" y="{top_y:.1}" width="{BAR}" height="{h:.1}" fill="{}"><title>{} {}: {r:.2}× {BASELINE}</title></rect>"#,
+                COLORS[i],
+                esc(name),
+                ALLOCATORS[i]
+            );
+            let cx = x + BAR / 2.0 + 3.5;
+            let (ly, anchor) = if r >= 1.0 {
+                (top_y - 3.0, "start")
+            } else {
+                (top_y + h + 3.0, "end")
+            };
+            let _ = writeln!(
+                out,
+                r#"<text transform="translate({cx:.1},{ly:.1}) rotate(-90)" font-size="9" text-anchor="{anchor}">{r:.2}</text>"#
+            );
+        }
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"#,
+            gx + GROUP / 2.0,
+            plot_top + PLOT_H + 16.0,
+            esc(name)
+        );
+    }
+    22.0 + PLOT_H + 26.0
+}
+
+/// The whole chart; `subtitle` says what was run and when.
+pub(crate) fn chart(s: &Summary, subtitle: &str) -> String {
+    let groups = s.workloads.len() + 1;
+    let width = LEFT + groups as f64 * GROUP + RIGHT;
+    let mut body = String::new();
+    let mut y = 52.0;
+    y += panel(
+        &mut body,
+        s,
+        Metric::Wall,
+        &format!("Wall time relative to {BASELINE} (log scale; below the line is faster)"),
+        y,
+    );
+    y += 10.0;
+    y += panel(
+        &mut body,
+        s,
+        Metric::Rss,
+        &format!("Peak RSS relative to {BASELINE} (log scale; below the line is smaller)"),
+        y,
+    );
+    let height = y + 8.0;
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif">"#
+    );
+    let _ = writeln!(
+        out,
+        r##"<rect width="100%" height="100%" fill="white"/>
+<text x="{LEFT}" y="18" font-size="15" font-weight="bold">goheap bench: medians relative to {BASELINE}</text>
+<text x="{LEFT}" y="34" font-size="11" fill="#444">{}</text>"##,
+        esc(subtitle)
+    );
+    for (i, a) in ALLOCATORS.iter().enumerate() {
+        let x = LEFT + i as f64 * 90.0;
+        let _ = writeln!(
+            out,
+            r#"<rect x="{x}" y="40" width="12" height="10" fill="{}"/><text x="{}" y="49" font-size="11">{a}</text>"#,
+            COLORS[i],
+            x + 16.0
+        );
+    }
+    out.push_str(&body);
+    out.push_str("</svg>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::sample;
+
+    #[test]
+    fn chart_is_well_formed() {
+        let (w, recs) = sample();
+        let s = Summary::new(&w, &recs);
+        let svg = chart(&s, "goheap bench --runs 3 <&>");
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("&lt;&amp;&gt;"));
+        // 3 groups (2 workloads + geomean) × 4 allocators × 2 panels, plus
+        // the background and 4 legend swatches.
+        assert_eq!(svg.matches("<rect").count(), 3 * 4 * 2 + 1 + 4);
+        assert!(svg.contains(">1.50<"));
+        assert!(svg.contains(">0.50<"));
+        assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
+    }
+}

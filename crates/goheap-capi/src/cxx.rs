@@ -120,7 +120,11 @@ pub unsafe extern "C" fn _ZnamSt11align_val_t(size: usize, align: AlignVal) -> *
 ///
 /// Always safe to call; the result is released with the matching `delete`.
 #[no_mangle]
-pub unsafe extern "C" fn _ZnwmSt11align_val_tRKSt9nothrow_t(size: usize, align: AlignVal, _nt: Nothrow) -> *mut c_void {
+pub unsafe extern "C" fn _ZnwmSt11align_val_tRKSt9nothrow_t(
+    size: usize,
+    align: AlignVal,
+    _nt: Nothrow,
+) -> *mut c_void {
     new_impl(size, align.max(1))
 }
 
@@ -130,7 +134,11 @@ pub unsafe extern "C" fn _ZnwmSt11align_val_tRKSt9nothrow_t(size: usize, align: 
 ///
 /// Always safe to call; the result is released with the matching `delete`.
 #[no_mangle]
-pub unsafe extern "C" fn _ZnamSt11align_val_tRKSt9nothrow_t(size: usize, align: AlignVal, _nt: Nothrow) -> *mut c_void {
+pub unsafe extern "C" fn _ZnamSt11align_val_tRKSt9nothrow_t(
+    size: usize,
+    align: AlignVal,
+    _nt: Nothrow,
+) -> *mut c_void {
     new_impl(size, align.max(1))
 }
 
@@ -250,7 +258,11 @@ pub unsafe extern "C" fn _ZdaPvmSt11align_val_t(p: *mut c_void, _size: usize, _a
 ///
 /// `p` is null or came from a matching `new` and is not used afterwards.
 #[no_mangle]
-pub unsafe extern "C" fn _ZdlPvSt11align_val_tRKSt9nothrow_t(p: *mut c_void, _align: AlignVal, _nt: Nothrow) {
+pub unsafe extern "C" fn _ZdlPvSt11align_val_tRKSt9nothrow_t(
+    p: *mut c_void,
+    _align: AlignVal,
+    _nt: Nothrow,
+) {
     // SAFETY: forwarded contract.
     unsafe { free_impl(p) }
 }
@@ -261,7 +273,11 @@ pub unsafe extern "C" fn _ZdlPvSt11align_val_tRKSt9nothrow_t(p: *mut c_void, _al
 ///
 /// `p` is null or came from a matching `new` and is not used afterwards.
 #[no_mangle]
-pub unsafe extern "C" fn _ZdaPvSt11align_val_tRKSt9nothrow_t(p: *mut c_void, _align: AlignVal, _nt: Nothrow) {
+pub unsafe extern "C" fn _ZdaPvSt11align_val_tRKSt9nothrow_t(
+    p: *mut c_void,
+    _align: AlignVal,
+    _nt: Nothrow,
+) {
     // SAFETY: forwarded contract.
     unsafe { free_impl(p) }
 }

@@ -93,14 +93,23 @@ fn ensure_init() {
 #[cold]
 #[inline(never)]
 fn init() {
-    if INIT.compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire).is_err() {
+    if INIT
+        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire)
+        .is_err()
+    {
         return;
     }
     options::load();
     IGNORE_INVALID_FREE.store(options::get(Opt::IgnoreInvalidFree), Ordering::Relaxed);
     // SAFETY: registers three `extern "C"` functions with no arguments;
     // glibc may allocate here, which re-enters us harmlessly (see above).
-    unsafe { libc::pthread_atfork(Some(atfork_prepare), Some(atfork_parent), Some(atfork_child)) };
+    unsafe {
+        libc::pthread_atfork(
+            Some(atfork_prepare),
+            Some(atfork_parent),
+            Some(atfork_child),
+        )
+    };
     if options::get(Opt::PrintStats) {
         stats::save_stats_fd();
         // SAFETY: registers an `extern "C"` function with no arguments that
@@ -118,12 +127,22 @@ fn init() {
 fn print_options() {
     use core::fmt::Write;
     let mut w = goheap_core::report::StderrWriter::new();
-    let _ = write!(w, "goheap: libgoheap {} initialised in pid {}:", env!("CARGO_PKG_VERSION"), {
-        // SAFETY: getpid has no preconditions.
-        unsafe { libc::getpid() }
-    });
+    let _ = write!(
+        w,
+        "goheap: libgoheap {} initialised in pid {}:",
+        env!("CARGO_PKG_VERSION"),
+        {
+            // SAFETY: getpid has no preconditions.
+            unsafe { libc::getpid() }
+        }
+    );
     for opt in Opt::ALL {
-        let _ = write!(w, " {}={}", opt.info().name.to_str().unwrap_or("?"), options::get(opt) as u8);
+        let _ = write!(
+            w,
+            " {}={}",
+            opt.info().name.to_str().unwrap_or("?"),
+            options::get(opt) as u8
+        );
     }
     let _ = w.write_str("\n");
 }
@@ -261,7 +280,9 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 
 fn calloc_impl(n: usize, size: usize) -> *mut c_void {
     ensure_init();
-    let Some(total) = n.checked_mul(size) else { return enomem() };
+    let Some(total) = n.checked_mul(size) else {
+        return enomem();
+    };
     if total > MAX_ALLOC {
         return enomem();
     }
@@ -336,7 +357,11 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> 
 ///
 /// `memptr` is valid for a pointer write.
 #[no_mangle]
-pub unsafe extern "C" fn posix_memalign(memptr: *mut *mut c_void, align: usize, size: usize) -> c_int {
+pub unsafe extern "C" fn posix_memalign(
+    memptr: *mut *mut c_void,
+    align: usize,
+    size: usize,
+) -> c_int {
     ensure_init();
     if !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
         return libc::EINVAL;
@@ -428,7 +453,9 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
     let page = page_size();
-    let Some(rounded) = size.max(1).checked_next_multiple_of(page) else { return enomem() };
+    let Some(rounded) = size.max(1).checked_next_multiple_of(page) else {
+        return enomem();
+    };
     memalign_impl(page, rounded)
 }
 
@@ -664,7 +691,9 @@ mod tests {
             "goheap_flush_thread_cache",
         ];
         for n in names {
-            let listed = ["(", ",", ":"].iter().any(|end| header.contains(&format!("{n}{end}")));
+            let listed = ["(", ",", ":"]
+                .iter()
+                .any(|end| header.contains(&format!("{n}{end}")));
             assert!(listed, "goheap.h lacks {n}");
         }
     }

@@ -63,7 +63,11 @@ impl From<&MemStats> for GoheapMemstats {
     fn from(m: &MemStats) -> Self {
         let mut by_size = [GoheapBySize::default(); NUM_SIZE_CLASSES];
         for (out, b) in by_size.iter_mut().zip(m.by_size.iter()) {
-            *out = GoheapBySize { size: b.size, mallocs: b.mallocs, frees: b.frees };
+            *out = GoheapBySize {
+                size: b.size,
+                mallocs: b.mallocs,
+                frees: b.frees,
+            };
         }
         GoheapMemstats {
             alloc: m.alloc,
@@ -154,7 +158,12 @@ pub(crate) fn save_stats_fd() {
 /// number), else to fd 2.
 pub(crate) fn print_stats_at_exit() {
     let fd = STATS_FD.load(Ordering::Relaxed);
-    let same = fd >= 0 && file_id(fd) == Some((STATS_DEV.load(Ordering::Relaxed), STATS_INO.load(Ordering::Relaxed)));
+    let same = fd >= 0
+        && file_id(fd)
+            == Some((
+                STATS_DEV.load(Ordering::Relaxed),
+                STATS_INO.load(Ordering::Relaxed),
+            ));
     print_stats_to(if same { fd } else { 2 });
 }
 

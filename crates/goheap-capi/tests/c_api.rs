@@ -31,9 +31,20 @@ fn api_static() -> &'static PathBuf {
     BIN.get_or_init(|| {
         let out = work_dir("api-static").join("api-static");
         let mut c = cc(false);
-        c.arg(c_src("api.c")).arg("-o").arg(&out).arg(lib_dir().join("libgoheap.a"));
+        c.arg(c_src("api.c"))
+            .arg("-o")
+            .arg(&out)
+            .arg(lib_dir().join("libgoheap.a"));
         // What rustc's `--print native-static-libs` asks for.
-        c.args(["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"]);
+        c.args([
+            "-lgcc_s",
+            "-lutil",
+            "-lrt",
+            "-lpthread",
+            "-lm",
+            "-ldl",
+            "-lc",
+        ]);
         compile(c);
         out
     })
@@ -102,7 +113,12 @@ fn memstats_and_print_stats() {
     let r = run_api(api(), "stats", &[]);
     r.assert_ok("stats");
     let m = r.stats_mallocs();
-    assert_eq!(m.len(), 1, "one stats line from goheap_print_stats:\n{}", r.stderr);
+    assert_eq!(
+        m.len(),
+        1,
+        "one stats line from goheap_print_stats:\n{}",
+        r.stderr
+    );
     assert!(m[0] > 100, "{}", r.stderr);
 }
 
@@ -118,17 +134,29 @@ fn static_library() {
 
 #[test]
 fn options_verbose_and_print_stats() {
-    let r = run_api(api(), "basic", &[("GOHEAP_VERBOSE", "1"), ("GOHEAP_PRINT_STATS", "1")]);
+    let r = run_api(
+        api(),
+        "basic",
+        &[("GOHEAP_VERBOSE", "1"), ("GOHEAP_PRINT_STATS", "1")],
+    );
     r.assert_ok("basic with options");
     let first = r.stderr.lines().next().unwrap_or("");
-    assert!(first.starts_with("goheap: libgoheap ") && first.contains("GOHEAP_PRINT_STATS=1"), "{}", r.stderr);
+    assert!(
+        first.starts_with("goheap: libgoheap ") && first.contains("GOHEAP_PRINT_STATS=1"),
+        "{}",
+        r.stderr
+    );
     let m = r.stats_mallocs();
     assert_eq!(m.len(), 1, "{}", r.stderr);
     assert!(m[0] > 1000, "{}", r.stderr);
     // Off by default.
     let r = run_api(api(), "basic", &[]);
     assert!(!r.stderr.contains("goheap:"), "{}", r.stderr);
-    let r = run_api(api(), "basic", &[("GOHEAP_PRINT_STATS", "0"), ("GOHEAP_VERBOSE", "no")]);
+    let r = run_api(
+        api(),
+        "basic",
+        &[("GOHEAP_PRINT_STATS", "0"), ("GOHEAP_VERBOSE", "no")],
+    );
     assert!(!r.stderr.contains("goheap:"), "{}", r.stderr);
 }
 
@@ -137,12 +165,35 @@ fn options_verbose_and_print_stats() {
 fn misuse(bin: &PathBuf, name: &str, expect: &str) {
     let r = run_api(bin, name, &[]);
     let ptr = r.stdout.lines().next().unwrap_or("").trim().to_string();
-    assert!(ptr.starts_with("0x"), "{name}: no pointer printed; stdout {:?} stderr {:?}", r.stdout, r.stderr);
-    assert_eq!(r.signal(), Some(libc::SIGABRT), "{name}: status {:?}, stderr {}", r.status, r.stderr);
+    assert!(
+        ptr.starts_with("0x"),
+        "{name}: no pointer printed; stdout {:?} stderr {:?}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(
+        r.signal(),
+        Some(libc::SIGABRT),
+        "{name}: status {:?}, stderr {}",
+        r.status,
+        r.stderr
+    );
     assert!(!r.stdout.contains("survived"), "{name}");
-    assert!(r.stderr.contains("goheap: fatal error: "), "{name}: {}", r.stderr);
-    assert!(r.stderr.contains(&ptr), "{name}: report does not name {ptr}: {}", r.stderr);
-    assert!(r.stderr.contains(expect), "{name}: report lacks {expect:?}: {}", r.stderr);
+    assert!(
+        r.stderr.contains("goheap: fatal error: "),
+        "{name}: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&ptr),
+        "{name}: report does not name {ptr}: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(expect),
+        "{name}: report lacks {expect:?}: {}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -175,18 +226,30 @@ fn realloc_and_usable_size_of_foreign_pointer_abort() {
 
 #[test]
 fn ignore_invalid_free_option() {
-    let r = run_api(api(), "ignored_frees", &[("GOHEAP_IGNORE_INVALID_FREE", "1")]);
+    let r = run_api(
+        api(),
+        "ignored_frees",
+        &[("GOHEAP_IGNORE_INVALID_FREE", "1")],
+    );
     r.assert_ok("ignored_frees");
     assert!(r.stdout.contains("survived"));
     let ptr = r.stdout.lines().next().unwrap_or("").trim().to_string();
-    let warnings: Vec<_> = r.stderr.lines().filter(|l| l.contains("ignoring free")).collect();
+    let warnings: Vec<_> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("ignoring free"))
+        .collect();
     assert_eq!(warnings.len(), 1, "said once: {}", r.stderr);
     assert!(warnings[0].contains(&ptr), "{}", r.stderr);
     // Without the option the same program aborts.
     let r = run_api(api(), "ignored_frees", &[]);
     assert_eq!(r.signal(), Some(libc::SIGABRT));
     // With it, memory goheap owns is still checked.
-    let r = run_api(api(), "free_interior", &[("GOHEAP_IGNORE_INVALID_FREE", "1")]);
+    let r = run_api(
+        api(),
+        "free_interior",
+        &[("GOHEAP_IGNORE_INVALID_FREE", "1")],
+    );
     assert_eq!(r.signal(), Some(libc::SIGABRT), "{}", r.stderr);
     let r = run_api(api(), "double_free", &[("GOHEAP_IGNORE_INVALID_FREE", "1")]);
     assert_eq!(r.signal(), Some(libc::SIGABRT), "{}", r.stderr);
@@ -198,7 +261,10 @@ fn containers_linked() -> &'static PathBuf {
     BIN.get_or_init(|| {
         let out = work_dir("containers-linked").join("containers");
         let mut c = cc(true);
-        c.arg("-DGOHEAP_LINKED").arg(c_src("containers.cc")).arg("-o").arg(&out);
+        c.arg("-DGOHEAP_LINKED")
+            .arg(c_src("containers.cc"))
+            .arg("-o")
+            .arg(&out);
         link_goheap(&mut c);
         compile(c);
         out
@@ -219,8 +285,18 @@ fn cxx_throwing_new_failure_aborts_with_a_report() {
     let mut cmd = Command::new(containers_linked());
     cmd.arg("throw").env_remove("LD_PRELOAD");
     let r = run(cmd, LIMIT);
-    assert_eq!(r.signal(), Some(libc::SIGABRT), "{:?} {}", r.status, r.stderr);
-    assert!(r.stderr.contains("operator new(") && r.stderr.contains("bad_alloc"), "{}", r.stderr);
+    assert_eq!(
+        r.signal(),
+        Some(libc::SIGABRT),
+        "{:?} {}",
+        r.status,
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("operator new(") && r.stderr.contains("bad_alloc"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -228,12 +304,18 @@ fn dlopen_a_library_linked_with_goheap() {
     let dir = work_dir("dlopen");
     let plugin = dir.join("libplugin.so");
     let mut c = cc(false);
-    c.args(["-shared", "-fPIC"]).arg(c_src("plugin.c")).arg("-o").arg(&plugin);
+    c.args(["-shared", "-fPIC"])
+        .arg(c_src("plugin.c"))
+        .arg("-o")
+        .arg(&plugin);
     link_goheap(&mut c);
     compile(c);
     let host = dir.join("host");
     let mut c = cc(false);
-    c.arg(c_src("dlopen_host.c")).arg("-o").arg(&host).arg("-ldl");
+    c.arg(c_src("dlopen_host.c"))
+        .arg("-o")
+        .arg(&host)
+        .arg("-ldl");
     compile(c);
     let mut cmd = Command::new(&host);
     cmd.arg(&plugin).env_remove("LD_PRELOAD");
@@ -264,7 +346,10 @@ fn header_compiles_in_c_and_cxx_dialects() {
     for (i, (compiler, s, std)) in dialects.iter().enumerate() {
         let out = dir.join(format!("h{i}"));
         let mut c = Command::new(compiler);
-        c.args([*std, "-Wall", "-Wextra", "-pedantic", "-Werror"]).arg("-I").arg(include_dir()).arg(s);
+        c.args([*std, "-Wall", "-Wextra", "-pedantic", "-Werror"])
+            .arg("-I")
+            .arg(include_dir())
+            .arg(s);
         c.arg("-o").arg(&out);
         link_goheap(&mut c);
         compile(c);
@@ -283,10 +368,23 @@ fn shared_library_uses_dynamic_tls() {
         eprintln!("skipped: readelf is not installed");
         return;
     }
-    let out = Command::new("readelf").arg("-rdW").arg(lib_so()).output().expect("run readelf");
+    let out = Command::new("readelf")
+        .arg("-rdW")
+        .arg(lib_so())
+        .output()
+        .expect("run readelf");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.contains("STATIC_TLS"), "libgoheap.so is flagged STATIC_TLS");
-    assert!(!text.contains("TPOFF"), "libgoheap.so has initial-exec TLS relocations");
-    assert!(text.contains("R_X86_64_DTPMOD64") || !cfg!(target_arch = "x86_64"), "no dynamic TLS relocation found");
+    assert!(
+        !text.contains("STATIC_TLS"),
+        "libgoheap.so is flagged STATIC_TLS"
+    );
+    assert!(
+        !text.contains("TPOFF"),
+        "libgoheap.so has initial-exec TLS relocations"
+    );
+    assert!(
+        text.contains("R_X86_64_DTPMOD64") || !cfg!(target_arch = "x86_64"),
+        "no dynamic TLS relocation found"
+    );
 }

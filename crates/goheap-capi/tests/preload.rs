@@ -20,13 +20,15 @@ const LIMIT: Duration = Duration::from_secs(120);
 fn compare(name: &str, min_mallocs: u64, make_cmd: impl Fn(&Path) -> Command) -> Run {
     let base_dir = work_dir(&format!("preload-{name}/system"));
     let mut cmd = make_cmd(&base_dir);
-    cmd.env_remove("LD_PRELOAD").env_remove("GOHEAP_PRINT_STATS");
+    cmd.env_remove("LD_PRELOAD")
+        .env_remove("GOHEAP_PRINT_STATS");
     let base = run(cmd, LIMIT);
     base.assert_ok(&format!("{name} on the system allocator"));
 
     let dir = work_dir(&format!("preload-{name}/goheap"));
     let mut cmd = make_cmd(&dir);
-    cmd.env("LD_PRELOAD", lib_so()).env("GOHEAP_PRINT_STATS", "1");
+    cmd.env("LD_PRELOAD", lib_so())
+        .env("GOHEAP_PRINT_STATS", "1");
     let r = run(cmd, LIMIT);
     r.assert_ok(&format!("{name} under goheap"));
     assert!(
@@ -35,25 +37,39 @@ fn compare(name: &str, min_mallocs: u64, make_cmd: impl Fn(&Path) -> Command) ->
         r.stdout,
         base.stdout
     );
-    let own: String = r.stderr.lines().filter(|l| !l.starts_with("goheap: ")).fold(String::new(), |mut s, l| {
-        let _ = writeln!(s, "{l}");
-        s
-    });
+    let own: String = r
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with("goheap: "))
+        .fold(String::new(), |mut s, l| {
+            let _ = writeln!(s, "{l}");
+            s
+        });
     let base_err: String = base.stderr.lines().fold(String::new(), |mut s, l| {
         let _ = writeln!(s, "{l}");
         s
     });
     assert_eq!(own, base_err, "{name}: stderr differs");
     let mallocs = r.stats_mallocs();
-    assert!(!mallocs.is_empty(), "{name}: no goheap statistics on stderr: {}", r.stderr);
+    assert!(
+        !mallocs.is_empty(),
+        "{name}: no goheap statistics on stderr: {}",
+        r.stderr
+    );
     let max = mallocs.iter().copied().max().unwrap_or(0);
-    assert!(max >= min_mallocs, "{name}: goheap served only {max} allocations: {mallocs:?}");
+    assert!(
+        max >= min_mallocs,
+        "{name}: goheap served only {max} allocations: {mallocs:?}"
+    );
     r
 }
 
 /// The real interpreter behind `python3` (not a pyenv shim script).
 fn python() -> Option<PathBuf> {
-    let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().ok()?;
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()?;
     let p = String::from_utf8(out.stdout).ok()?.trim().to_string();
     (out.status.success() && !p.is_empty()).then(|| PathBuf::from(p))
 }
@@ -95,7 +111,9 @@ print(sorted(out))
     .expect("write script");
     compare("python", 100_000, |_| {
         let mut c = Command::new(&py);
-        c.arg(&script).env("PYTHONMALLOC", "malloc").env("PYTHONHASHSEED", "0");
+        c.arg(&script)
+            .env("PYTHONMALLOC", "malloc")
+            .env("PYTHONHASHSEED", "0");
         c
     });
 }
@@ -160,7 +178,15 @@ fn text_file(path: &Path, lines: usize) {
         x ^= x >> 7;
         x ^= x << 17;
         let w = x % 100_003;
-        let _ = writeln!(s, "w{:x}{} {} field{} {}", w, "z".repeat((x >> 20) as usize % 20), x % 1000, i % 97, x >> 40);
+        let _ = writeln!(
+            s,
+            "w{:x}{} {} field{} {}",
+            w,
+            "z".repeat((x >> 20) as usize % 20),
+            x % 1000,
+            i % 97,
+            x >> 40
+        );
     }
     std::fs::write(path, s).expect("write text file");
 }
@@ -172,7 +198,11 @@ fn sort_large_file() {
     compare("sort", 100, |dir| {
         let mut c = Command::new("sort");
         // A small buffer makes sort spill to temporary files and merge.
-        c.args(["--parallel=2", "-S", "2M", "-T"]).arg(dir).arg("-k2,2n").arg("-k1,1").arg(&input);
+        c.args(["--parallel=2", "-S", "2M", "-T"])
+            .arg(dir)
+            .arg("-k2,2n")
+            .arg("-k1,1")
+            .arg(&input);
         c.env("LC_ALL", "C");
         c
     });
@@ -182,7 +212,11 @@ fn sort_large_file() {
 fn gcc_compiles_a_file() {
     let r = compare("gcc", 1000, |dir| {
         let mut c = Command::new("gcc");
-        c.args(["-O2", "-c", "-pthread"]).arg("-I").arg(include_dir()).arg(c_src("api.c")).arg("-o");
+        c.args(["-O2", "-c", "-pthread"])
+            .arg("-I")
+            .arg(include_dir())
+            .arg(c_src("api.c"))
+            .arg("-o");
         c.arg(dir.join("api.o"));
         c
     });
@@ -213,7 +247,8 @@ fn sqlite3_queries() {
     std::fs::write(&file, sql).expect("write sql");
     compare("sqlite", 10_000, |dir| {
         let mut c = Command::new("sqlite3");
-        c.arg(dir.join("db.sqlite")).arg(format!(".read {}", file.display()));
+        c.arg(dir.join("db.sqlite"))
+            .arg(format!(".read {}", file.display()));
         let _ = std::fs::remove_file(dir.join("db.sqlite"));
         c
     });

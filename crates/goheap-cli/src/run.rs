@@ -59,7 +59,10 @@ pub(crate) fn run(args: &[String]) -> i32 {
         }
     };
     let mut c = Command::new(cmd);
-    c.args(cmd_args).env("LD_PRELOAD", preload_value(&lib, std::env::var_os("LD_PRELOAD")));
+    c.args(cmd_args).env(
+        "LD_PRELOAD",
+        preload_value(&lib, std::env::var_os("LD_PRELOAD")),
+    );
     if stats {
         c.env("GOHEAP_PRINT_STATS", "1");
     }
@@ -103,8 +106,12 @@ fn exit_code(st: std::process::ExitStatus) -> i32 {
 /// test binaries in `target/<profile>/deps/`); built with cargo into that
 /// directory if it is a cargo target directory and the library is missing.
 fn find_or_build_lib() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the goheap executable: {e}"))?;
-    let mut dir = exe.parent().ok_or("the goheap executable has no directory")?.to_path_buf();
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the goheap executable: {e}"))?;
+    let mut dir = exe
+        .parent()
+        .ok_or("the goheap executable has no directory")?
+        .to_path_buf();
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir.pop();
     }
@@ -114,7 +121,9 @@ fn find_or_build_lib() -> Result<PathBuf, String> {
     }
     // target/<profile>/goheap: build the library with the same profile.
     let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let target = dir.parent().ok_or_else(|| format!("{} not found", lib.display()))?;
+    let target = dir
+        .parent()
+        .ok_or_else(|| format!("{} not found", lib.display()))?;
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     if !matches!(profile, "debug" | "release") || !workspace.join("crates/goheap-capi").exists() {
         return Err(format!(
@@ -122,10 +131,15 @@ fn find_or_build_lib() -> Result<PathBuf, String> {
             lib.display()
         ));
     }
-    eprintln!("goheap run: {} is missing; building it with cargo", lib.display());
+    eprintln!(
+        "goheap run: {} is missing; building it with cargo",
+        lib.display()
+    );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut c = Command::new(cargo);
-    c.args(["build", "-p", "goheap-capi", "--target-dir"]).arg(target).current_dir(&workspace);
+    c.args(["build", "-p", "goheap-capi", "--target-dir"])
+        .arg(target)
+        .current_dir(&workspace);
     if profile == "release" {
         c.arg("--release");
     }
@@ -144,8 +158,14 @@ mod tests {
     fn preload_keeps_existing_entries() {
         let lib = Path::new("/x/libgoheap.so");
         assert_eq!(preload_value(lib, None), OsString::from("/x/libgoheap.so"));
-        assert_eq!(preload_value(lib, Some("".into())), OsString::from("/x/libgoheap.so"));
-        assert_eq!(preload_value(lib, Some("/y/a.so".into())), OsString::from("/x/libgoheap.so:/y/a.so"));
+        assert_eq!(
+            preload_value(lib, Some("".into())),
+            OsString::from("/x/libgoheap.so")
+        );
+        assert_eq!(
+            preload_value(lib, Some("/y/a.so".into())),
+            OsString::from("/x/libgoheap.so:/y/a.so")
+        );
     }
 
     fn s(v: &[&str]) -> Vec<String> {
@@ -167,10 +187,20 @@ mod tests {
         let script = "case \"$LD_PRELOAD\" in */libgoheap.so) test -f \"$LD_PRELOAD\" || exit 1;; *) exit 1;; esac; \
                       test \"$GOHEAP_PRINT_STATS\" = 1 || exit 2; exit 7";
         assert_eq!(run(&s(&["--stats", "--", "sh", "-c", script])), 7);
-        assert_eq!(run(&s(&["sh", "-c", "test -z \"$GOHEAP_PRINT_STATS\" && exit 4"])), 4);
+        assert_eq!(
+            run(&s(&[
+                "sh",
+                "-c",
+                "test -z \"$GOHEAP_PRINT_STATS\" && exit 4"
+            ])),
+            4
+        );
         assert_eq!(run(&s(&["sh", "-c", "kill -TERM $$"])), 128 + 15);
         assert_eq!(run(&s(&["/nonexistent/program"])), 127);
         // A real program allocates through goheap and still works.
-        assert_eq!(run(&s(&["--", "sh", "-c", "echo hi | sort > /dev/null"])), 0);
+        assert_eq!(
+            run(&s(&["--", "sh", "-c", "echo hi | sort > /dev/null"])),
+            0
+        );
     }
 }

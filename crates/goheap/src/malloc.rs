@@ -118,7 +118,10 @@ pub(crate) unsafe fn free(p: *mut u8) {
             // common case now; others are caught when the list is flushed.
             // SAFETY: the calling thread's cache; read only.
             if unsafe { (*c).classes[class].free } == p {
-                fatal!("free of {p:p}: double free of a {}-byte object", span.elemsize);
+                fatal!(
+                    "free of {p:p}: double free of a {}-byte object",
+                    span.elemsize
+                );
             }
             // SAFETY: a live small object per the caller; cache valid.
             unsafe { (*c).free(p, class) }
@@ -327,7 +330,9 @@ fn system_memory() -> usize {
         return usize::MAX;
     }
     let unit = (info.mem_unit as usize).max(1);
-    (info.totalram as usize).saturating_add(info.totalswap as usize).saturating_mul(unit)
+    (info.totalram as usize)
+        .saturating_add(info.totalswap as usize)
+        .saturating_mul(unit)
 }
 
 /// # Safety

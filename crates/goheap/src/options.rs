@@ -125,8 +125,14 @@ mod tests {
         for (i, o) in Opt::ALL.iter().enumerate() {
             assert_eq!(*o as usize, i);
         }
-        assert_eq!(OPTIONS[Opt::IgnoreInvalidFree as usize].name, c"GOHEAP_IGNORE_INVALID_FREE");
-        assert_eq!(OPTIONS[Opt::PrintStats as usize].name, c"GOHEAP_PRINT_STATS");
+        assert_eq!(
+            OPTIONS[Opt::IgnoreInvalidFree as usize].name,
+            c"GOHEAP_IGNORE_INVALID_FREE"
+        );
+        assert_eq!(
+            OPTIONS[Opt::PrintStats as usize].name,
+            c"GOHEAP_PRINT_STATS"
+        );
         assert_eq!(OPTIONS[Opt::Verbose as usize].name, c"GOHEAP_VERBOSE");
     }
 

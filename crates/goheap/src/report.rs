@@ -24,7 +24,11 @@ impl StderrWriter {
 
     /// An empty writer to file descriptor `fd` instead of stderr.
     pub const fn with_fd(fd: libc::c_int) -> Self {
-        StderrWriter { buf: [0; 512], len: 0, fd }
+        StderrWriter {
+            buf: [0; 512],
+            len: 0,
+            fd,
+        }
     }
 
     /// Writes out what is buffered (also done on drop).
@@ -32,7 +36,8 @@ impl StderrWriter {
         let mut off = 0;
         while off < self.len {
             // SAFETY: writes initialised bytes of our own buffer to our fd.
-            let n = unsafe { libc::write(self.fd, self.buf[off..].as_ptr().cast(), self.len - off) };
+            let n =
+                unsafe { libc::write(self.fd, self.buf[off..].as_ptr().cast(), self.len - off) };
             if n <= 0 {
                 break;
             }

@@ -23,7 +23,10 @@ pub fn profile() -> &'static str {
 
 /// The workspace's target directory (the parent of `CARGO_TARGET_TMPDIR`).
 pub fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").to_path_buf()
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf()
 }
 
 /// Builds `libgoheap.so` and `libgoheap.a` (once per test binary; `cargo
@@ -41,8 +44,16 @@ pub fn lib_dir() -> &'static Path {
         let st = cmd.status().expect("run cargo build");
         assert!(st.success(), "cargo build -p goheap-capi failed");
         let dir = target_dir().join(profile());
-        assert!(dir.join("libgoheap.so").exists(), "no libgoheap.so in {}", dir.display());
-        assert!(dir.join("libgoheap.a").exists(), "no libgoheap.a in {}", dir.display());
+        assert!(
+            dir.join("libgoheap.so").exists(),
+            "no libgoheap.so in {}",
+            dir.display()
+        );
+        assert!(
+            dir.join("libgoheap.a").exists(),
+            "no libgoheap.a in {}",
+            dir.display()
+        );
         dir
     })
 }
@@ -54,14 +65,18 @@ pub fn lib_so() -> PathBuf {
 
 /// Directory for this test's files.
 pub fn work_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("goheap-capi").join(name);
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("goheap-capi")
+        .join(name);
     std::fs::create_dir_all(&d).expect("create work dir");
     d
 }
 
 /// The checked-in C sources.
 pub fn c_src(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(name)
 }
 
 /// `include/`.
@@ -92,9 +107,18 @@ pub fn compile(mut cmd: Command) {
 /// `cc` (or `c++`) with the warnings and include path every test uses.
 pub fn cc(cxx: bool) -> Command {
     let mut c = Command::new(if cxx { "c++" } else { "cc" });
-    c.args(["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-fno-builtin", "-Wno-alloc-size-larger-than"])
-        .arg("-I")
-        .arg(include_dir());
+    c.args([
+        "-O2",
+        "-g",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pthread",
+        "-fno-builtin",
+        "-Wno-alloc-size-larger-than",
+    ])
+    .arg("-I")
+    .arg(include_dir());
     if cxx {
         c.arg("-std=c++17");
     } else {
@@ -106,7 +130,10 @@ pub fn cc(cxx: bool) -> Command {
 /// Linker arguments for linking with `-lgoheap` from [`lib_dir`].
 pub fn link_goheap(c: &mut Command) {
     let d = lib_dir();
-    c.arg("-L").arg(d).arg(format!("-Wl,-rpath,{}", d.display())).arg("-lgoheap");
+    c.arg("-L")
+        .arg(d)
+        .arg(format!("-Wl,-rpath,{}", d.display()))
+        .arg("-lgoheap");
 }
 
 /// Result of a run.
@@ -146,7 +173,13 @@ impl Run {
         self.stderr
             .lines()
             .filter_map(|l| l.strip_prefix("goheap: stats: mallocs="))
-            .map(|rest| rest.split(' ').next().unwrap_or("").parse().expect("mallocs number"))
+            .map(|rest| {
+                rest.split(' ')
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .expect("mallocs number")
+            })
             .collect()
     }
 }
@@ -167,12 +200,17 @@ fn tail(s: &str) -> &str {
 /// Runs `cmd` with a time limit (killed after it), no core dumps, stdin
 /// closed, capturing its output.
 pub fn run(mut cmd: Command, limit: Duration) -> Run {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // SAFETY: the closure only calls setrlimit, which is async-signal-safe,
     // between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            let zero = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            let zero = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
             libc::setrlimit(libc::RLIMIT_CORE, &zero);
             Ok(())
         });
@@ -205,7 +243,12 @@ pub fn run(mut cmd: Command, limit: Duration) -> Run {
     };
     let stdout = String::from_utf8_lossy(&t_out.join().expect("stdout reader")).into_owned();
     let stderr = String::from_utf8_lossy(&t_err.join().expect("stderr reader")).into_owned();
-    Run { status, stdout, stderr, timed_out }
+    Run {
+        status,
+        stdout,
+        stderr,
+        timed_out,
+    }
 }
 
 /// Like [`run`], returning the raw [`Output`] bytes of stdout.

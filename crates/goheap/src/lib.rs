@@ -109,8 +109,9 @@
 //!
 //! Always: frees through the C entry points (unsized) look the pointer up
 //! in the arena map, so pointers goheap never returned, interior pointers
-//! and frees of free memory abort with a message naming the pointer.
-//! Batches returned to a central list are checked object by object, which
+//! and frees of free memory abort with a message naming the pointer, and
+//! a pointer equal to the head of the thread's list for its class (the
+//! common `free(p); free(p)`) aborts as a double free. Batches returned to a central list are checked object by object, which
 //! catches double frees once the first copy has left the thread's list.
 //! Debug builds (or the `debug-checks` feature) also check every sized
 //! free on the spot, including a double free while the first copy is still

@@ -114,8 +114,9 @@ void *goheap_realloc(void *p, size_t size);
 void *goheap_aligned_alloc(size_t align, size_t size);
 size_t goheap_usable_size(void *p);
 
-/* 1 if p points into memory goheap handed out and has not taken back
- * (anywhere inside a live object's pages), else 0. Never aborts. */
+/* 1 if p lies in pages goheap has in use (a span of small objects or a
+ * large object), else 0: "is this goheap's memory?". It does not say that
+ * p is the start of a live object (free() checks that). Never aborts. */
 int goheap_owns(const void *p);
 
 /* Allocations and frees of one size class (Go's MemStats.BySize entry). */

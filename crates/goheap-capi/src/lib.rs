@@ -619,8 +619,9 @@ pub unsafe extern "C" fn goheap_usable_size(p: *mut c_void) -> usize {
     unsafe { usable_size_impl(p) }
 }
 
-/// 1 if `p` points into memory goheap handed out and has not taken back,
-/// else 0. Never aborts.
+/// 1 if `p` lies in pages goheap has in use (a span of small objects or a
+/// large object), else 0. Never aborts; does not check that `p` starts a
+/// live object.
 ///
 /// # Safety
 ///

@@ -212,8 +212,8 @@ pub mod raw {
         unsafe { malloc::free(p) }
     }
 
-    /// Whether `p` points into memory goheap handed out and has not taken
-    /// back (an in-use small-object span or large object). Never aborts:
+    /// Whether `p` lies in pages goheap has in use (a span of small
+    /// objects, live or free slots alike, or a large object). Never aborts:
     /// null, foreign pointers (another allocator's, the stack, static data)
     /// and the pages of freed large objects give `false`. It does not check
     /// that `p` is the start of an object; [`free`] does.

@@ -322,6 +322,17 @@ fn dlopen_a_library_linked_with_goheap() {
     let r = run(cmd, LIMIT);
     r.assert_ok("dlopen host");
     assert_eq!(r.stdout.trim(), "ok");
+    // libgoheap is marked NODELETE: dlclose keeps it, and its exit report
+    // comes at exit.
+    let mut cmd = Command::new(&host);
+    cmd.arg(&plugin)
+        .env_remove("LD_PRELOAD")
+        .env("GOHEAP_PRINT_STATS", "1");
+    let r = run(cmd, LIMIT);
+    r.assert_ok("dlopen host with GOHEAP_PRINT_STATS");
+    let m = r.stats_mallocs();
+    assert_eq!(m.len(), 1, "{}", r.stderr);
+    assert!(m[0] >= 16000, "{}", r.stderr);
 }
 
 #[test]
@@ -361,9 +372,10 @@ fn header_compiles_in_c_and_cxx_dialects() {
 
 /// The shared library's thread-locals use dynamic TLS (no initial-exec
 /// `TPOFF` relocations, no `STATIC_TLS` flag), so `dlopen` cannot fail
-/// with "cannot allocate memory in static TLS block".
+/// with "cannot allocate memory in static TLS block"; and it is never
+/// unloaded (`NODELETE`).
 #[test]
-fn shared_library_uses_dynamic_tls() {
+fn shared_library_uses_dynamic_tls_and_is_never_unloaded() {
     if !have("readelf") {
         eprintln!("skipped: readelf is not installed");
         return;
@@ -382,6 +394,10 @@ fn shared_library_uses_dynamic_tls() {
     assert!(
         !text.contains("TPOFF"),
         "libgoheap.so has initial-exec TLS relocations"
+    );
+    assert!(
+        text.contains("NODELETE"),
+        "libgoheap.so is not marked NODELETE (-z nodelete)"
     );
     assert!(
         text.contains("R_X86_64_DTPMOD64") || !cfg!(target_arch = "x86_64"),

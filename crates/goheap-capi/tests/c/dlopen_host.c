@@ -1,9 +1,12 @@
 /* Loads the plugin given as argv[1] with dlopen (this program is not linked
- * with libgoheap) and runs it, from the main thread and from new threads. */
+ * with libgoheap) and runs it, from the main thread and from new threads;
+ * then dlcloses it (libgoheap, marked NODELETE, stays) and forks. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int (*run)(void);
 
@@ -36,6 +39,17 @@ int main(int argc, char **argv) {
             return 20;
         }
     }
+    if (dlclose(h) != 0) {
+        fprintf(stderr, "dlclose: %s\n", dlerror());
+        return 30;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        free(malloc(100));
+        _exit(0);
+    }
+    int st;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return 31;
     printf("ok\n");
     return 0;
 }

@@ -109,8 +109,9 @@
 //!
 //! Always: frees through the C entry points (unsized) look the pointer up
 //! in the arena map, so pointers goheap never returned, interior pointers
-//! and frees of free memory abort with a message naming the pointer.
-//! Batches returned to a central list are checked object by object, which
+//! and frees of free memory abort with a message naming the pointer, and
+//! a pointer equal to the head of the thread's list for its class (the
+//! common `free(p); free(p)`) aborts as a double free. Batches returned to a central list are checked object by object, which
 //! catches double frees once the first copy has left the thread's list.
 //! Debug builds (or the `debug-checks` feature) also check every sized
 //! free on the spot, including a double free while the first copy is still
@@ -131,12 +132,14 @@ not_under_loom! {
     mod central;
     mod cgroup;
     mod fixalloc;
+    pub mod fork;
     mod global;
     mod heap;
     mod malloc;
+    pub mod options;
     pub mod os;
     mod pagealloc;
-    mod report;
+    pub mod report;
     mod scavenger;
     pub mod sizeclass;
     mod span;
@@ -149,7 +152,10 @@ not_under_loom! {
         free_os_memory, memory_limit, set_background_scavenger, set_hard_limit, set_memory_limit,
         LimitSource,
     };
-    pub use stats::{memstats, metrics, process_rss, BySize, MemStats, Metrics};
+    pub use stats::{
+        claim_exit_stats, memstats, metrics, print_stats, process_rss, write_stats, BySize,
+        MemStats, Metrics,
+    };
     pub use tls::flush_thread_cache;
 
     /// goheap's internal structures, exposed for benchmarks and integration
@@ -227,6 +233,15 @@ pub mod raw {
     pub unsafe fn free(p: *mut u8) {
         // SAFETY: forwarded contract.
         unsafe { malloc::free(p) }
+    }
+
+    /// Whether `p` lies in pages goheap has in use (a span of small
+    /// objects, live or free slots alike, or a large object). Never aborts:
+    /// null, foreign pointers (another allocator's, the stack, static data)
+    /// and the pages of freed large objects give `false`. It does not check
+    /// that `p` is the start of an object; [`free`] does.
+    pub fn owns(p: *const u8) -> bool {
+        malloc::owns(p)
     }
 
     /// Bytes usable at `p`.

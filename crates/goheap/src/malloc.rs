@@ -112,13 +112,31 @@ pub(crate) unsafe fn free(p: *mut u8) {
                     span.elemsize
                 );
             }
+            let c = tls::cache();
+            // An immediate double free (`free(p); free(p)`) finds `p` at
+            // the head of this thread's list: one load to catch the most
+            // common case now; others are caught when the list is flushed.
+            // SAFETY: the calling thread's cache; read only.
+            if unsafe { (*c).classes[class].free } == p {
+                fatal!(
+                    "free of {p:p}: double free of a {}-byte object",
+                    span.elemsize
+                );
+            }
             // SAFETY: a live small object per the caller; cache valid.
-            unsafe { (*tls::cache()).free(p, class) }
+            unsafe { (*c).free(p, class) }
         }
         // SAFETY: forwarded contract.
         SpanState::Large => unsafe { free_large(p) },
         SpanState::Free => fatal!("free of {p:p}: memory is not in use (double free?)"),
     }
+}
+
+/// Whether `p` lies in memory goheap handed out (an in-use span, small or
+/// large). Never aborts; null and foreign pointers give `false`. Used by
+/// the C front-end to tell pointers from another allocator apart.
+pub(crate) fn owns(p: *const u8) -> bool {
+    !HEAP.arenas.span_of(p as usize).is_null()
 }
 
 /// Bytes usable at `p` (at least what was asked for).
@@ -270,6 +288,9 @@ fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
     if size > MAX_ALLOC || align > MAX_ALLOC / 2 {
         return ptr::null_mut();
     }
+    if size >= HUGE_REQUEST && size > system_memory() {
+        return ptr::null_mut();
+    }
     let npages = size.max(1).div_ceil(PAGE_SIZE);
     let align_pages = align.div_ceil(PAGE_SIZE).max(1);
     let init = |s: &mut Span, needzero: bool| {
@@ -302,6 +323,27 @@ fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
         unsafe { ptr::write_bytes(p, 0, size) };
     }
     p
+}
+
+/// Requests at least this large are checked against [`system_memory`].
+const HUGE_REQUEST: usize = 1 << 32;
+
+/// RAM plus swap, in bytes (usize::MAX if unknown). A request above it can
+/// never be backed, and without this check it would still cost page-map
+/// entries for every page (8 bytes per 8 KiB: a 16 TiB request writes
+/// 16 GiB of metadata) before failing or succeeding in name only. Linux's
+/// default overcommit heuristic refuses such mappings for the same reason.
+fn system_memory() -> usize {
+    // SAFETY: an all-zero `sysinfo` is a valid value to be overwritten.
+    let mut info: libc::sysinfo = unsafe { core::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable `sysinfo`; no allocation.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return usize::MAX;
+    }
+    let unit = (info.mem_unit as usize).max(1);
+    (info.totalram as usize)
+        .saturating_add(info.totalswap as usize)
+        .saturating_mul(unit)
 }
 
 /// # Safety

@@ -7,30 +7,49 @@ use core::fmt::{self, Write};
 
 /// A `fmt::Write` that buffers up to 512 bytes and writes them to stderr
 /// with `write(2)`, so messages can be printed from inside the allocator.
-pub(crate) struct StderrWriter {
+///
+/// Public so front-ends (the C library) can print from inside allocator
+/// calls too.
+pub struct StderrWriter {
     buf: [u8; 512],
     len: usize,
+    fd: libc::c_int,
 }
 
 impl StderrWriter {
-    pub(crate) const fn new() -> Self {
+    /// An empty writer.
+    pub const fn new() -> Self {
+        Self::with_fd(2)
+    }
+
+    /// An empty writer to file descriptor `fd` instead of stderr.
+    pub const fn with_fd(fd: libc::c_int) -> Self {
         StderrWriter {
             buf: [0; 512],
             len: 0,
+            fd,
         }
     }
 
-    pub(crate) fn flush(&mut self) {
+    /// Writes out what is buffered (also done on drop).
+    pub fn flush(&mut self) {
         let mut off = 0;
         while off < self.len {
-            // SAFETY: writes initialised bytes of our own buffer to fd 2.
-            let n = unsafe { libc::write(2, self.buf[off..].as_ptr().cast(), self.len - off) };
+            // SAFETY: writes initialised bytes of our own buffer to our fd.
+            let n =
+                unsafe { libc::write(self.fd, self.buf[off..].as_ptr().cast(), self.len - off) };
             if n <= 0 {
                 break;
             }
             off += n as usize;
         }
         self.len = 0;
+    }
+}
+
+impl Default for StderrWriter {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -54,7 +73,7 @@ impl Drop for StderrWriter {
 }
 
 /// Prints `goheap: <message>` and a newline to stderr without allocating.
-pub(crate) fn print(args: fmt::Arguments<'_>) {
+pub fn print(args: fmt::Arguments<'_>) {
     let mut w = StderrWriter::new();
     let _ = w.write_str("goheap: ");
     let _ = w.write_fmt(args);

@@ -280,29 +280,24 @@ pub fn set_background_scavenger(on: bool) {
 /// once when the process heap initialises (heap lock held: nothing here
 /// allocates or takes a lock).
 pub(crate) fn init_from_env() {
-    let flag = |name: &core::ffi::CStr| -> Option<bool> {
-        // SAFETY: `getenv` returns null or a NUL-terminated string.
-        let v = unsafe { libc::getenv(name.as_ptr()) };
-        if v.is_null() {
-            return None;
-        }
-        // SAFETY: non-null, NUL-terminated.
-        let v = unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes();
-        Some(matches!(v, b"1" | b"y" | b"yes" | b"true" | b"on"))
-    };
-    if let Some(on) = flag(c"GOHEAP_SCAVENGER") {
-        SCAVENGER.enabled.store(on, Relaxed);
+    use crate::options::{self, Opt};
+    if !options::loaded() {
+        options::load();
     }
-    if let Some(on) = flag(c"GOHEAP_MADV_FREE") {
-        SCAVENGER.lazy.store(on, Relaxed);
-    }
-    if let Some(on) = flag(c"GOHEAP_SCAVTRACE") {
-        SCAVENGER.trace.store(on, Relaxed);
-    }
-    if let Some(on) = flag(c"GOHEAP_HARD_LIMIT") {
-        SCAVENGER.hard.store(on, Relaxed);
-    }
+    SCAVENGER.enabled.store(options::get(Opt::Scavenger), Relaxed);
+    SCAVENGER.lazy.store(options::get(Opt::MadvFree), Relaxed);
+    SCAVENGER.trace.store(options::get(Opt::ScavTrace), Relaxed);
+    SCAVENGER.hard.store(options::get(Opt::HardLimit), Relaxed);
+    crate::stats::init_exit_stats();
     crate::cgroup::init_limit();
+}
+
+/// In a child after `fork`: the scavenger thread did not survive; let the
+/// next heap growth start a new one.
+pub(crate) fn forget_thread_after_fork() {
+    if SCAVENGER.thread.load(Relaxed) == 2 {
+        SCAVENGER.thread.store(0, Relaxed);
+    }
 }
 
 /// Starts the background scavenger thread if it is not running. Called

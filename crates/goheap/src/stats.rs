@@ -285,3 +285,86 @@ pub fn process_rss() -> u64 {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
     pages * page
 }
+
+/// Writes goheap's statistics as two lines, without allocating:
+/// `goheap: stats: ...` (the `MemStats` figures) and `goheap: memory: ...`
+/// (the memory classes, the process's RSS beside them, the limit and the
+/// scavenger's work).
+pub fn write_stats(w: &mut impl core::fmt::Write) -> core::fmt::Result {
+    let m = memstats();
+    writeln!(
+        w,
+        "goheap: stats: mallocs={} frees={} heap_objects={} heap_alloc={} total_alloc={} heap_inuse={} \
+         heap_idle={} heap_released={} heap_sys={} sys={} mspan_inuse={} mcache_inuse={}",
+        m.mallocs,
+        m.frees,
+        m.heap_objects,
+        m.heap_alloc,
+        m.total_alloc,
+        m.heap_inuse,
+        m.heap_idle,
+        m.heap_released,
+        m.heap_sys,
+        m.sys,
+        m.mspan_inuse,
+        m.mcache_inuse,
+    )?;
+    let x = metrics();
+    write!(
+        w,
+        "goheap: memory: objects={} unused={} free={} released={} metadata={} total={} rss={} limit=",
+        x.heap_objects,
+        x.heap_unused,
+        x.heap_free,
+        x.heap_released,
+        x.metadata_mspan_inuse
+            + x.metadata_mspan_free
+            + x.metadata_mcache_inuse
+            + x.metadata_mcache_free
+            + x.metadata_other,
+        x.total,
+        process_rss(),
+    )?;
+    if x.memory_limit == u64::MAX {
+        w.write_str("none")?;
+    } else {
+        write!(w, "{}({:?}{})", x.memory_limit, x.limit_source, if x.hard_limit { ",hard" } else { "" })?;
+    }
+    writeln!(
+        w,
+        " scavenged={}(background) {}(limit) {}(forced) scavenger_cpu={}us",
+        x.scavenged_background,
+        x.scavenged_limit,
+        x.scavenged_forced,
+        x.scavenger_cpu_ns / 1000
+    )
+}
+
+/// Prints [`write_stats`] to stderr.
+pub fn print_stats() {
+    let mut w = crate::report::StderrWriter::new();
+    let _ = write_stats(&mut w);
+}
+
+static EXIT_STATS: crate::sync::atomic::AtomicBool = crate::sync::atomic::AtomicBool::new(false);
+
+/// Claims the job of printing statistics at exit (`GOHEAP_PRINT_STATS`):
+/// true for the first caller only, so a front-end that prints them its own
+/// way (the C library) and the core never both do.
+pub fn claim_exit_stats() -> bool {
+    !EXIT_STATS.swap(true, Relaxed)
+}
+
+extern "C" fn print_stats_at_exit() {
+    print_stats();
+}
+
+/// At heap initialisation: with `GOHEAP_PRINT_STATS`, print statistics at
+/// exit (unless a front-end claimed that).
+pub(crate) fn init_exit_stats() {
+    if crate::options::get(crate::options::Opt::PrintStats) && claim_exit_stats() {
+        // SAFETY: registers a function with no arguments that lives for the
+        // whole process.
+        unsafe { libc::atexit(print_stats_at_exit) };
+    }
+}

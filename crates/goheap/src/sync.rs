@@ -180,15 +180,16 @@ impl<T> Mutex<T> {
         self.value.with_mut(|p| p)
     }
 
-    /// Marks the lock free without running a guard's drop.
+    /// Marks the lock free without running a guard's drop (and wakes a
+    /// waiter, if any).
     ///
     /// # Safety
     ///
-    /// Only for the child side of `fork`: the caller took the lock before
-    /// forking (so the data is consistent), and the guard that took it is
-    /// forgotten. No other thread exists in the child.
+    /// Only for `fork` handlers: the caller took the lock before forking
+    /// (so the data is consistent) and forgot the guard; in the parent it
+    /// is the thread that took it, in the child it is the only thread.
     pub unsafe fn force_unlock(&self) {
-        self.state.store(0, Ordering::Release);
+        self.unlock();
     }
 
     /// A raw pointer to the protected value, for reads that are documented

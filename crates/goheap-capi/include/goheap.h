@@ -1,0 +1,178 @@
+/*
+ * goheap.h: the C interface of libgoheap (Go's memory allocator, in Rust).
+ *
+ * Link with -lgoheap (libgoheap.so or libgoheap.a, built by
+ * `cargo build --release -p goheap-capi` into target/release/), or load the
+ * shared library into any program with LD_PRELOAD=/path/to/libgoheap.so.
+ * Either way the standard allocation functions below *are* goheap's: the
+ * library defines malloc, free and the rest (and C++ operator new/delete),
+ * so every allocation of the process goes through it.
+ *
+ * Behaviour follows glibc:
+ *   - malloc(n) is 16-byte aligned for n > 8 and 8-byte aligned for n <= 8;
+ *     malloc(0) returns a unique pointer that must be freed.
+ *   - Exhaustion, sizes above GOHEAP_MAX_ALLOC and size overflow in calloc
+ *     or reallocarray return NULL with errno = ENOMEM.
+ *   - free(NULL) does nothing; realloc(NULL, n) is malloc(n);
+ *     realloc(p, 0) frees p and returns NULL.
+ *
+ * Invalid use is detected, not silently absorbed: free, realloc or
+ * malloc_usable_size of a pointer goheap did not allocate (another
+ * allocator's, the stack, static data), of a pointer into the middle of an
+ * object, or a double free, prints "goheap: fatal error: free of 0x...: ..."
+ * naming the pointer on stderr and aborts (SIGABRT). A double free of a
+ * small object is caught at once when it repeats the thread's last free,
+ * otherwise when the thread's cache is next flushed.
+ *
+ * Environment variables, read once at first use (see the README):
+ *   GOHEAP_IGNORE_INVALID_FREE=1  free() of a pointer goheap does not own is
+ *                                 ignored (one warning) instead of aborting.
+ *   GOHEAP_PRINT_STATS=1          print statistics on stderr at exit.
+ *   GOHEAP_VERBOSE=1              print a line on stderr at initialisation.
+ *
+ * Threads, fork and dlopen: each thread has its own cache, returned to the
+ * shared heap when the thread exits; fork() from a multithreaded process is
+ * safe (pthread_atfork handlers take every allocator lock around it); the
+ * library may be loaded with dlopen (its thread-locals use the dynamic TLS
+ * model), though a dlopen'ed copy does not replace the malloc that is
+ * already in use: call the goheap_ names below to use it.
+ *
+ * C++: operator new cannot throw std::bad_alloc from this library; when
+ * memory is exhausted it prints a message and aborts (nothrow forms return
+ * NULL). operator delete, sized or not, frees by address.
+ */
+#ifndef GOHEAP_H
+#define GOHEAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Number of entries of goheap_memstats.by_size (size classes, class 0
+ * unused), Go's table. */
+#define GOHEAP_NUM_SIZE_CLASSES 68
+
+/* The largest request goheap accepts (PTRDIFF_MAX - 64 MiB); larger ones
+ * fail with ENOMEM. */
+#define GOHEAP_MAX_ALLOC ((size_t)PTRDIFF_MAX - ((size_t)1 << 26))
+
+/* ---- The standard functions (defined by libgoheap) --------------------
+ *
+ * They are declared by the system headers (included below), not here, so
+ * the declarations cannot disagree. What goheap does:
+ *
+ *   void *malloc(size_t size);
+ *       size bytes (16-aligned if size > 8). NULL + ENOMEM on failure.
+ *   void free(void *p);
+ *       NULL is ignored; aborts with a report for a pointer goheap does not
+ *       own, an interior pointer or a detected double free.
+ *   void *calloc(size_t n, size_t size);
+ *       n * size zeroed bytes. NULL + ENOMEM on overflow or exhaustion.
+ *   void *realloc(void *p, size_t size);
+ *       NULL p: malloc(size); size 0: frees p, returns NULL. On failure
+ *       NULL + ENOMEM and p is untouched. Aborts like free for bad p.
+ *   void *reallocarray(void *p, size_t n, size_t size);
+ *       realloc(p, n * size) with overflow checked (NULL + ENOMEM).
+ *   int posix_memalign(void **memptr, size_t align, size_t size);
+ *       align must be a power of two and a multiple of sizeof(void *).
+ *       Returns 0, EINVAL or ENOMEM; errno is never changed.
+ *   void *aligned_alloc(size_t align, size_t size);
+ *       align a power of two (else NULL + EINVAL); any size.
+ *   void *memalign(size_t align, size_t size);
+ *       as aligned_alloc, but a non-power-of-two align is rounded up.
+ *   void *valloc(size_t size);     page-aligned.
+ *   void *pvalloc(size_t size);    page-aligned, size rounded up to whole
+ *                                  pages (0 gives one page).
+ *   size_t malloc_usable_size(void *p);
+ *       bytes usable at p (at least the size asked for); 0 for NULL.
+ *   int malloc_trim(size_t pad);
+ *       flushes the calling thread's cache so empty spans return to the
+ *       page heap; 1 if that gave pages back, else 0. pad is ignored.
+ *   void cfree(void *p);           old name of free (not declared).
+ *   __libc_malloc, __libc_free, __libc_calloc, __libc_realloc,
+ *   __libc_memalign: glibc's alternative names, the same functions.
+ *   C++ operator new / new[] / delete / delete[], every replaceable form
+ *   (plain, nothrow, sized, aligned): goheap's.
+ */
+#include <stdlib.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+/* ---- goheap's own functions -------------------------------------------- */
+
+/* The allocation calls under goheap's names: the same functions as above,
+ * for programs in which goheap is not the process's malloc (for example a
+ * plugin that loads libgoheap with dlopen). */
+void *goheap_malloc(size_t size);
+void goheap_free(void *p);
+void *goheap_calloc(size_t n, size_t size);
+void *goheap_realloc(void *p, size_t size);
+void *goheap_aligned_alloc(size_t align, size_t size);
+size_t goheap_usable_size(void *p);
+
+/* 1 if p lies in pages goheap has in use (a span of small objects or a
+ * large object), else 0: "is this goheap's memory?". It does not say that
+ * p is the start of a live object (free() checks that). Never aborts. */
+int goheap_owns(const void *p);
+
+/* Allocations and frees of one size class (Go's MemStats.BySize entry). */
+struct goheap_bysize {
+    uint32_t size;    /* largest object size of the class, bytes */
+    uint64_t mallocs; /* cumulative objects allocated in the class */
+    uint64_t frees;   /* cumulative objects freed in the class */
+};
+
+/* A snapshot of goheap's statistics, with Go's runtime.MemStats names.
+ * All sizes are bytes. The same fields as the Rust goheap::MemStats. */
+struct goheap_memstats {
+    uint64_t alloc;         /* bytes of allocated objects (= heap_alloc) */
+    uint64_t total_alloc;   /* cumulative bytes allocated */
+    uint64_t sys;           /* bytes obtained from the OS, all uses */
+    uint64_t mallocs;       /* cumulative objects allocated */
+    uint64_t frees;         /* cumulative objects freed */
+    uint64_t heap_alloc;    /* bytes of allocated objects */
+    uint64_t heap_sys;      /* bytes of heap obtained from the OS */
+    uint64_t heap_idle;     /* bytes in idle (unused) spans */
+    uint64_t heap_inuse;    /* bytes in in-use spans */
+    uint64_t heap_released; /* bytes of physical memory returned to the OS */
+    uint64_t heap_objects;  /* live objects (mallocs - frees) */
+    uint64_t mspan_inuse;   /* bytes of span structures in use */
+    uint64_t mspan_sys;     /* bytes obtained from the OS for spans */
+    uint64_t mcache_inuse;  /* bytes of per-thread cache structures in use */
+    uint64_t mcache_sys;    /* bytes obtained from the OS for caches */
+    /* Per size class (index = class; small objects only, large ones are
+     * counted in mallocs/frees but not here). */
+    struct goheap_bysize by_size[GOHEAP_NUM_SIZE_CLASSES];
+};
+
+#if defined(__cplusplus) && __cplusplus >= 201103L
+static_assert(sizeof(struct goheap_bysize) == 24, "goheap_bysize layout");
+static_assert(sizeof(struct goheap_memstats) == 15 * 8 + GOHEAP_NUM_SIZE_CLASSES * 24, "goheap_memstats layout");
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+_Static_assert(sizeof(struct goheap_bysize) == 24, "goheap_bysize layout");
+_Static_assert(sizeof(struct goheap_memstats) == 15 * 8 + GOHEAP_NUM_SIZE_CLASSES * 24, "goheap_memstats layout");
+#endif
+
+/* Fills *out with current statistics, without allocating and without
+ * stopping other threads (counters of running threads are read as they
+ * go). out == NULL is ignored. */
+void goheap_memstats(struct goheap_memstats *out);
+
+/* Prints the main statistics as one line on stderr, without allocating:
+ * "goheap: stats: mallocs=N frees=N heap_objects=N heap_alloc=N ..." */
+void goheap_print_stats(void);
+
+/* Returns the calling thread's cached free objects and spans to the shared
+ * lists, so other threads can use them and empty spans go back to the page
+ * heap (malloc_trim does the same). */
+void goheap_flush_thread_cache(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GOHEAP_H */

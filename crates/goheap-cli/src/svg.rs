@@ -15,7 +15,7 @@ const BAR_GAP: f64 = 2.0;
 const GROUP: f64 = 4.0 * (BAR + BAR_GAP) + 18.0;
 const PLOT_H: f64 = 230.0;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

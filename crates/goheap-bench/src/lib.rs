@@ -27,6 +27,9 @@ pub fn main(alloc: &str, extra: fn() -> String) -> ExitCode {
             for w in goheap_workloads::WORKLOADS {
                 println!("{:<12} {}", w.name, w.about);
             }
+            for w in goheap_workloads::STANDALONE {
+                println!("{:<12} (not in the suite) {}", w.name, w.about);
+            }
             ExitCode::SUCCESS
         }
         Some(name) if args.len() <= 2 => {

@@ -8,8 +8,34 @@ pub(crate) enum Cmd {
     Help(Option<String>),
     /// `goheap bench …`.
     Bench(BenchOpts),
+    /// `goheap rss …`.
+    Rss(RssOpts),
     /// `goheap sizeclasses`.
     SizeClasses,
+}
+
+/// Options of `goheap rss`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RssOpts {
+    /// Runs per allocator, interleaved.
+    pub(crate) runs: usize,
+    /// Workload scale: memory and phase lengths (1: the benchmark).
+    pub(crate) scale: f64,
+    /// Do not run `cargo build` first.
+    pub(crate) no_build: bool,
+    /// Seconds after which a run is killed.
+    pub(crate) timeout: u64,
+}
+
+impl Default for RssOpts {
+    fn default() -> Self {
+        RssOpts {
+            runs: 3,
+            scale: 1.0,
+            no_build: false,
+            timeout: 120,
+        }
+    }
 }
 
 /// Options of `goheap bench`.
@@ -71,6 +97,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Cmd, String> {
             Some(a) => Err(format!("sizeclasses: unexpected argument {a:?}")),
         },
         "bench" => parse_bench(rest),
+        "rss" => parse_rss(rest),
         other => Err(format!("unknown command {other:?}")),
     }
 }
@@ -123,6 +150,48 @@ fn parse_bench(args: &[String]) -> Result<Cmd, String> {
     Ok(Cmd::Bench(o))
 }
 
+fn parse_rss(args: &[String]) -> Result<Cmd, String> {
+    let mut o = RssOpts::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = split_eq(arg);
+        let mut value = |what: &str| -> Result<String, String> {
+            inline
+                .map(str::to_string)
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("rss: {name} needs {what}"))
+        };
+        match name {
+            "--help" | "-h" => return Ok(Cmd::Help(Some("rss".into()))),
+            "--runs" => {
+                o.runs = value("a number")?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("rss: --runs needs a whole number of at least 1")?;
+            }
+            "--scale" => {
+                o.scale = value("a number")?
+                    .parse()
+                    .ok()
+                    .filter(|&s: &f64| s > 0.0 && s.is_finite())
+                    .ok_or("rss: --scale needs a positive number")?;
+            }
+            "--timeout" => {
+                o.timeout = value("seconds")?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("rss: --timeout needs a whole number of seconds")?;
+            }
+            "--no-build" if inline.is_some() => return Err("rss: --no-build takes no value".into()),
+            "--no-build" => o.no_build = true,
+            _ => return Err(format!("rss: unknown option {arg:?}")),
+        }
+    }
+    Ok(Cmd::Rss(o))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +233,27 @@ mod tests {
         assert!(p("bench --scale -1").is_err());
         assert!(p("bench --quick=1").is_err());
         assert!(p("bench --bogus").is_err());
+    }
+
+    #[test]
+    fn rss_options() {
+        assert_eq!(p("rss"), Ok(Cmd::Rss(RssOpts::default())));
+        assert_eq!(p("rss --help"), Ok(Cmd::Help(Some("rss".into()))));
+        let Ok(Cmd::Rss(o)) = p("rss --runs 1 --no-build --scale=0.1 --timeout 30") else {
+            panic!()
+        };
+        assert_eq!(
+            o,
+            RssOpts {
+                runs: 1,
+                scale: 0.1,
+                no_build: true,
+                timeout: 30
+            }
+        );
+        assert!(p("rss --runs 0").is_err());
+        assert!(p("rss --scale 0").is_err());
+        assert!(p("rss --no-build=1").is_err());
+        assert!(p("rss --filter x").is_err());
     }
 }

@@ -15,7 +15,7 @@ use crate::svg;
 /// The workspace root: the nearest directory above the current one whose
 /// `Cargo.toml` lists goheap-bench, else the source tree this binary was
 /// built from.
-fn workspace_root() -> Option<PathBuf> {
+pub(crate) fn workspace_root() -> Option<PathBuf> {
     let is_root = |d: &Path| {
         std::fs::read_to_string(d.join("Cargo.toml"))
             .is_ok_and(|s| s.contains("[workspace]") && s.contains("crates/goheap-bench"))
@@ -29,7 +29,7 @@ fn workspace_root() -> Option<PathBuf> {
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR` or `<root>/target`.
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) if !d.is_empty() => {
             let d = PathBuf::from(d);
@@ -44,7 +44,7 @@ fn target_dir(root: &Path) -> PathBuf {
 }
 
 /// The command line as typed, quoted where needed.
-fn command_line() -> String {
+pub(crate) fn command_line() -> String {
     let mut args: Vec<String> = std::env::args().collect();
     if let Some(a0) = args.first_mut() {
         if let Some(base) = Path::new(a0.as_str()).file_name() {
@@ -66,17 +66,17 @@ fn command_line() -> String {
         .join(" ")
 }
 
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
 }
 
-fn cpus() -> usize {
+pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn mmss(d: Duration) -> String {
+pub(crate) fn mmss(d: Duration) -> String {
     let s = d.as_secs();
     format!("{}:{:02}", s / 60, s % 60)
 }
@@ -153,39 +153,19 @@ impl Progress {
     }
 }
 
-/// Runs `goheap bench`.
-pub(crate) fn run(o: &BenchOpts) -> ExitCode {
-    match bench(o) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("goheap bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
-    let workloads: Vec<&'static str> = goheap_workloads::WORKLOADS
-        .iter()
-        .map(|w| w.name)
-        .filter(|n| o.filter.as_deref().is_none_or(|f| n.contains(f)))
-        .collect();
-    if workloads.is_empty() {
-        let all: Vec<&str> = goheap_workloads::WORKLOADS.iter().map(|w| w.name).collect();
-        return Err(format!(
-            "no workload matches {:?}; the workloads are: {}",
-            o.filter.as_deref().unwrap_or(""),
-            all.join(", ")
-        ));
-    }
+/// Finds the workspace, builds the benchmark binaries there (unless
+/// `no_build`; `cargo build --release -p goheap-bench`, with `$CARGO` if
+/// set) and returns the target directory and the binaries, in
+/// [`ALLOCATORS`] order. `cmd` names the subcommand in messages.
+pub(crate) fn binaries(cmd: &str, no_build: bool) -> Result<(PathBuf, Vec<PathBuf>), String> {
     let root = workspace_root()
         .ok_or("cannot find the goheap workspace (run from inside its source tree)".to_string())?;
     let target = target_dir(&root);
 
-    if !o.no_build {
+    if !no_build {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         eprintln!(
-            "goheap bench: building the benchmark binaries: {} build --release -p goheap-bench",
+            "goheap {cmd}: building the benchmark binaries: {} build --release -p goheap-bench",
             Path::new(&cargo).display()
         );
         let status = Command::new(&cargo)
@@ -213,6 +193,36 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
             missing.display()
         ));
     }
+
+    Ok((target, bins))
+}
+
+/// Runs `goheap bench`.
+pub(crate) fn run(o: &BenchOpts) -> ExitCode {
+    match bench(o) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("goheap bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
+    let workloads: Vec<&'static str> = goheap_workloads::WORKLOADS
+        .iter()
+        .map(|w| w.name)
+        .filter(|n| o.filter.as_deref().is_none_or(|f| n.contains(f)))
+        .collect();
+    if workloads.is_empty() {
+        let all: Vec<&str> = goheap_workloads::WORKLOADS.iter().map(|w| w.name).collect();
+        return Err(format!(
+            "no workload matches {:?}; the workloads are: {}",
+            o.filter.as_deref().unwrap_or(""),
+            all.join(", ")
+        ));
+    }
+    let (target, bins) = binaries("bench", o.no_build)?;
 
     let scale = o.scale();
     let scale_arg = scale.to_string();

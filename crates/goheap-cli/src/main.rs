@@ -1,11 +1,13 @@
 //! `goheap`: the project's command. `goheap bench` compares goheap with the
-//! system allocator, mimalloc and jemalloc; `goheap sizeclasses` prints the
-//! size-class table. `goheap help` describes both.
+//! system allocator, mimalloc and jemalloc; `goheap rss` records their RSS
+//! over time in a bursty server; `goheap sizeclasses` prints the size-class
+//! table. `goheap help` describes them.
 
 mod args;
 mod bench;
 mod proc;
 mod report;
+mod rss;
 mod sizeclasses;
 mod svg;
 
@@ -21,6 +23,8 @@ usage: goheap <command> [options]
 commands:
   bench         compare goheap with the system allocator, mimalloc and
                 jemalloc on every workload (see `goheap help bench`)
+  rss           RSS over time of a bursty server (load, idle, ...) under
+                the same four allocators (see `goheap help rss`)
   sizeclasses   print the size-class table: class, bytes/obj, bytes/span,
                 objects, tail waste, max waste
   help [CMD]    this text, or the help of CMD
@@ -59,6 +63,36 @@ Exit status 1 if a run failed or checksums disagree.
 workloads:
 ";
 
+const HELP_RSS: &str = "\
+usage: goheap rss [--runs N] [--no-build] [--scale X] [--timeout SECS]
+
+Builds the benchmark binaries as `goheap bench` does, then runs the bursty
+workload under goheap, the system allocator, mimalloc and jemalloc, each run
+its own process, interleaved. The workload runs 3 cycles of a 1.5 s load
+phase (4 threads build up to ~300 MB of small and large blocks, churn them,
+then free all but ~8 MB scattered among them) and a 2 s idle phase; a
+thread in the workload samples its RSS (/proc/self/statm) and its live
+bytes every 10 ms. About 11 s per run.
+
+For the median run of each allocator (by mean RSS over the idle phases)
+prints: peak RSS; RSS 1 s into each idle phase (median over the phases) and
+its ratio to live + 8 MiB; and how long after each idle start RSS took to
+fall to 1.1 × live + 8 MiB (the scavenger's goal for goheap), or \"never\".
+Then every run, and a summary. Writes to <target>/goheap-bench/:
+  rss.svg   RSS over time, a line per allocator, live bytes dashed, idle shaded
+  rss.csv   every sample of every run      rss.md   the tables
+
+options:
+  --runs N          runs per allocator (default 3)
+  --no-build        use the binaries already built
+  --scale X         workload memory and phase lengths (default 1; a smaller
+                    scale is a smoke test: idle phases under 1 s have no
+                    figure at +1 s)
+  --timeout SECS    kill a run after SECS seconds (default 120)
+
+Exit status 1 if a run failed or checksums disagree.
+";
+
 const HELP_SIZECLASSES: &str = "\
 usage: goheap sizeclasses
 
@@ -76,6 +110,7 @@ fn help(topic: Option<&str>) -> ExitCode {
                 println!("  {:<12}  {}", w.name, w.about);
             }
         }
+        Some("rss") => print!("{HELP_RSS}"),
         Some("sizeclasses") => print!("{HELP_SIZECLASSES}"),
         Some(other) => {
             eprintln!("goheap: no help for {other:?}\n");
@@ -95,6 +130,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Cmd::Bench(o)) => bench::run(&o),
+        Ok(Cmd::Rss(o)) => rss::run(&o),
         Err(e) => {
             eprintln!("goheap: {e}\n");
             eprint!("{HELP}");

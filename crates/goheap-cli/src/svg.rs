@@ -7,7 +7,7 @@ use std::fmt::Write;
 use crate::report::{Metric, Summary, ALLOCATORS, BASELINE};
 
 /// Bar colours, one per allocator in [`ALLOCATORS`] order.
-const COLORS: [&str; 4] = ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c"];
+pub(crate) const COLORS: [&str; 4] = ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c"];
 const LEFT: f64 = 58.0;
 const RIGHT: f64 = 16.0;
 const BAR: f64 = 14.0;
@@ -15,7 +15,7 @@ const BAR_GAP: f64 = 2.0;
 const GROUP: f64 = 4.0 * (BAR + BAR_GAP) + 18.0;
 const PLOT_H: f64 = 230.0;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

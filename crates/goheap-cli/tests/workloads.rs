@@ -23,3 +23,14 @@ fn workloads_scale_down() {
         assert_ne!((w.run)(0.002), (w.run)(0.004), "workload {}", w.name);
     }
 }
+
+#[test]
+fn standalone_workloads_are_deterministic_under_goheap() {
+    // bursty churns for a fixed time, so does a different amount of work
+    // each run; its checksum must not depend on that.
+    for w in goheap_workloads::STANDALONE {
+        let a = (w.run)(0.01);
+        let b = (w.run)(0.01);
+        assert_eq!(a, b, "workload {} gave two checksums", w.name);
+    }
+}

@@ -21,6 +21,7 @@
 //! ```
 
 mod bintree;
+mod bursty;
 mod churn;
 mod large;
 mod maps;
@@ -41,7 +42,7 @@ pub struct Workload {
     pub run: fn(scale: f64) -> u64,
 }
 
-/// Every workload, in report order.
+/// The default suite, run by `goheap bench`, in report order.
 pub static WORKLOADS: &[Workload] = &[
     Workload {
         name: "churn",
@@ -99,9 +100,18 @@ pub static WORKLOADS: &[Workload] = &[
     },
 ];
 
-/// The workload called `name`.
+/// Workloads outside the default suite, each run by a command of its own
+/// rather than by `goheap bench`.
+pub static STANDALONE: &[Workload] = &[Workload {
+    name: "bursty",
+    threads: 4,
+    about: "bursty server: 3 × (1.5 s load up to 300 MB live, 2 s idle keeping 8 MB); prints RSS every 10 ms (goheap rss)",
+    run: bursty::bursty,
+}];
+
+/// The workload called `name`, in [`WORKLOADS`] or [`STANDALONE`].
 pub fn find(name: &str) -> Option<&'static Workload> {
-    WORKLOADS.iter().find(|w| w.name == name)
+    WORKLOADS.iter().chain(STANDALONE).find(|w| w.name == name)
 }
 
 /// `base` scaled by `scale`, at least 1.
@@ -233,11 +243,13 @@ mod tests {
 
     #[test]
     fn names_are_unique() {
-        for (i, w) in WORKLOADS.iter().enumerate() {
-            assert!(WORKLOADS[..i].iter().all(|v| v.name != w.name));
-            assert!(find(w.name).is_some());
+        let all: Vec<&Workload> = WORKLOADS.iter().chain(STANDALONE).collect();
+        for (i, w) in all.iter().enumerate() {
+            assert!(all[..i].iter().all(|v| v.name != w.name));
+            assert!(std::ptr::eq(find(w.name).unwrap(), *w));
         }
         assert!(find("nope").is_none());
+        assert!(WORKLOADS.iter().all(|w| w.name != "bursty"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod bench;
 mod proc;
 mod report;
 mod rss;
+mod run;
 mod sizeclasses;
 mod svg;
 
@@ -25,6 +26,8 @@ commands:
                 jemalloc on every workload (see `goheap help bench`)
   rss           RSS over time of a bursty server (load, idle, ...) under
                 the same four allocators (see `goheap help rss`)
+  run [--stats] -- CMD ARGS...
+                run a program with libgoheap.so preloaded (see `goheap help run`)
   sizeclasses   print the size-class table: class, bytes/obj, bytes/span,
                 objects, tail waste, max waste
   help [CMD]    this text, or the help of CMD
@@ -111,6 +114,9 @@ fn help(topic: Option<&str>) -> ExitCode {
             }
         }
         Some("rss") => print!("{HELP_RSS}"),
+        Some("run") => {
+            run::run(&["--help".to_owned()]);
+        }
         Some("sizeclasses") => print!("{HELP_SIZECLASSES}"),
         Some(other) => {
             eprintln!("goheap: no help for {other:?}\n");
@@ -123,6 +129,10 @@ fn help(topic: Option<&str>) -> ExitCode {
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    // `run` takes the rest of the line as the command, so it parses its own.
+    if argv.first().map(String::as_str) == Some("run") {
+        return ExitCode::from(run::run(&argv[1..]).clamp(0, 255) as u8);
+    }
     match args::parse(&argv) {
         Ok(Cmd::Help(topic)) => help(topic.as_deref()),
         Ok(Cmd::SizeClasses) => {

@@ -171,6 +171,28 @@ void goheap_print_stats(void);
  * heap (malloc_trim does the same). */
 void goheap_flush_thread_cache(void);
 
+/* Returns every free page to the OS now (after flushing the calling
+ * thread's cache), whatever the scavenger's pacing; returns the bytes
+ * released. Go's debug.FreeOSMemory. */
+size_t goheap_free_os_memory(void);
+
+/* Sets the soft memory limit on everything goheap maps, in bytes
+ * (SIZE_MAX: none), and returns the previous one. Near the limit goheap
+ * releases free pages before growing. Overrides GOHEAP_MEMORY_LIMIT and
+ * the container's limit. */
+size_t goheap_set_memory_limit(size_t bytes);
+
+/* The soft memory limit in bytes (SIZE_MAX: none). */
+size_t goheap_memory_limit(void);
+
+/* hard != 0: allocations that would exceed the memory limit after
+ * releasing every free page fail (NULL, errno ENOMEM) instead. */
+void goheap_set_hard_limit(int hard);
+
+/* on != 0 (the default): the background scavenger returns free memory to
+ * the OS. Off, RSS is bounded only by the limit and goheap_free_os_memory. */
+void goheap_set_background_scavenger(int on);
+
 #ifdef __cplusplus
 }
 #endif

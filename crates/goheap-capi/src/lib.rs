@@ -642,17 +642,73 @@ pub unsafe extern "C" fn goheap_flush_thread_cache() {
     goheap_core::flush_thread_cache();
 }
 
+/// Returns every free page to the OS now; returns the bytes released.
+///
+/// # Safety
+///
+/// Always safe to call.
+#[no_mangle]
+pub unsafe extern "C" fn goheap_free_os_memory() -> usize {
+    goheap_core::free_os_memory()
+}
+
+/// Sets the soft memory limit (`SIZE_MAX`: none); returns the previous one.
+///
+/// # Safety
+///
+/// Always safe to call.
+#[no_mangle]
+pub unsafe extern "C" fn goheap_set_memory_limit(bytes: usize) -> usize {
+    goheap_core::set_memory_limit(bytes)
+}
+
+/// The soft memory limit (`SIZE_MAX`: none).
+///
+/// # Safety
+///
+/// Always safe to call.
+#[no_mangle]
+pub unsafe extern "C" fn goheap_memory_limit() -> usize {
+    goheap_core::memory_limit()
+}
+
+/// Makes the memory limit hard (`hard != 0`) or soft.
+///
+/// # Safety
+///
+/// Always safe to call.
+#[no_mangle]
+pub unsafe extern "C" fn goheap_set_hard_limit(hard: c_int) {
+    goheap_core::set_hard_limit(hard != 0);
+}
+
+/// Turns the background scavenger on (`on != 0`) or off.
+///
+/// # Safety
+///
+/// Always safe to call.
+#[no_mangle]
+pub unsafe extern "C" fn goheap_set_background_scavenger(on: c_int) {
+    goheap_core::set_background_scavenger(on != 0);
+}
+
 #[cfg(test)]
 mod tests {
     use goheap_core::options::OPTIONS;
 
-    /// The README's option table lists every option with its default.
+    /// The root README's option table lists every option with its
+    /// default (switches) or the form of its value.
     #[test]
     fn readme_documents_every_option() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../../README.md");
         for o in OPTIONS {
             let name = o.name.to_str().expect("ASCII name");
             let row = format!("| `{name}` | {} |", if o.default { "on" } else { "off" });
+            assert!(readme.contains(&row), "README.md lacks the row {row:?}");
+        }
+        for o in goheap_core::options::VALUE_OPTIONS {
+            let name = o.name.to_str().expect("ASCII name");
+            let row = format!("| `{name}` | value |");
             assert!(readme.contains(&row), "README.md lacks the row {row:?}");
         }
     }
@@ -690,6 +746,11 @@ mod tests {
             "goheap_memstats",
             "goheap_print_stats",
             "goheap_flush_thread_cache",
+            "goheap_free_os_memory",
+            "goheap_set_memory_limit",
+            "goheap_memory_limit",
+            "goheap_set_hard_limit",
+            "goheap_set_background_scavenger",
         ];
         for n in names {
             let listed = ["(", ",", ":"]

@@ -19,7 +19,10 @@ mod tests {
         let rows: Vec<Vec<&str>> = t
             .lines()
             .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .filter(|w| w.first().is_some_and(|c| c.chars().all(|ch| ch.is_ascii_digit())))
+            .filter(|w| {
+                w.first()
+                    .is_some_and(|c| c.chars().all(|ch| ch.is_ascii_digit()))
+            })
             .collect();
         assert_eq!(rows.len(), 67, "{t}");
         // Go's sizeclasses.go: classes 1 and 67 (class, bytes/obj, bytes/span, objects).

@@ -6,13 +6,14 @@
 use crate::heap::Heap;
 use crate::report::fatal;
 use crate::sizeclass;
-use crate::span::{Span, SpanList, SpanState};
+use crate::os::OS_PAGE_SIZE;
+use crate::span::{Span, SpanList, SpanState, SPAN_INTERIOR_RELEASED};
 use crate::sync::Mutex;
 use core::ptr;
 
 /// An intrusive doubly linked list of spans (through `Span::next/prev`).
 pub(crate) struct List {
-    head: *mut Span,
+    pub(crate) head: *mut Span,
     pub(crate) len: usize,
 }
 
@@ -99,6 +100,41 @@ impl Central {
                 full: List::new(),
             }),
         }
+    }
+
+    /// Releases to the OS the OS pages of partial spans that hold no live
+    /// or cached object (the scavenger, when the heap is idle): spans
+    /// pinned by a few survivors stop costing a page per free page. Returns
+    /// the bytes released.
+    pub(crate) fn release_span_interiors(&self, heap: &Heap, lazy: bool) -> usize {
+        let l = self.lists.lock();
+        let mut released = 0;
+        let mut s = l.partial.head;
+        while !s.is_null() {
+            // SAFETY: spans on our list are valid and ours under the lock.
+            let span = unsafe { &mut *s };
+            let mut mask = span.unused_os_pages();
+            span.released |= mask;
+            while mask != 0 {
+                let first = mask.trailing_zeros() as usize;
+                let run = (mask >> first).trailing_ones() as usize;
+                // SAFETY: these OS pages of an in-use span hold no object
+                // anyone uses (checked under the lock, which also keeps any
+                // cache from taking the span meanwhile).
+                unsafe {
+                    heap.os.decommit(
+                        (span.base + first * OS_PAGE_SIZE) as *mut u8,
+                        run * OS_PAGE_SIZE,
+                        lazy,
+                    )
+                };
+                released += run * OS_PAGE_SIZE;
+                mask &= !(((1u64 << run) - 1) as u32).wrapping_shl(first as u32);
+            }
+            s = span.next;
+        }
+        SPAN_INTERIOR_RELEASED.fetch_add(released, crate::sync::atomic::Ordering::Relaxed);
+        released
     }
 
     /// Hands a span with free slots to a thread cache (Go's `cacheSpan`):

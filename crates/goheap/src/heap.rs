@@ -257,6 +257,7 @@ impl Heap {
         // SAFETY: the caller passes an in-use span it owns.
         let span = unsafe { &mut *s };
         debug_assert!(span.state != SpanState::Free);
+        span.forget_released();
         self.arenas
             .set_spans(span.base, span.npages, ptr::null_mut());
         h.pages.free(span.base, span.npages);

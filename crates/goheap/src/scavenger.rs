@@ -30,7 +30,10 @@
 //!   the goal at once, in 8 MiB steps, re-checking for activity between
 //!   steps. The total work is the same as paced release; it just happens
 //!   while the program is not using the allocator, which is what makes
-//!   RSS fall within a second of a burst ending.
+//!   RSS fall within a second of a burst ending. After 100 ms of idleness
+//!   the 10 % cushion goes too (nothing is allocating to use it), and so
+//!   do the free OS pages inside in-use spans (spans a few survivors keep
+//!   alive), once per idle period.
 //!
 //! Like Go, the background scavenger leaves dense chunks (≥ 96.875 % of a
 //! 4 MiB chunk in use) alone so the huge pages the heap uses stay intact.
@@ -52,6 +55,8 @@ const BURST_PAGES: usize = 1024;
 const TICK_NS: u64 = 10_000_000;
 /// Floor of the retained-heap cushion.
 const MIN_CUSHION: usize = 2 << 20;
+/// Ticks without heap activity after which the 10 % cushion is released.
+const IDLE_TICKS_NO_CUSHION: u32 = 10;
 /// CPU share of the paced background scavenger (Go: 1 %).
 const CPU_PERCENT: u64 = 1;
 
@@ -198,7 +203,9 @@ impl Heap {
         }
         // `retained()` already counts pages just taken from the released
         // pool (their scavenged bits are cleared on allocation).
-        let mapped = h.retained() + h.spans.sys + h.other_sys() + crate::tls::cache_sys();
+        let interior = crate::span::SPAN_INTERIOR_RELEASED.load(Relaxed);
+        let mapped = (h.retained() + h.spans.sys + h.other_sys() + crate::tls::cache_sys())
+            .saturating_sub(interior);
         let after = mapped + ask;
         if after <= limit {
             return true;
@@ -222,11 +229,19 @@ pub fn free_os_memory() -> usize {
     if let Some(mut h) = HEAP.lock() {
         h.pages.rewind_scavenge();
     }
-    let released = HEAP.release(usize::MAX, BURST_PAGES, false) + release_metadata();
+    let released =
+        HEAP.release(usize::MAX, BURST_PAGES, false) + release_span_interiors() + release_metadata();
     SCAVENGER
         .released_forced
         .fetch_add(released as u64, Relaxed);
     released
+}
+
+/// Releases the unused OS pages inside partial spans (see
+/// `Central::release_span_interiors`). Returns the bytes released.
+pub(crate) fn release_span_interiors() -> usize {
+    let lazy = SCAVENGER.lazy.load(Relaxed);
+    HEAP.centrals.iter().map(|c| c.release_span_interiors(&HEAP, lazy)).sum()
 }
 
 /// Returns the memory of metadata chunks with nothing in use (span structs
@@ -370,6 +385,8 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
     let mut tick_wall = now_ns(libc::CLOCK_MONOTONIC);
     let mut tick_cpu = now_ns(libc::CLOCK_THREAD_CPUTIME_ID);
     let mut ticks: u64 = 0;
+    let mut idle_ticks: u32 = 0;
+    let mut interiors_done = false;
     loop {
         sleep_ns(TICK_NS);
         ticks += 1;
@@ -384,6 +401,17 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         };
         let idle = activity == last_activity;
         last_activity = activity;
+        idle_ticks = if idle { idle_ticks + 1 } else { 0 };
+        if !idle {
+            interiors_done = false;
+        }
+        // After 100 ms without heap activity the cushion has no work to do:
+        // release down to the in-use heap plus the floor.
+        let goal = if idle_ticks >= IDLE_TICKS_NO_CUSHION {
+            goal.min(inuse + MIN_CUSHION)
+        } else {
+            goal
+        };
         let wall = now_ns(libc::CLOCK_MONOTONIC);
         let cpu = now_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         // Budget for this tick: 1 % of the wall time since the last one,
@@ -393,6 +421,11 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         tick_wall = wall;
         tick_cpu = cpu;
         if retained <= goal {
+            if idle_ticks >= IDLE_TICKS_NO_CUSHION && !interiors_done {
+                let n = release_span_interiors();
+                interiors_done = true;
+                SCAVENGER.released_background.fetch_add(n as u64, Relaxed);
+            }
             continue;
         }
         let start_cpu = now_ns(libc::CLOCK_THREAD_CPUTIME_ID);
@@ -406,6 +439,12 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
                 released += HEAP.release(excess - released, BURST_PAGES, false);
             }
             released += release_metadata();
+            if idle_ticks >= IDLE_TICKS_NO_CUSHION && !interiors_done {
+                // Long idle: also the free pages inside spans that a few
+                // survivors keep in use. Once per idle period.
+                released += release_span_interiors();
+                interiors_done = true;
+            }
         } else if spent_before <= budget {
             // Paced: steps of 512 KiB until this tick's budget is used.
             let mut excess = retained - goal;

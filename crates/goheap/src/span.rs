@@ -8,7 +8,12 @@
 //! explicit-free twin of Go's sweep).
 
 use crate::sizeclass::{self, MAX_OBJS_PER_SPAN, PAGE_SIZE};
+use crate::os::OS_PAGE_SIZE;
+use crate::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use core::ptr;
+
+/// Bytes of in-use spans' memory released to the OS (see `Span::released`).
+pub(crate) static SPAN_INTERIOR_RELEASED: AtomicUsize = AtomicUsize::new(0);
 
 /// Words in each per-span bitmap (1024 objects at most).
 pub(crate) const BITMAP_WORDS: usize = MAX_OBJS_PER_SPAN / 64;
@@ -77,6 +82,11 @@ pub(crate) struct Span {
     /// Slots at or above this index have not been handed out since the
     /// span's pages were last known zero.
     pub(crate) fresh_mark: usize,
+    /// OS pages (4 KiB) of this span whose memory was released to the OS
+    /// while the span stayed in use, because no live or cached object
+    /// touched them (bit i = OS page i of the span). Central lock; cleared
+    /// when a cache takes the span or the heap takes it back.
+    pub(crate) released: u32,
     /// Objects out of the span: with users or in thread caches. While a
     /// cache holds the span, every slot it has not used is counted too.
     pub(crate) alloc_count: usize,
@@ -108,6 +118,7 @@ impl Span {
         cached: false,
         needzero: true,
         fresh_mark: 0,
+        released: 0,
         alloc_count: 0,
         freed_count: 0,
         next: ptr::null_mut(),
@@ -193,6 +204,7 @@ impl Span {
     /// counts every free slot as handed to the cache. Returns how many
     /// slots the cache may take.
     pub(crate) fn take_for_cache(&mut self) -> usize {
+        self.forget_released();
         self.merge_freed();
         self.freeindex = 0;
         self.refill_alloc_cache();
@@ -254,6 +266,46 @@ impl Span {
         }
         self.alloc_count -= self.freed_count;
         self.freed_count = 0;
+    }
+
+    /// Clears `released`: the span's pages may be touched again (they read
+    /// as zero, which is fine for free slots), so they count as resident.
+    pub(crate) fn forget_released(&mut self) {
+        if self.released != 0 {
+            let bytes = self.released.count_ones() as usize * OS_PAGE_SIZE;
+            SPAN_INTERIOR_RELEASED.fetch_sub(bytes, Relaxed);
+            self.released = 0;
+        }
+    }
+
+    /// OS pages of this span (uncached, under the central lock) holding no
+    /// live object and none in a thread cache, and not yet released: a
+    /// bitmask like `released`. A slot is unused when its `alloc_bits` bit
+    /// is clear or its `freed_bits` bit is set.
+    pub(crate) fn unused_os_pages(&self) -> u32 {
+        debug_assert!(!self.cached && self.state == SpanState::Small);
+        let ospages = (self.npages * PAGE_SIZE / OS_PAGE_SIZE).min(32);
+        let mut mask = 0u32;
+        for p in 0..ospages {
+            let start = p * OS_PAGE_SIZE;
+            let first = start / self.elemsize;
+            let last = ((start + OS_PAGE_SIZE - 1) / self.elemsize).min(self.nelems.saturating_sub(1));
+            if first >= self.nelems || !self.any_live(first, last) {
+                mask |= 1 << p;
+            }
+        }
+        mask & !self.released
+    }
+
+    /// Whether any slot in `first..=last` holds a live or cached object.
+    fn any_live(&self, first: usize, last: usize) -> bool {
+        let (w0, w1) = (first / 64, last / 64);
+        (w0..=w1).any(|w| {
+            let lo = if w == w0 { first % 64 } else { 0 };
+            let hi = if w == w1 { last % 64 } else { 63 };
+            let range = (!0u64 >> (63 - hi)) & (!0u64 << lo);
+            self.alloc_bits[w] & !self.freed_bits[w] & range != 0
+        })
     }
 
     /// Live objects: out of the span and not yet returned.

@@ -146,6 +146,9 @@ pub struct Metrics {
     /// `/memory/classes/heap/unused:bytes`: in-use spans' bytes not holding
     /// live objects (free slots, objects in thread caches, rounding).
     pub heap_unused: u64,
+    /// The part of `heap_unused` released to the OS: free OS pages inside
+    /// in-use spans (the scavenger releases them when the heap is idle).
+    pub heap_unused_released: u64,
     /// `/memory/classes/heap/free:bytes`: free pages still resident (or
     /// able to be, without asking the OS).
     pub heap_free: u64,
@@ -165,7 +168,8 @@ pub struct Metrics {
     /// `/memory/classes/total:bytes`: all memory goheap has mapped (the
     /// sum of the classes above).
     pub total: u64,
-    /// What counts against the memory limit: `total - heap_released`.
+    /// What counts against the memory limit: `total - heap_released -
+    /// heap_unused_released`.
     pub mapped_not_released: u64,
     /// The soft memory limit (`u64::MAX`: none), and where it came from.
     pub memory_limit: u64,
@@ -211,6 +215,9 @@ pub fn metrics() -> Metrics {
     let mspan_inuse = mspan_inuse.min(mspan_sys);
     let mcache_inuse = ms.mcache_inuse.min(ms.mcache_sys);
     let total = heap_sys + mspan_sys + ms.mcache_sys + other;
+    let unused = heap_inuse - objects;
+    let unused_released =
+        (crate::span::SPAN_INTERIOR_RELEASED.load(Relaxed) as u64).min(unused);
     let source = match SCAVENGER.limit_source.load(Relaxed) {
         1 => crate::LimitSource::Env,
         2 => crate::LimitSource::Api,
@@ -220,7 +227,8 @@ pub fn metrics() -> Metrics {
     let limit = SCAVENGER.limit.load(Relaxed);
     Metrics {
         heap_objects: objects,
-        heap_unused: heap_inuse - objects,
+        heap_unused: unused,
+        heap_unused_released: unused_released,
         heap_free: heap_sys - heap_inuse - heap_released,
         heap_released,
         metadata_mspan_inuse: mspan_inuse,
@@ -229,7 +237,7 @@ pub fn metrics() -> Metrics {
         metadata_mcache_free: ms.mcache_sys - mcache_inuse,
         metadata_other: other,
         total,
-        mapped_not_released: total - heap_released,
+        mapped_not_released: total - heap_released - unused_released,
         memory_limit: if limit == usize::MAX {
             u64::MAX
         } else {
@@ -312,9 +320,10 @@ pub fn write_stats(w: &mut impl core::fmt::Write) -> core::fmt::Result {
     let x = metrics();
     write!(
         w,
-        "goheap: memory: objects={} unused={} free={} released={} metadata={} total={} rss={} limit=",
+        "goheap: memory: objects={} unused={} (released {}) free={} released={} metadata={} total={} rss={} limit=",
         x.heap_objects,
         x.heap_unused,
+        x.heap_unused_released,
         x.heap_free,
         x.heap_released,
         x.metadata_mspan_inuse

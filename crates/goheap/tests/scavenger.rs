@@ -182,6 +182,19 @@ fn scattered_survivors_keep_only_their_spans() {
         after / MIB,
         bound / MIB
     );
+    // free_os_memory also releases the free OS pages inside those spans:
+    // each survivor then pins one 4 KiB page, not its 8 KiB span.
+    goheap::free_os_memory();
+    let m = goheap::metrics();
+    let pinned = kept.len() as u64 * 4096;
+    assert!(m.heap_unused_released >= survivor_spans / 2 - 4 * MIB, "{m:?}");
+    let after = rss();
+    assert!(
+        after <= base + pinned + pinned / 10 + SLACK,
+        "RSS {} MiB after free_os_memory, survivors pin {} MiB",
+        after / MIB,
+        pinned / MIB
+    );
     for (i, b) in kept.iter().enumerate() {
         assert!(b.iter().all(|&x| x == (i * 64) as u8));
     }
@@ -323,7 +336,11 @@ fn memory_classes_add_up_across_a_random_workload() {
                 s.heap_sys
             );
             assert_eq!(m.metadata_mspan_inuse + m.metadata_mspan_free, s.mspan_sys);
-            assert_eq!(m.mapped_not_released, m.total - m.heap_released);
+            assert_eq!(
+                m.mapped_not_released,
+                m.total - m.heap_released - m.heap_unused_released
+            );
+            assert!(m.heap_unused_released <= m.heap_unused);
             assert!(m.total >= s.sys, "total {} < sys {}", m.total, s.sys);
         }
     }

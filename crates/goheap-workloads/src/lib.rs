@@ -102,12 +102,30 @@ pub static WORKLOADS: &[Workload] = &[
 
 /// Workloads outside the default suite, each run by a command of its own
 /// rather than by `goheap bench`.
-pub static STANDALONE: &[Workload] = &[Workload {
-    name: "bursty",
-    threads: 4,
-    about: "bursty server: 3 × (1.5 s load up to 300 MB live, 2 s idle keeping 8 MB); prints RSS every 10 ms (goheap rss)",
-    run: bursty::bursty,
-}];
+pub static STANDALONE: &[Workload] = &[
+    Workload {
+        name: "bursty",
+        threads: 4,
+        about: "bursty server: 3 × (1.5 s load up to 300 MB live, 2 s idle keeping 8 MB); prints RSS every 10 ms (goheap rss)",
+        run: bursty::bursty,
+    },
+    Workload {
+        name: "pair",
+        threads: 1,
+        about: "10^6 × scale alloc+free pairs of an 8-byte Box: the fast path alone, for instruction counts (valgrind --tool=callgrind)",
+        run: pair,
+    },
+];
+
+/// `pair`: one small allocation and its free, over and over.
+fn pair(scale: f64) -> u64 {
+    let mut ck = Checksum::new();
+    for i in 0..scaled(1_000_000, scale) as u64 {
+        let b = std::hint::black_box(Box::new(i));
+        ck.add(*b);
+    }
+    ck.value()
+}
 
 /// The workload called `name`, in [`WORKLOADS`] or [`STANDALONE`].
 pub fn find(name: &str) -> Option<&'static Workload> {

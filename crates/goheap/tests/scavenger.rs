@@ -187,7 +187,10 @@ fn scattered_survivors_keep_only_their_spans() {
     goheap::free_os_memory();
     let m = goheap::metrics();
     let pinned = kept.len() as u64 * 4096;
-    assert!(m.heap_unused_released >= survivor_spans / 2 - 4 * MIB, "{m:?}");
+    assert!(
+        m.heap_unused_released >= survivor_spans / 2 - 4 * MIB,
+        "{m:?}"
+    );
     let after = rss();
     assert!(
         after <= base + pinned + pinned / 10 + SLACK,

@@ -7,7 +7,7 @@
 use crate::os::{Os, OS_PAGE_SIZE};
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;
-use crate::sync::atomic::{AtomicPtr, Ordering};
+use crate::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use crate::sync::{load_published, publish};
 use core::ptr;
 
@@ -32,6 +32,14 @@ pub(crate) struct HeapArena {
     /// current span of that page, or a stale one whose page the reader does
     /// not own (which only invalid frees can observe).
     pub(crate) spans: [AtomicPtr<Span>; PAGES_PER_ARENA],
+    /// Size class of each page's span (0: large object or free page), and
+    /// the page's index within its small span: the C `free` finds an
+    /// object's class and start from these bytes, next to each other in
+    /// the arena's metadata, without touching the span struct. Written with
+    /// `spans` (heap lock); read without a lock (Relaxed: a valid free
+    /// happens after its allocation, which happened after the write).
+    pub(crate) page_class: [AtomicU8; PAGES_PER_ARENA],
+    pub(crate) page_index: [AtomicU8; PAGES_PER_ARENA],
     /// Pages at or above this offset (bytes from the arena base) have never
     /// been handed out, so they still read as zero. Heap lock.
     pub(crate) zeroed_base: usize,
@@ -121,16 +129,48 @@ impl ArenaMap {
     /// Points every page of `[base, base + npages)` at `span` (or null).
     /// Heap lock held; the arenas exist.
     pub(crate) fn set_spans(&self, base: usize, npages: usize, span: *mut Span) {
+        // SAFETY: a non-null span is a live span whose class is set.
+        let class = if span.is_null() { 0 } else { unsafe { (*span).class } };
         let mut addr = base;
         let end = base + npages * PAGE_SIZE;
+        let mut i = 0usize;
         while addr < end {
             let arena = self.arena_of(addr);
             debug_assert!(!arena.is_null());
             let page = (addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
             // SAFETY: the arena exists (the range was allocated from it).
-            unsafe { publish(&(*arena).spans[page], span) };
+            unsafe {
+                (*arena).page_class[page].store(class, Ordering::Relaxed);
+                (*arena).page_index[page].store(i.min(255) as u8, Ordering::Relaxed);
+                publish(&(*arena).spans[page], span);
+            }
             addr += PAGE_SIZE;
+            i += 1;
         }
+    }
+
+    /// For a free: the size class of the small object at `addr` and the
+    /// start of its span, or `None` when `addr` is not in a small-object
+    /// span (large object, free page, or memory goheap never mapped).
+    #[inline(always)]
+    pub(crate) fn small_class_of(&self, addr: usize) -> Option<(usize, usize)> {
+        let arena = self.arena_of(addr);
+        if arena.is_null() {
+            return None;
+        }
+        let page = (addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
+        // SAFETY: arenas are never freed, and `page < PAGES_PER_ARENA`.
+        let (class, index) = unsafe {
+            (
+                (*arena).page_class[page].load(Ordering::Relaxed),
+                (*arena).page_index[page].load(Ordering::Relaxed),
+            )
+        };
+        if class == 0 {
+            return None;
+        }
+        let span_base = (addr & !(PAGE_SIZE - 1)) - index as usize * PAGE_SIZE;
+        Some((class as usize, span_base))
     }
 
     /// Whether `[base, base + npages)` still reads as zero because none of

@@ -78,6 +78,11 @@ pub(crate) struct CentralLists {
     pub(crate) partial: List,
     /// Spans with every slot out, not held by a cache.
     pub(crate) full: List,
+    /// One span with nothing in it, kept instead of going back to the page
+    /// heap, so a class whose last span empties and refills over and over
+    /// does not churn the page allocator. Reset as fresh when kept; the
+    /// scavenger hands it back when the heap is idle.
+    pub(crate) spare: *mut Span,
 }
 
 // SAFETY: the lists hold raw span pointers only touched under the lock.
@@ -98,6 +103,7 @@ impl Central {
             lists: Mutex::new(CentralLists {
                 partial: List::new(),
                 full: List::new(),
+                spare: ptr::null_mut(),
             }),
         }
     }
@@ -143,7 +149,10 @@ impl Central {
     pub(crate) fn cache_span(&self, heap: &Heap, class: usize) -> *mut Span {
         {
             let mut l = self.lists.lock();
-            let s = l.partial.pop();
+            let mut s = l.partial.pop();
+            if s.is_null() {
+                s = core::mem::replace(&mut l.spare, ptr::null_mut());
+            }
             if !s.is_null() {
                 // SAFETY: spans on our lists are valid and ours under the lock.
                 let span = unsafe { &mut *s };
@@ -190,10 +199,8 @@ impl Central {
         // SAFETY: per the contract.
         let span = unsafe { &mut *s };
         if span.live() == 0 {
-            // SAFETY: no object of the span is live and it is on no list,
-            // so nothing references it; heap lock after central lock is the
-            // documented order.
-            unsafe { heap.free_span(s) };
+            // SAFETY: nothing in it is live and it is on no list.
+            unsafe { self.empty(l, heap, s) };
         } else if span.alloc_count - span.freed_count < span.nelems {
             span.list = SpanList::Partial;
             // SAFETY: on no list.
@@ -292,13 +299,45 @@ impl Central {
             // SAFETY: the span is on the list its `list` names.
             unsafe { self.unlist(l, s) };
             // SAFETY: nothing is live in it, not cached, on no list.
-            unsafe { heap.free_span(s) };
+            unsafe { self.empty(l, heap, s) };
         } else if span.list == SpanList::Full {
             // SAFETY: on the full list.
             unsafe { l.full.remove(s) };
             span.list = SpanList::Partial;
             // SAFETY: now on no list.
             unsafe { l.partial.push(s) };
+        }
+    }
+
+    /// A span of this class with nothing live: kept as the spare if there
+    /// is none (reset to fresh, so a stray free into it is caught as a
+    /// double free), else given back to the page heap.
+    ///
+    /// # Safety
+    ///
+    /// `s` is a span of this class, not cached, on no list, nothing live;
+    /// the lock is held.
+    unsafe fn empty(&self, l: &mut CentralLists, heap: &Heap, s: *mut Span) {
+        if l.spare.is_null() {
+            // SAFETY: per the contract the span is ours and unused.
+            let span = unsafe { &mut *s };
+            span.init_small(span.class as usize, true);
+            l.spare = s;
+        } else {
+            // SAFETY: nothing references it; heap lock after a central lock
+            // is the documented order.
+            unsafe { heap.free_span(s) };
+        }
+    }
+
+    /// Gives the spare span back to the page heap (the scavenger, when the
+    /// heap is idle, and `free_os_memory`).
+    pub(crate) fn drop_spare(&self, heap: &Heap) {
+        let mut l = self.lists.lock();
+        let s = core::mem::replace(&mut l.spare, ptr::null_mut());
+        if !s.is_null() {
+            // SAFETY: the spare is an unused span of ours, on no list.
+            unsafe { heap.free_span(s) };
         }
     }
 

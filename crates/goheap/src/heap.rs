@@ -711,13 +711,26 @@ mod tests {
             assert_eq!((l.full.len, l.partial.len), (0, 1));
         }
         assert_eq!(heap.locked.lock().inuse_pages, class_npages(class));
-        // The last one: the span goes back to the page heap.
+        // The last one: the span empties and becomes the class's spare
+        // (kept to spare the page allocator churn), reset to fresh.
         // SAFETY: the last object, given up.
         unsafe { central.free_batch(&heap, class, objs[nelems - 1] as *mut u8, 1) };
         {
             let l = central.lists.lock();
             assert_eq!((l.full.len, l.partial.len), (0, 0));
+            assert_eq!(l.spare, s);
+            // SAFETY: the spare is a valid span, read under the lock.
+            assert_eq!(unsafe { ((*s).alloc_count, (*s).freed_count, (*s).alloc_bits[0]) }, (0, 0, 0));
         }
+        assert_eq!(heap.locked.lock().inuse_pages, class_npages(class));
+        // A fresh request reuses the spare; emptied again and dropped, the
+        // span goes back to the page heap.
+        assert_eq!(central.cache_span(&heap, class), s);
+        // SAFETY: we give it up untouched: nothing live, it is the spare again.
+        unsafe { central.uncache_span(&heap, s) };
+        assert_eq!(central.lists.lock().spare, s);
+        central.drop_spare(&heap);
+        assert!(central.lists.lock().spare.is_null());
         assert_eq!(heap.locked.lock().inuse_pages, 0);
         assert!(heap.arenas.span_of(objs[0]).is_null());
         assert_eq!(heap.locked.lock().spans.inuse, 0);

@@ -215,11 +215,13 @@ pub mod raw {
 
     /// Allocates `size` bytes aligned to `align` (a power of two). Null on
     /// exhaustion.
+    #[inline]
     pub fn alloc(size: usize, align: usize) -> *mut u8 {
         malloc::alloc(size, align)
     }
 
     /// Allocates `size` zeroed bytes aligned to `align`.
+    #[inline]
     pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
         malloc::alloc_zeroed(size, align)
     }
@@ -230,6 +232,7 @@ pub mod raw {
     /// # Safety
     ///
     /// `p` is null or a live goheap object not used afterwards.
+    #[inline]
     pub unsafe fn free(p: *mut u8) {
         // SAFETY: forwarded contract.
         unsafe { malloc::free(p) }

@@ -18,11 +18,18 @@ pub const MAX_ALLOC: usize = isize::MAX as usize - (1 << 26);
 /// sized free finds the same class its allocation used.
 #[inline(always)]
 pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
-    if align <= 8 {
-        if size <= MAX_SMALL_SIZE {
-            return Some(sizeclass::size_to_class(size));
+    if align <= 16 {
+        if size > MAX_SMALL_SIZE {
+            return None;
         }
-        return None;
+        let class = sizeclass::size_to_class(size);
+        // Every class is 8-aligned; all but 8 and 24 bytes are 16-aligned,
+        // and the class after each of those (16, 32) is. (C's malloc asks
+        // for 16 for everything above 8 bytes, so this stays inline.)
+        if align > 8 && sizeclass::class_size(class) % 16 != 0 {
+            return Some(class + 1);
+        }
+        return Some(class);
     }
     aligned_class(size, align)
 }
@@ -95,40 +102,35 @@ pub(crate) unsafe fn free(p: *mut u8) {
     if p.is_null() {
         return;
     }
+    // Small objects: class and span start from the arena's page bytes,
+    // without touching the span struct.
+    if let Some((class, span_base)) = HEAP.arenas.small_class_of(p as usize) {
+        let off = p as usize - span_base;
+        let size = sizeclass::class_size(class);
+        if sizeclass::object_index(class, off) * size != off {
+            fatal!("free of {p:p}: pointer into the middle of a {size}-byte object");
+        }
+        let c = tls::cache();
+        // An immediate double free (`free(p); free(p)`) finds `p` at the
+        // head of this thread's list: one load to catch the most common
+        // case now; others are caught when the list is flushed.
+        // SAFETY: the calling thread's cache; read only.
+        if unsafe { (*c).classes[class].free } == p {
+            fatal!("free of {p:p}: double free of a {size}-byte object");
+        }
+        // SAFETY: a live small object per the caller; cache valid.
+        return unsafe { (*c).free(p, class) };
+    }
     let s = HEAP.arenas.span_of(p as usize);
     if s.is_null() {
         fatal!("free of {p:p}: not a pointer goheap allocated (invalid free)");
     }
     // SAFETY: spans in the arena map are valid structs (span structs are
     // never unmapped); the state says whether it is in use.
-    let span = unsafe { &*s };
-    match span.state {
-        SpanState::Small => {
-            let class = span.class as usize;
-            let (_, exact) = span.object_index(p as usize);
-            if !exact {
-                fatal!(
-                    "free of {p:p}: pointer into the middle of a {}-byte object",
-                    span.elemsize
-                );
-            }
-            let c = tls::cache();
-            // An immediate double free (`free(p); free(p)`) finds `p` at
-            // the head of this thread's list: one load to catch the most
-            // common case now; others are caught when the list is flushed.
-            // SAFETY: the calling thread's cache; read only.
-            if unsafe { (*c).classes[class].free } == p {
-                fatal!(
-                    "free of {p:p}: double free of a {}-byte object",
-                    span.elemsize
-                );
-            }
-            // SAFETY: a live small object per the caller; cache valid.
-            unsafe { (*c).free(p, class) }
-        }
+    match unsafe { (*s).state } {
         // SAFETY: forwarded contract.
         SpanState::Large => unsafe { free_large(p) },
-        SpanState::Free => fatal!("free of {p:p}: memory is not in use (double free?)"),
+        _ => fatal!("free of {p:p}: memory is not in use (double free?)"),
     }
 }
 
@@ -398,5 +400,30 @@ fn check_small_free(p: *mut u8, class: usize) {
         // SAFETY: list links are valid object pointers.
         q = unsafe { *(q as *mut *mut u8) };
         n += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `class_for` picks, for every small size and every alignment up to a
+    /// page, the smallest class that holds the size with every object
+    /// aligned (spans are page-aligned, so "class size is a multiple of
+    /// the alignment" is the rule).
+    #[test]
+    fn class_for_is_the_smallest_aligned_class() {
+        for shift in 0..=13 {
+            let align = 1usize << shift;
+            for size in 0..=MAX_SMALL_SIZE {
+                let want = (1..NUM_SIZE_CLASSES).find(|&c| {
+                    let cs = sizeclass::class_size(c);
+                    cs >= size && cs % align.max(8) == 0
+                });
+                assert_eq!(class_for(size, align), want, "size {size} align {align}");
+            }
+        }
+        assert_eq!(class_for(MAX_SMALL_SIZE + 1, 8), None);
+        assert_eq!(class_for(8, 16384), None);
     }
 }

@@ -229,8 +229,8 @@ pub fn free_os_memory() -> usize {
     if let Some(mut h) = HEAP.lock() {
         h.pages.rewind_scavenge();
     }
-    let released =
-        HEAP.release(usize::MAX, BURST_PAGES, false) + release_span_interiors() + release_metadata();
+    let interiors = release_span_interiors(); // also frees the spare spans
+    let released = HEAP.release(usize::MAX, BURST_PAGES, false) + interiors + release_metadata();
     SCAVENGER
         .released_forced
         .fetch_add(released as u64, Relaxed);
@@ -240,6 +240,9 @@ pub fn free_os_memory() -> usize {
 /// Releases the unused OS pages inside partial spans (see
 /// `Central::release_span_interiors`). Returns the bytes released.
 pub(crate) fn release_span_interiors() -> usize {
+    for c in &HEAP.centrals {
+        c.drop_spare(&HEAP);
+    }
     let lazy = SCAVENGER.lazy.load(Relaxed);
     HEAP.centrals.iter().map(|c| c.release_span_interiors(&HEAP, lazy)).sum()
 }

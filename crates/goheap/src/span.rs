@@ -129,6 +129,7 @@ impl Span {
 
     /// Sets the span up for small objects of `class` over fresh pages.
     pub(crate) fn init_small(&mut self, class: usize, needzero: bool) {
+        self.forget_released();
         self.class = class as u8;
         self.state = SpanState::Small;
         self.elemsize = sizeclass::class_size(class);

@@ -72,7 +72,12 @@ fn run(name: &str, expect: &str) {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{name}: {:?}\n{stderr}", out.status);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{name}: {:?}\n{stderr}",
+        out.status
+    );
     let ptr = stderr
         .lines()
         .find_map(|l| l.strip_prefix("ptr="))
@@ -81,8 +86,14 @@ fn run(name: &str, expect: &str) {
         .lines()
         .find(|l| l.starts_with("goheap: fatal error:"))
         .unwrap_or_else(|| panic!("{name}: no report\n{stderr}"));
-    assert!(report.contains(ptr), "{name}: report does not name {ptr}: {report}");
-    assert!(report.contains(expect), "{name}: report does not say {expect:?}: {report}");
+    assert!(
+        report.contains(ptr),
+        "{name}: report does not name {ptr}: {report}"
+    );
+    assert!(
+        report.contains(expect),
+        "{name}: report does not say {expect:?}: {report}"
+    );
 }
 
 #[test]

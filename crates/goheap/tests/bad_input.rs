@@ -11,8 +11,8 @@ use std::process::Command;
 fn case(name: &str) {
     let layout = Layout::from_size_align(48, 8).unwrap();
     let heap = GoHeap;
-    // SAFETY (all arms): each call below is deliberately invalid; goheap
-    // must detect it and abort before anything is corrupted.
+    // SAFETY: each call below is deliberately invalid (that is the test);
+    // goheap must detect it and abort before anything is corrupted.
     unsafe {
         match name {
             "stack" => {

@@ -83,7 +83,17 @@ pub(crate) struct CentralLists {
     /// does not churn the page allocator. Reset as fresh when kept; the
     /// scavenger hands it back when the heap is idle.
     pub(crate) spare: *mut Span,
+    /// The transfer cache: whole lists of freed objects (linked through
+    /// their first word) handed over by one thread's flush and taken by
+    /// another's (or the same one's) refill without touching their spans.
+    /// A stack, so the most recent (warmest) batch goes out first.
+    batches: [(*mut u8, u32); TRANSFER_BATCHES],
+    nbatches: usize,
 }
+
+/// Batches a transfer cache holds per class (each at most a thread list's
+/// bound, about 32 KiB of objects).
+const TRANSFER_BATCHES: usize = 8;
 
 // SAFETY: the lists hold raw span pointers only touched under the lock.
 unsafe impl Send for CentralLists {}
@@ -104,6 +114,8 @@ impl Central {
                 partial: List::new(),
                 full: List::new(),
                 spare: ptr::null_mut(),
+                batches: [(ptr::null_mut(), 0); TRANSFER_BATCHES],
+                nbatches: 0,
             }),
         }
     }
@@ -327,6 +339,58 @@ impl Central {
             // SAFETY: nothing references it; heap lock after a central lock
             // is the documented order.
             unsafe { heap.free_span(s) };
+        }
+    }
+
+    /// Hands a thread's whole free list (`n` objects from `head`) to the
+    /// transfer cache. Returns false, taking nothing, when it is full.
+    pub(crate) fn put_batch(&self, head: *mut u8, n: u32) -> bool {
+        let mut l = self.lists.lock();
+        if l.nbatches == TRANSFER_BATCHES || n == 0 {
+            return false;
+        }
+        let i = l.nbatches;
+        l.batches[i] = (head, n);
+        l.nbatches += 1;
+        true
+    }
+
+    /// Takes the most recent batch from the transfer cache.
+    pub(crate) fn take_batch(&self) -> Option<(*mut u8, u32)> {
+        let mut l = self.lists.lock();
+        if l.nbatches == 0 {
+            return None;
+        }
+        l.nbatches -= 1;
+        let i = l.nbatches;
+        Some(l.batches[i])
+    }
+
+    /// Debug checks: whether `p` sits in a transfer-cache batch (a double
+    /// free the thread-list check cannot see).
+    #[cfg(any(debug_assertions, feature = "debug-checks"))]
+    pub(crate) fn batches_contain(&self, p: *mut u8) -> bool {
+        let l = self.lists.lock();
+        l.batches[..l.nbatches].iter().any(|&(mut q, n)| {
+            for _ in 0..n {
+                if q == p {
+                    return true;
+                }
+                // SAFETY: batches are well-formed lists of `n` objects.
+                q = unsafe { *(q as *mut *mut u8) };
+            }
+            false
+        })
+    }
+
+    /// Returns every batch in the transfer cache to its spans, so spans
+    /// can empty (the scavenger when the heap is idle, `free_os_memory`,
+    /// statistics-exact flushes).
+    pub(crate) fn drain_batches(&self, heap: &Heap, class: usize) {
+        while let Some((head, n)) = self.take_batch() {
+            // SAFETY: a batch is a well-formed list of `n` objects of this
+            // class that nobody else holds.
+            unsafe { self.free_batch(heap, class, head, n as usize) };
         }
     }
 

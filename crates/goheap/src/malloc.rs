@@ -401,6 +401,9 @@ fn check_small_free(p: *mut u8, class: usize) {
         q = unsafe { *(q as *mut *mut u8) };
         n += 1;
     }
+    if HEAP.centrals[class].batches_contain(p) {
+        fatal!("free of {p:p}: double free of a {}-byte object", span.elemsize);
+    }
 }
 
 #[cfg(test)]

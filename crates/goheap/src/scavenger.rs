@@ -240,9 +240,12 @@ pub fn free_os_memory() -> usize {
 /// Releases the unused OS pages inside partial spans (see
 /// `Central::release_span_interiors`). Returns the bytes released.
 pub(crate) fn release_span_interiors() -> usize {
-    for c in &HEAP.centrals {
+    for (class, c) in HEAP.centrals.iter().enumerate().skip(1) {
+        c.drain_batches(&HEAP, class);
         c.drop_spare(&HEAP);
     }
+    // (`free_os_memory` flushed the thread cache and transfer caches
+    // already; for the idle scavenger this is where batches drain.)
     let lazy = SCAVENGER.lazy.load(Relaxed);
     HEAP.centrals.iter().map(|c| c.release_span_interiors(&HEAP, lazy)).sum()
 }

@@ -235,13 +235,17 @@ pub(crate) unsafe fn retire(c: *mut ThreadCache) {
     }
 }
 
-/// Flushes the calling thread's cache to the central lists (objects it
-/// holds become available to other threads and empty spans go back to the
-/// page heap).
+/// Flushes the calling thread's cache to the central lists, and the
+/// central lists' transfer caches into their spans: objects the thread
+/// holds become available to other threads, and spans left empty go back
+/// to the page heap.
 pub fn flush_thread_cache() {
     let c = cache();
     if c != &raw mut PLACEHOLDER {
         // SAFETY: the calling thread's own live cache.
         unsafe { (*c).flush_all() };
+    }
+    for (class, central) in HEAP.centrals.iter().enumerate().skip(1) {
+        central.drain_batches(&HEAP, class);
     }
 }

@@ -63,34 +63,45 @@
 //!    `base + index * size`. No lock, no atomic.
 //! 4. Else reload `alloc_cache` from the next 64 bits of `alloc_bits`
 //!    (Go's `nextFreeIndex`).
-//! 5. Else the span is used up: give it back to its central list (full
-//!    or partial) and take a span from the central's partial list, merging
-//!    its `freed_bits` into `alloc_bits` (the explicit-free twin of Go's
-//!    sweep). One central lock.
-//! 6. Else allocate a fresh span from the page heap: first fit in the page
+//! 5. Else take a whole batch of freed objects from the class's transfer
+//!    cache (another thread's overflowing list, handed over as is): one
+//!    central lock, then step 2 again.
+//! 6. Else the span is used up: give it back to its central list (full
+//!    or partial) and take a span from the central's partial list (or its
+//!    one spare empty span), merging its `freed_bits` into `alloc_bits`
+//!    (the explicit-free twin of Go's sweep). One central lock.
+//! 7. Else allocate a fresh span from the page heap: first fit in the page
 //!    allocator under the heap lock.
-//! 7. Else grow the heap by whole 4 MiB chunks, reserving a 64 MiB arena
+//! 8. Else grow the heap by whole 4 MiB chunks, reserving a 64 MiB arena
 //!    from the OS (next to the last one when possible) when the current
 //!    one is used up. If the OS refuses, return null.
 //!
-//! Large objects (> 32 KiB, or alignment > 8 KiB) skip to step 6 with
+//! Large objects (> 32 KiB, or alignment > 8 KiB) skip to step 7 with
 //! their page count and get a span of their own.
 //!
 //! # Freeing, back down
 //!
 //! 1. A sized free (Rust's `dealloc`) recomputes the class from the
-//!    layout; an unsized one (C `free`) reads it from the span the arena
-//!    map gives for the address, and rejects addresses goheap does not own.
+//!    layout; an unsized one (C `free`) reads it from the arena map's
+//!    per-page class byte, and rejects addresses goheap does not own and
+//!    pointers into the middle of an object.
 //! 2. Push the object on the calling thread's free list for its class,
 //!    whichever thread allocated it: no lock, no atomic.
-//! 3. When the list exceeds its bound (about 32 KiB of objects), give half
-//!    of it to the class's central list under one lock: each object's bit
-//!    is set in its span's `freed_bits` (a bit already set is a double
-//!    free); a full span moves to the partial list.
-//! 4. A span with no live object left, not held by any cache, goes back to
-//!    the page heap at once; its pages coalesce with free neighbours.
-//! 5. A large object goes straight back to the page heap.
-//! 6. At thread exit the cache flushes every list and gives back its spans.
+//! 3. When the list reaches its bound (about 32 KiB of objects), hand the
+//!    whole list to the class's transfer cache under one lock (a
+//!    constant-time hand-over; the next refill of any thread takes it).
+//! 4. If the transfer cache is full (8 batches), give half of the list
+//!    back to its spans instead: each object's bit is set in its span's
+//!    `freed_bits` (a bit already set is a double free); a full span moves
+//!    to the partial list.
+//! 5. A span with no live object left, not held by any cache, becomes the
+//!    class's spare span if it has none, else goes back to the page heap at
+//!    once; its pages coalesce with free neighbours.
+//! 6. A large object goes straight back to the page heap.
+//! 7. At thread exit the cache flushes every list into the spans and gives
+//!    back its spans. The scavenger, when the heap is idle, drains the
+//!    transfer caches and spare spans the same way, then returns free
+//!    pages to the OS (`scavenger.rs`).
 //!
 //! # Zeroing
 //!

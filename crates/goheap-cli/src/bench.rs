@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::args::BenchOpts;
 use crate::proc;
-use crate::report::{self, Metric, Record, Summary, ALLOCATORS};
+use crate::report::{self, Metric, Record, Summary, ALLOCATORS, RUST_LINEUP};
 use crate::svg;
 
 /// The workspace root: the nearest directory above the current one whose
@@ -281,7 +281,7 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
     progress.done();
     let took = progress.start.elapsed();
 
-    let summary = Summary::new(&workloads, &records);
+    let summary = Summary::new(RUST_LINEUP, &workloads, &records);
     let cmd = command_line();
     let mut text = String::new();
     text.push_str(&format!(
@@ -353,7 +353,10 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
     );
     for (name, contents) in [
         ("results.csv", report::csv(&records)),
-        ("report.svg", svg::chart(&summary, &subtitle)),
+        (
+            "report.svg",
+            svg::chart(&summary, "goheap bench", &subtitle),
+        ),
         ("report.md", text.clone()),
     ] {
         let path = out_dir.join(name);

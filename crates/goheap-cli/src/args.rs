@@ -10,6 +10,8 @@ pub(crate) enum Cmd {
     Bench(BenchOpts),
     /// `goheap rss …`.
     Rss(RssOpts),
+    /// `goheap cbench …`.
+    Cbench(CbenchOpts),
     /// `goheap sizeclasses`.
     SizeClasses,
 }
@@ -31,6 +33,33 @@ impl Default for RssOpts {
     fn default() -> Self {
         RssOpts {
             runs: 3,
+            scale: 1.0,
+            no_build: false,
+            timeout: 120,
+        }
+    }
+}
+
+/// Options of `goheap cbench`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CbenchOpts {
+    /// Rounds: every workload under every allocator once per round.
+    pub(crate) runs: usize,
+    /// Only workloads whose name contains this.
+    pub(crate) filter: Option<String>,
+    /// Workload scale (1: the benchmark).
+    pub(crate) scale: f64,
+    /// Build neither libgoheap.so nor the C programs.
+    pub(crate) no_build: bool,
+    /// Seconds after which a run is killed.
+    pub(crate) timeout: u64,
+}
+
+impl Default for CbenchOpts {
+    fn default() -> Self {
+        CbenchOpts {
+            runs: 5,
+            filter: None,
             scale: 1.0,
             no_build: false,
             timeout: 120,
@@ -98,6 +127,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Cmd, String> {
         },
         "bench" => parse_bench(rest),
         "rss" => parse_rss(rest),
+        "cbench" => parse_cbench(rest),
         other => Err(format!("unknown command {other:?}")),
     }
 }
@@ -192,6 +222,51 @@ fn parse_rss(args: &[String]) -> Result<Cmd, String> {
     Ok(Cmd::Rss(o))
 }
 
+fn parse_cbench(args: &[String]) -> Result<Cmd, String> {
+    let mut o = CbenchOpts::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = split_eq(arg);
+        let mut value = |what: &str| -> Result<String, String> {
+            inline
+                .map(str::to_string)
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("cbench: {name} needs {what}"))
+        };
+        match name {
+            "--help" | "-h" => return Ok(Cmd::Help(Some("cbench".into()))),
+            "--runs" => {
+                o.runs = value("a number")?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("cbench: --runs needs a whole number of at least 1")?;
+            }
+            "--filter" => o.filter = Some(value("a substring")?),
+            "--scale" => {
+                o.scale = value("a number")?
+                    .parse()
+                    .ok()
+                    .filter(|&s: &f64| s > 0.0 && s.is_finite())
+                    .ok_or("cbench: --scale needs a positive number")?;
+            }
+            "--timeout" => {
+                o.timeout = value("seconds")?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("cbench: --timeout needs a whole number of seconds")?;
+            }
+            "--no-build" if inline.is_some() => {
+                return Err("cbench: --no-build takes no value".into())
+            }
+            "--no-build" => o.no_build = true,
+            _ => return Err(format!("cbench: unknown option {arg:?}")),
+        }
+    }
+    Ok(Cmd::Cbench(o))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +330,30 @@ mod tests {
         assert!(p("rss --scale 0").is_err());
         assert!(p("rss --no-build=1").is_err());
         assert!(p("rss --filter x").is_err());
+    }
+
+    #[test]
+    fn cbench_options() {
+        assert_eq!(p("cbench"), Ok(Cmd::Cbench(CbenchOpts::default())));
+        assert_eq!(p("cbench -h"), Ok(Cmd::Help(Some("cbench".into()))));
+        let Ok(Cmd::Cbench(o)) =
+            p("cbench --runs 2 --filter=larson --no-build --scale 0.1 --timeout=30")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            o,
+            CbenchOpts {
+                runs: 2,
+                filter: Some("larson".into()),
+                scale: 0.1,
+                no_build: true,
+                timeout: 30
+            }
+        );
+        assert!(p("cbench --runs 0").is_err());
+        assert!(p("cbench --scale x").is_err());
+        assert!(p("cbench --no-build=1").is_err());
+        assert!(p("cbench --quick").is_err());
     }
 }

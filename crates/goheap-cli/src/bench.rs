@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::args::BenchOpts;
 use crate::proc;
-use crate::report::{self, Metric, Record, Summary, ALLOCATORS};
+use crate::report::{self, Metric, Record, Summary, ALLOCATORS, RUST_LINEUP};
 use crate::svg;
 
 /// The workspace root: the nearest directory above the current one whose
@@ -83,14 +83,18 @@ pub(crate) fn mmss(d: Duration) -> String {
 
 /// The progress display on stderr: one line rewritten in place on a
 /// terminal, one line per finished run otherwise.
-struct Progress {
-    tty: bool,
-    total: usize,
-    start: Instant,
+pub(crate) struct Progress {
+    /// Whether stderr is a terminal.
+    pub(crate) tty: bool,
+    /// Runs in all.
+    pub(crate) total: usize,
+    /// When the first run started.
+    pub(crate) start: Instant,
 }
 
 impl Progress {
-    fn starting(&self, i: usize, round: usize, rounds: usize, w: &str, a: &str) {
+    /// Shows run `i` (from 0) as running.
+    pub(crate) fn starting(&self, i: usize, round: usize, rounds: usize, w: &str, a: &str) {
         if !self.tty {
             return;
         }
@@ -116,7 +120,8 @@ impl Progress {
         let _ = e.flush();
     }
 
-    fn finished(&self, i: usize, r: &Record) {
+    /// Shows run `i` (from 0) as finished.
+    pub(crate) fn finished(&self, i: usize, r: &Record) {
         let what = match &r.m.failure {
             Some(f) => format!("FAILED: {f}"),
             None => format!(
@@ -146,11 +151,38 @@ impl Progress {
         }
     }
 
-    fn done(&self) {
+    /// Clears the progress line.
+    pub(crate) fn done(&self) {
         if self.tty {
             eprint!("\r\x1b[2K");
         }
     }
+}
+
+/// Runs `cargo build --release -p <package>` in the workspace at `root`
+/// (with `$CARGO` if set), saying so on stderr; `cmd` names the
+/// subcommand and `what` the things built.
+pub(crate) fn cargo_build(cmd: &str, root: &Path, package: &str, what: &str) -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!(
+        "goheap {cmd}: building {what}: {} build --release -p {package}",
+        Path::new(&cargo).display()
+    );
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "-p", package, "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", Path::new(&cargo).display()))?;
+    if !status.success() {
+        return Err(format!("cargo build failed ({status})"));
+    }
+    Ok(())
+}
+
+/// The workspace root, or an error saying it was not found.
+pub(crate) fn find_workspace() -> Result<PathBuf, String> {
+    workspace_root()
+        .ok_or_else(|| "cannot find the goheap workspace (run from inside its source tree)".into())
 }
 
 /// Finds the workspace, builds the benchmark binaries there (unless
@@ -158,30 +190,11 @@ impl Progress {
 /// set) and returns the target directory and the binaries, in
 /// [`ALLOCATORS`] order. `cmd` names the subcommand in messages.
 pub(crate) fn binaries(cmd: &str, no_build: bool) -> Result<(PathBuf, Vec<PathBuf>), String> {
-    let root = workspace_root()
-        .ok_or("cannot find the goheap workspace (run from inside its source tree)".to_string())?;
+    let root = find_workspace()?;
     let target = target_dir(&root);
 
     if !no_build {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        eprintln!(
-            "goheap {cmd}: building the benchmark binaries: {} build --release -p goheap-bench",
-            Path::new(&cargo).display()
-        );
-        let status = Command::new(&cargo)
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "goheap-bench",
-                "--manifest-path",
-            ])
-            .arg(root.join("Cargo.toml"))
-            .status()
-            .map_err(|e| format!("cannot run {}: {e}", Path::new(&cargo).display()))?;
-        if !status.success() {
-            return Err(format!("cargo build failed ({status})"));
-        }
+        cargo_build(cmd, &root, "goheap-bench", "the benchmark binaries")?;
     }
     let bins: Vec<PathBuf> = ALLOCATORS
         .iter()
@@ -281,7 +294,7 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
     progress.done();
     let took = progress.start.elapsed();
 
-    let summary = Summary::new(&workloads, &records);
+    let summary = Summary::new(RUST_LINEUP, &workloads, &records);
     let cmd = command_line();
     let mut text = String::new();
     text.push_str(&format!(
@@ -353,7 +366,10 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
     );
     for (name, contents) in [
         ("results.csv", report::csv(&records)),
-        ("report.svg", svg::chart(&summary, &subtitle)),
+        (
+            "report.svg",
+            svg::chart(&summary, "goheap bench", &subtitle),
+        ),
         ("report.md", text.clone()),
     ] {
         let path = out_dir.join(name);

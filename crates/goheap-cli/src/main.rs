@@ -1,10 +1,13 @@
 //! `goheap`: the project's command. `goheap bench` compares goheap with the
-//! system allocator, mimalloc and jemalloc; `goheap rss` records their RSS
-//! over time in a bursty server; `goheap sizeclasses` prints the size-class
-//! table. `goheap help` describes them.
+//! system allocator, mimalloc and jemalloc; `goheap cbench` compares
+//! libgoheap.so with glibc, jemalloc, mimalloc and tcmalloc on C programs
+//! under `LD_PRELOAD`; `goheap rss` records RSS over time in a bursty
+//! server; `goheap sizeclasses` prints the size-class table. `goheap help`
+//! describes them.
 
 mod args;
 mod bench;
+mod cbench;
 mod proc;
 mod report;
 mod rss;
@@ -24,6 +27,9 @@ usage: goheap <command> [options]
 commands:
   bench         compare goheap with the system allocator, mimalloc and
                 jemalloc on every workload (see `goheap help bench`)
+  cbench        compare libgoheap.so with glibc, jemalloc, mimalloc and
+                tcmalloc on C/C++ programs under LD_PRELOAD (see
+                `goheap help cbench`)
   rss           RSS over time of a bursty server (load, idle, ...) under
                 the same four allocators (see `goheap help rss`)
   run [--stats] -- CMD ARGS...
@@ -62,6 +68,50 @@ options:
   --timeout SECS    kill a run after SECS seconds (default 120)
 
 Exit status 1 if a run failed or checksums disagree.
+
+workloads:
+";
+
+const HELP_CBENCH: &str = "\
+usage: goheap cbench [--runs N] [--filter SUBSTR] [--no-build] [--scale X]
+                     [--timeout SECS]
+
+Builds libgoheap.so (cargo build --release -p goheap-capi; uses $CARGO if
+set) and compiles the C and C++ workloads of crates/goheap-bench/c/ with
+$CC / $CXX (default cc / c++) -O2 into <target>/goheap-bench/c/, then runs
+every workload under glibc's malloc (no preload) and, by LD_PRELOAD, under
+goheap and Debian's jemalloc, mimalloc and tcmalloc, each run its own
+process, interleaved (the order rotated every round). Records wall time,
+user+sys CPU time and peak RSS (ru_maxrss from wait4) of every run.
+
+Every run is checked: the program prints the library that defines malloc
+and free in its process (dladdr), which must be the one preloaded
+(libc.so.6 for glibc); goheap's runs set GOHEAP_PRINT_STATS=1 and must
+report allocations; every run of a workload must print the same checksum.
+
+The peers are /usr/lib/<arch>-linux-gnu/libjemalloc.so.2,
+libmimalloc.so.2 and libtcmalloc_minimal.so.4. If one is missing, prints
+  apt-get install libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
+and, when running as root with apt-get at hand, runs it (with -y; after
+apt-get update if it fails); scripts/install-peers.sh does the same with
+sudo. A peer still missing is left out of the runs (\"-\" in the tables).
+
+Prints goheap's median time and peak RSS per workload with its ratios to
+glibc, jemalloc, mimalloc and tcmalloc (below 1.00: goheap is faster or
+smaller) and their geometric means, the same for CPU time, every
+allocator's medians, whether goheap meets the bar of issue 3, and a bar
+chart of time relative to glibc. Writes to <target>/goheap-bench/:
+  cbench.csv   every run      cbench.svg   the charts      cbench.md   the tables
+
+options:
+  --runs N          rounds (default 5)
+  --filter SUBSTR   only the workloads whose name contains SUBSTR
+  --no-build        use libgoheap.so and the programs already built
+  --scale X         multiply each workload's work by X (default 1)
+  --timeout SECS    kill a run after SECS seconds (default 120)
+
+Exit status 1 if a run failed, a preload did not serve malloc, or
+checksums disagree.
 
 workloads:
 ";
@@ -113,6 +163,12 @@ fn help(topic: Option<&str>) -> ExitCode {
                 println!("  {:<12}  {}", w.name, w.about);
             }
         }
+        Some("cbench") => {
+            print!("{HELP_CBENCH}");
+            for w in cbench::C_WORKLOADS {
+                println!("  {:<12}  {}", w.name, w.about);
+            }
+        }
         Some("rss") => print!("{HELP_RSS}"),
         Some("run") => {
             run::run(&["--help".to_owned()]);
@@ -141,6 +197,7 @@ fn main() -> ExitCode {
         }
         Ok(Cmd::Bench(o)) => bench::run(&o),
         Ok(Cmd::Rss(o)) => rss::run(&o),
+        Ok(Cmd::Cbench(o)) => cbench::run(&o),
         Err(e) => {
             eprintln!("goheap: {e}\n");
             eprint!("{HELP}");

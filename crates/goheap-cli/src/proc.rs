@@ -2,6 +2,7 @@
 //! system CPU time and peak RSS, the last three from `wait4` (the child's own
 //! `rusage`, not that of all children).
 
+use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -35,13 +36,33 @@ type Done = Arc<(Mutex<bool>, Condvar)>;
 
 /// Runs `program args…` to completion, killing it after `timeout`.
 pub(crate) fn run(program: &Path, args: &[&str], timeout: Duration) -> io::Result<Measured> {
-    let start = Instant::now();
-    let mut child = Command::new(program)
-        .args(args)
+    run_env(program, args, &[], timeout)
+}
+
+/// A change to a child's environment: set the variable (`Some`) or remove
+/// it (`None`).
+pub(crate) type EnvChange<'a> = (&'a str, Option<&'a OsStr>);
+
+/// [`run`] with changes to the inherited environment.
+pub(crate) fn run_env(
+    program: &Path,
+    args: &[&str],
+    env: &[EnvChange<'_>],
+    timeout: Duration,
+) -> io::Result<Measured> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    let start = Instant::now();
+    let mut child = cmd.spawn()?;
     let pid = child.id() as libc::pid_t;
 
     let done: Done = Arc::new((Mutex::new(false), Condvar::new()));
@@ -215,6 +236,25 @@ mod tests {
         let m = run(Path::new("/bin/sleep"), &["10"], Duration::from_millis(200)).unwrap();
         assert!(m.failure.unwrap().contains("timeout"));
         assert!(m.wall < 5.0);
+    }
+
+    #[test]
+    fn changes_the_environment() {
+        std::env::set_var("GOHEAP_PROC_TEST_REMOVED", "x");
+        let m = run_env(
+            Path::new("/bin/sh"),
+            &[
+                "-c",
+                "echo \"$GOHEAP_PROC_TEST_SET/${GOHEAP_PROC_TEST_REMOVED-unset}\"",
+            ],
+            &[
+                ("GOHEAP_PROC_TEST_SET", Some(OsStr::new("v"))),
+                ("GOHEAP_PROC_TEST_REMOVED", None),
+            ],
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert_eq!(m.stdout, "v/unset\n");
     }
 
     #[test]

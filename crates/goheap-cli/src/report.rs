@@ -11,6 +11,24 @@ pub(crate) const BASELINE: &str = "mimalloc";
 /// The peers goheap is divided by in the tables, in column order.
 pub(crate) const PEERS: [&str; 3] = ["mimalloc", "jemalloc", "system"];
 
+/// The allocators of a suite and how goheap is compared with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lineup {
+    /// Every allocator, in run order; `"goheap"` among them.
+    pub(crate) allocators: &'static [&'static str],
+    /// The peers goheap is divided by in the tables, in column order.
+    pub(crate) peers: &'static [&'static str],
+    /// The allocator the charts are relative to.
+    pub(crate) baseline: &'static str,
+}
+
+/// `goheap bench`: Rust binaries, one per `#[global_allocator]`.
+pub(crate) const RUST_LINEUP: Lineup = Lineup {
+    allocators: &ALLOCATORS,
+    peers: &PEERS,
+    baseline: BASELINE,
+};
+
 /// One run of one workload under one allocator, in its own process.
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
@@ -18,7 +36,7 @@ pub(crate) struct Record {
     pub(crate) round: usize,
     /// Workload name.
     pub(crate) workload: &'static str,
-    /// Allocator name (one of [`ALLOCATORS`]).
+    /// Allocator name (one of the suite's [`Lineup::allocators`]).
     pub(crate) alloc: &'static str,
     /// The workload scale passed to the binary.
     pub(crate) scale: f64,
@@ -129,11 +147,13 @@ pub(crate) type Seen = (String, &'static str, usize);
 /// Medians for every workload × allocator, plus the checksum verdicts.
 #[derive(Debug, Clone)]
 pub(crate) struct Summary {
+    /// The allocators compared.
+    pub(crate) lineup: Lineup,
     /// Workload names, in report order.
     pub(crate) workloads: Vec<&'static str>,
-    /// `cells[w][a]`: workload `w`, allocator `ALLOCATORS[a]`; `None` if no
-    /// run succeeded.
-    pub(crate) cells: Vec<[Option<Cell>; 4]>,
+    /// `cells[w][a]`: workload `w`, allocator `lineup.allocators[a]`;
+    /// `None` if no run succeeded.
+    pub(crate) cells: Vec<Vec<Option<Cell>>>,
     /// Workloads whose runs disagree on the checksum, with the distinct
     /// `(checksum, allocator, round)` seen.
     pub(crate) mismatches: Vec<(&'static str, Vec<Seen>)>,
@@ -142,13 +162,13 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
-    /// Summarises `records` for `workloads`.
-    pub(crate) fn new(workloads: &[&'static str], records: &[Record]) -> Summary {
+    /// Summarises `records` of the allocators of `lineup` for `workloads`.
+    pub(crate) fn new(lineup: Lineup, workloads: &[&'static str], records: &[Record]) -> Summary {
         let mut cells = Vec::new();
         let mut mismatches = Vec::new();
         for &w in workloads {
-            let mut row = [None; 4];
-            for (a, &alloc) in ALLOCATORS.iter().enumerate() {
+            let mut row = vec![None; lineup.allocators.len()];
+            for (a, &alloc) in lineup.allocators.iter().enumerate() {
                 let runs: Vec<&Record> = records
                     .iter()
                     .filter(|r| r.workload == w && r.alloc == alloc && r.ok())
@@ -190,6 +210,7 @@ impl Summary {
             })
             .collect();
         Summary {
+            lineup,
             workloads: workloads.to_vec(),
             cells,
             mismatches,
@@ -199,7 +220,7 @@ impl Summary {
 
     /// The cell of workload index `w`, allocator `alloc`.
     pub(crate) fn cell(&self, w: usize, alloc: &str) -> Option<Cell> {
-        let a = ALLOCATORS.iter().position(|&x| x == alloc)?;
+        let a = self.lineup.allocators.iter().position(|&x| x == alloc)?;
         self.cells[w][a]
     }
 
@@ -273,9 +294,10 @@ pub(crate) fn main_table(s: &Summary, time: Metric, rss: bool) -> String {
     if rss {
         header.push("goheap RSS".to_string());
     }
-    header.extend(PEERS.map(|p| format!("{tname} ÷ {p}")));
+    let peers = s.lineup.peers;
+    header.extend(peers.iter().map(|p| format!("{tname} ÷ {p}")));
     if rss {
-        header.extend(PEERS.map(|p| format!("RSS ÷ {p}")));
+        header.extend(peers.iter().map(|p| format!("RSS ÷ {p}")));
     }
     let mut rows = Vec::new();
     for (w, name) in s.workloads.iter().enumerate() {
@@ -287,9 +309,17 @@ pub(crate) fn main_table(s: &Summary, time: Metric, rss: bool) -> String {
         if rss {
             row.push(g.map_or("-".into(), |c| format!("{:.1} MiB", c.rss_mib)));
         }
-        row.extend(PEERS.map(|p| fmt_ratio(s.ratio(w, "goheap", p, time))));
+        row.extend(
+            peers
+                .iter()
+                .map(|p| fmt_ratio(s.ratio(w, "goheap", p, time))),
+        );
         if rss {
-            row.extend(PEERS.map(|p| fmt_ratio(s.ratio(w, "goheap", p, Metric::Rss))));
+            row.extend(
+                peers
+                    .iter()
+                    .map(|p| fmt_ratio(s.ratio(w, "goheap", p, Metric::Rss))),
+            );
         }
         rows.push(row);
     }
@@ -297,9 +327,17 @@ pub(crate) fn main_table(s: &Summary, time: Metric, rss: bool) -> String {
     if rss {
         row.push(String::new());
     }
-    row.extend(PEERS.map(|p| fmt_ratio(s.geo_ratio("goheap", p, time))));
+    row.extend(
+        peers
+            .iter()
+            .map(|p| fmt_ratio(s.geo_ratio("goheap", p, time))),
+    );
     if rss {
-        row.extend(PEERS.map(|p| fmt_ratio(s.geo_ratio("goheap", p, Metric::Rss))));
+        row.extend(
+            peers
+                .iter()
+                .map(|p| fmt_ratio(s.geo_ratio("goheap", p, Metric::Rss))),
+        );
     }
     rows.push(row);
     table(&header, &rows)
@@ -308,14 +346,14 @@ pub(crate) fn main_table(s: &Summary, time: Metric, rss: bool) -> String {
 /// Every allocator's median wall time and peak RSS.
 pub(crate) fn medians_table(s: &Summary) -> String {
     let mut header = vec!["workload".to_string()];
-    header.extend(ALLOCATORS.iter().map(|a| a.to_string()));
+    header.extend(s.lineup.allocators.iter().map(|a| a.to_string()));
     let rows: Vec<Vec<String>> = s
         .workloads
         .iter()
         .enumerate()
         .map(|(w, name)| {
             let mut row = vec![name.to_string()];
-            for a in ALLOCATORS {
+            for a in s.lineup.allocators {
                 row.push(s.cell(w, a).map_or("-".into(), |c| {
                     format!("{:.3} s / {:.1} MiB", c.wall, c.rss_mib)
                 }));
@@ -326,12 +364,14 @@ pub(crate) fn medians_table(s: &Summary) -> String {
     table(&header, &rows)
 }
 
-/// A text bar chart of each allocator's wall time relative to mimalloc.
+/// A text bar chart of each allocator's wall time relative to the
+/// lineup's baseline.
 pub(crate) fn text_chart(s: &Summary) -> String {
     const PER_UNIT: f64 = 20.0; // characters for a ratio of 1.0
     const CAP: f64 = 3.0;
+    let baseline = s.lineup.baseline;
     let mut out = format!(
-        "wall time relative to {BASELINE} (shorter is faster; each # is {:.2}; '|' marks 1.0, bars stop at {CAP:.1})\n",
+        "wall time relative to {baseline} (shorter is faster; each # is {:.2}; '|' marks 1.0, bars stop at {CAP:.1})\n",
         1.0 / PER_UNIT
     );
     let name_w = s
@@ -342,7 +382,7 @@ pub(crate) fn text_chart(s: &Summary) -> String {
         .unwrap_or(8)
         .max(8);
     let mut group = |label: &str, ratio: &dyn Fn(&str) -> Option<f64>| {
-        for (i, a) in ALLOCATORS.iter().enumerate() {
+        for (i, a) in s.lineup.allocators.iter().enumerate() {
             let first = if i == 0 { label } else { "" };
             let _ = write!(out, "{first:<name_w$}  {a:<8} ");
             match ratio(a) {
@@ -367,9 +407,9 @@ pub(crate) fn text_chart(s: &Summary) -> String {
         }
     };
     for (w, name) in s.workloads.iter().enumerate() {
-        group(name, &|a| s.ratio(w, a, BASELINE, Metric::Wall));
+        group(name, &|a| s.ratio(w, a, baseline, Metric::Wall));
     }
-    group("geomean", &|a| s.geo_ratio(a, BASELINE, Metric::Wall));
+    group("geomean", &|a| s.geo_ratio(a, baseline, Metric::Wall));
     out
 }
 
@@ -483,7 +523,7 @@ pub(crate) mod tests {
     #[test]
     fn ratios_and_tables() {
         let (w, recs) = sample();
-        let s = Summary::new(&w, &recs);
+        let s = Summary::new(RUST_LINEUP, &w, &recs);
         assert!(s.clean());
         let r = s.ratio(0, "goheap", "mimalloc", Metric::Wall).unwrap();
         assert!((r - 1.5).abs() < 1e-9);
@@ -513,7 +553,7 @@ pub(crate) mod tests {
         let mut failed = rec(4, "churn", "system", 1000.0, 100, "abc");
         failed.m.failure = Some("killed by signal 11".into());
         recs.push(failed);
-        let s = Summary::new(&w, &recs);
+        let s = Summary::new(RUST_LINEUP, &w, &recs);
         assert!(!s.clean());
         assert_eq!(s.mismatches.len(), 1);
         assert_eq!(s.mismatches[0].0, "large");

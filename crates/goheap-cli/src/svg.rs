@@ -1,19 +1,37 @@
 //! The SVG chart: two panels of grouped bars, wall time and peak RSS of each
-//! allocator relative to mimalloc, per workload, on a log scale centred on
-//! 1.0 (bars grow up when worse than mimalloc, down when better).
+//! allocator relative to the suite's baseline (mimalloc for `goheap bench`),
+//! per workload, on a log scale centred on 1.0 (bars grow up when worse than
+//! the baseline, down when better).
 
 use std::fmt::Write;
 
-use crate::report::{Metric, Summary, ALLOCATORS, BASELINE};
+use crate::report::{Metric, Summary};
 
-/// Bar colours, one per allocator in [`ALLOCATORS`] order.
+/// Bar colours of `goheap bench`'s allocators, in
+/// [`ALLOCATORS`](crate::report::ALLOCATORS) order.
 pub(crate) const COLORS: [&str; 4] = ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c"];
 const LEFT: f64 = 58.0;
 const RIGHT: f64 = 16.0;
 const BAR: f64 = 14.0;
 const BAR_GAP: f64 = 2.0;
-const GROUP: f64 = 4.0 * (BAR + BAR_GAP) + 18.0;
 const PLOT_H: f64 = 230.0;
+
+/// The colour of an allocator's bars and lines, the same in every chart.
+pub(crate) fn color(alloc: &str) -> &'static str {
+    match alloc {
+        "goheap" => COLORS[0],
+        "system" | "glibc" => COLORS[1],
+        "mimalloc" => COLORS[2],
+        "jemalloc" => COLORS[3],
+        "tcmalloc" => "#ff7f0e",
+        _ => "#9467bd",
+    }
+}
+
+/// The width of one group of bars (one workload).
+fn group_width(s: &Summary) -> f64 {
+    s.lineup.allocators.len() as f64 * (BAR + BAR_GAP) + 18.0
+}
 
 pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -23,11 +41,12 @@ pub(crate) fn esc(s: &str) -> String {
 }
 
 /// Ratios of one panel: `[group][allocator]`, the last group the geomean.
-fn ratios(s: &Summary, m: Metric) -> Vec<[Option<f64>; 4]> {
-    let mut v: Vec<[Option<f64>; 4]> = (0..s.workloads.len())
-        .map(|w| ALLOCATORS.map(|a| s.ratio(w, a, BASELINE, m)))
+fn ratios(s: &Summary, m: Metric) -> Vec<Vec<Option<f64>>> {
+    let (allocs, base) = (s.lineup.allocators, s.lineup.baseline);
+    let mut v: Vec<Vec<Option<f64>>> = (0..s.workloads.len())
+        .map(|w| allocs.iter().map(|a| s.ratio(w, a, base, m)).collect())
         .collect();
-    v.push(ALLOCATORS.map(|a| s.geo_ratio(a, BASELINE, m)));
+    v.push(allocs.iter().map(|a| s.geo_ratio(a, base, m)).collect());
     v
 }
 
@@ -40,7 +59,8 @@ fn panel(out: &mut String, s: &Summary, m: Metric, title: &str, top: f64) -> f64
     let hi = (all.iter().copied().fold(2.0, f64::max).log2() + 0.4).ceil();
     let plot_top = top + 22.0;
     let y = |r: f64| plot_top + (hi - r.log2()) / (hi - lo) * PLOT_H;
-    let width = LEFT + data.len() as f64 * GROUP + RIGHT;
+    let group = group_width(s);
+    let width = LEFT + data.len() as f64 * group + RIGHT;
 
     let _ = writeln!(
         out,
@@ -78,7 +98,7 @@ fn panel(out: &mut String, s: &Summary, m: Metric, title: &str, top: f64) -> f64
     }
     let names: Vec<&str> = s.workloads.iter().copied().chain(["geomean"]).collect();
     for (g, (name, row)) in names.iter().zip(&data).enumerate() {
-        let gx = LEFT + g as f64 * GROUP;
+        let gx = LEFT + g as f64 * group;
         if g + 1 == names.len() {
             let _ = writeln!(
                 out,
@@ -93,10 +113,11 @@ fn panel(out: &mut String, s: &Summary, m: Metric, title: &str, top: f64) -> f64
             let (top_y, h) = (y1.min(y0), (y1 - y0).abs().max(1.5));
             let _ = writeln!(
                 out,
-                r#"<rect x="{x:.1}" y="{top_y:.1}" width="{BAR}" height="{h:.1}" fill="{}"><title>{} {}: {r:.2}× {BASELINE}</title></rect>"#,
-                COLORS[i],
+                r#"<rect x="{x:.1}" y="{top_y:.1}" width="{BAR}" height="{h:.1}" fill="{}"><title>{} {}: {r:.2}× {}</title></rect>"#,
+                color(s.lineup.allocators[i]),
                 esc(name),
-                ALLOCATORS[i]
+                s.lineup.allocators[i],
+                s.lineup.baseline
             );
             let cx = x + BAR / 2.0 + 3.5;
             let (ly, anchor) = if r >= 1.0 {
@@ -112,7 +133,7 @@ fn panel(out: &mut String, s: &Summary, m: Metric, title: &str, top: f64) -> f64
         let _ = writeln!(
             out,
             r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"#,
-            gx + GROUP / 2.0,
+            gx + group / 2.0,
             plot_top + PLOT_H + 16.0,
             esc(name)
         );
@@ -120,17 +141,20 @@ fn panel(out: &mut String, s: &Summary, m: Metric, title: &str, top: f64) -> f64
     22.0 + PLOT_H + 26.0
 }
 
-/// The whole chart; `subtitle` says what was run and when.
-pub(crate) fn chart(s: &Summary, subtitle: &str) -> String {
+/// The whole chart; `title` names the suite (`goheap bench`), `subtitle`
+/// says what was run and when.
+pub(crate) fn chart(s: &Summary, title: &str, subtitle: &str) -> String {
     let groups = s.workloads.len() + 1;
-    let width = LEFT + groups as f64 * GROUP + RIGHT;
+    let base = s.lineup.baseline;
+    let width = (LEFT + groups as f64 * group_width(s) + RIGHT)
+        .max(LEFT + s.lineup.allocators.len() as f64 * 90.0 + RIGHT);
     let mut body = String::new();
     let mut y = 52.0;
     y += panel(
         &mut body,
         s,
         Metric::Wall,
-        &format!("Wall time relative to {BASELINE} (log scale; below the line is faster)"),
+        &format!("Wall time relative to {base} (log scale; below the line is faster)"),
         y,
     );
     y += 10.0;
@@ -138,7 +162,7 @@ pub(crate) fn chart(s: &Summary, subtitle: &str) -> String {
         &mut body,
         s,
         Metric::Rss,
-        &format!("Peak RSS relative to {BASELINE} (log scale; below the line is smaller)"),
+        &format!("Peak RSS relative to {base} (log scale; below the line is smaller)"),
         y,
     );
     let height = y + 8.0;
@@ -151,16 +175,17 @@ pub(crate) fn chart(s: &Summary, subtitle: &str) -> String {
     let _ = writeln!(
         out,
         r##"<rect width="100%" height="100%" fill="white"/>
-<text x="{LEFT}" y="18" font-size="15" font-weight="bold">goheap bench: medians relative to {BASELINE}</text>
+<text x="{LEFT}" y="18" font-size="15" font-weight="bold">{}: medians relative to {base}</text>
 <text x="{LEFT}" y="34" font-size="11" fill="#444">{}</text>"##,
+        esc(title),
         esc(subtitle)
     );
-    for (i, a) in ALLOCATORS.iter().enumerate() {
+    for (i, a) in s.lineup.allocators.iter().enumerate() {
         let x = LEFT + i as f64 * 90.0;
         let _ = writeln!(
             out,
             r#"<rect x="{x}" y="40" width="12" height="10" fill="{}"/><text x="{}" y="49" font-size="11">{a}</text>"#,
-            COLORS[i],
+            color(a),
             x + 16.0
         );
     }
@@ -173,12 +198,13 @@ pub(crate) fn chart(s: &Summary, subtitle: &str) -> String {
 mod tests {
     use super::*;
     use crate::report::tests::sample;
+    use crate::report::RUST_LINEUP;
 
     #[test]
     fn chart_is_well_formed() {
         let (w, recs) = sample();
-        let s = Summary::new(&w, &recs);
-        let svg = chart(&s, "goheap bench --runs 3 <&>");
+        let s = Summary::new(RUST_LINEUP, &w, &recs);
+        let svg = chart(&s, "goheap bench", "goheap bench --runs 3 <&>");
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(svg.contains("&lt;&amp;&gt;"));
         // 3 groups (2 workloads + geomean) × 4 allocators × 2 panels, plus

@@ -5,7 +5,8 @@
 use crate::global::HEAP;
 use crate::sizeclass::{self, NUM_SIZE_CLASSES};
 use crate::span::Span;
-use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering};
+use crate::sync::atomic::Ordering::Relaxed;
 use core::ptr;
 
 /// The cache's state for one size class. Only the owning thread touches
@@ -33,6 +34,17 @@ pub(crate) struct ClassCache {
 #[repr(C)]
 pub(crate) struct ThreadCache {
     pub(crate) classes: [ClassCache; NUM_SIZE_CLASSES],
+    /// The owner is inside an operation on this cache. Written by the
+    /// owner with plain stores around each operation (see [`enter`]); read
+    /// by a reclaimer after a `membarrier`, which orders the two sides.
+    pub(crate) busy: AtomicBool,
+    /// A reclaimer wants, or is emptying, this cache: the owner waits
+    /// while it is set (see `tls::reclaim_idle_caches`).
+    pub(crate) reclaim: AtomicBool,
+    /// The reclaimer's bookkeeping (registry lock): activity seen at its
+    /// last look, and activity when it last emptied the cache.
+    pub(crate) seen_activity: AtomicU64,
+    pub(crate) reclaimed_activity: AtomicU64,
     /// Registry links (under the registry lock).
     pub(crate) next: *mut ThreadCache,
     pub(crate) prev: *mut ThreadCache,
@@ -68,6 +80,10 @@ impl ThreadCache {
                     frees: AtomicU64::new(0),
                 }
             }; NUM_SIZE_CLASSES],
+            busy: AtomicBool::new(false),
+            reclaim: AtomicBool::new(false),
+            seen_activity: AtomicU64::new(0),
+            reclaimed_activity: AtomicU64::new(u64::MAX),
             next: ptr::null_mut(),
             prev: ptr::null_mut(),
         }
@@ -173,7 +189,7 @@ impl ThreadCache {
             let cc = &mut self.classes[class];
             cc.free = head;
             cc.len = n;
-            return self.alloc(class);
+            return self.alloc_inner(class).0;
         }
         self.refill(class);
         self.alloc_from_span(class).unwrap_or(ptr::null_mut())
@@ -305,5 +321,48 @@ unsafe fn zero_object(p: *mut u8, size: usize) {
         } else {
             ptr::write_bytes(p, 0, size);
         }
+    }
+}
+
+/// Runs `f` on cache `c` as its owner: marks the cache busy so a reclaimer
+/// leaves it alone, and first waits out a reclaim in progress. The marks
+/// are plain stores ordered only by compiler fences; the reclaimer's
+/// `membarrier` supplies the hardware ordering (an asymmetric Dekker
+/// handshake: either the owner sees `reclaim` and waits, or the reclaimer
+/// sees `busy` and backs off).
+///
+/// # Safety
+///
+/// `c` is the calling thread's own cache (or the never-reclaimed
+/// placeholder), and `f` touches no other thread's cache.
+#[inline(always)]
+pub(crate) unsafe fn enter<R>(c: *mut ThreadCache, f: impl FnOnce(&mut ThreadCache) -> R) -> R {
+    // SAFETY: per the contract `c` is ours; the flags are atomics.
+    unsafe {
+        (*c).busy.store(true, Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        if (*c).reclaim.load(Relaxed) {
+            wait_reclaim(c);
+        }
+        let r = f(&mut *c);
+        compiler_fence(Ordering::SeqCst);
+        (*c).busy.store(false, Relaxed);
+        r
+    }
+}
+
+/// Waits until a reclaimer is done with (or has backed off from) cache `c`.
+///
+/// # Safety
+///
+/// `c` is the calling thread's cache.
+#[cold]
+#[inline(never)]
+unsafe fn wait_reclaim(c: *mut ThreadCache) {
+    // SAFETY: the flag is an atomic; the Acquire load pairs with the
+    // reclaimer's Release store, so its changes to the cache are visible.
+    while unsafe { (*c).reclaim.load(Ordering::Acquire) } {
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! See the crate docs for the overview.
 
+use crate::cache::enter;
 use crate::global::HEAP;
 use crate::report::fatal;
 use crate::sizeclass::{self, MAX_SMALL_SIZE, NUM_SIZE_CLASSES, PAGE_SIZE};
@@ -57,8 +58,8 @@ fn aligned_class(size: usize, align: usize) -> Option<usize> {
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
-        // SAFETY: the thread's cache pointer is always valid for its thread.
-        Some(class) => unsafe { (*tls::cache()).alloc(class) },
+        // SAFETY: the thread's own cache.
+        Some(class) => unsafe { enter(tls::cache(), |c| c.alloc(class)) },
         None => alloc_large(size, align, false),
     }
 }
@@ -67,8 +68,8 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
 #[inline(always)]
 pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
-        // SAFETY: the thread's cache pointer is always valid for its thread.
-        Some(class) => unsafe { (*tls::cache()).alloc_zeroed(class, size) },
+        // SAFETY: the thread's own cache.
+        Some(class) => unsafe { enter(tls::cache(), |c| c.alloc_zeroed(class, size)) },
         None => alloc_large(size, align, true),
     }
 }
@@ -84,8 +85,8 @@ pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
         Some(class) => {
             #[cfg(any(debug_assertions, feature = "debug-checks"))]
             check_small_free(p, class);
-            // SAFETY: forwarded contract; the cache pointer is valid.
-            unsafe { (*tls::cache()).free(p, class) }
+            // SAFETY: forwarded contract; the thread's own cache.
+            unsafe { enter(tls::cache(), |c| c.free(p, class)) }
         }
         // SAFETY: forwarded contract.
         None => unsafe { free_large(p) },
@@ -110,16 +111,20 @@ pub(crate) unsafe fn free(p: *mut u8) {
         if sizeclass::object_index(class, off) * size != off {
             fatal!("free of {p:p}: pointer into the middle of a {size}-byte object");
         }
-        let c = tls::cache();
-        // An immediate double free (`free(p); free(p)`) finds `p` at the
-        // head of this thread's list: one load to catch the most common
-        // case now; others are caught when the list is flushed.
-        // SAFETY: the calling thread's cache; read only.
-        if unsafe { (*c).classes[class].free } == p {
-            fatal!("free of {p:p}: double free of a {size}-byte object");
-        }
-        // SAFETY: a live small object per the caller; cache valid.
-        return unsafe { (*c).free(p, class) };
+        // SAFETY: a live small object per the caller; the thread's own
+        // cache.
+        return unsafe {
+            enter(tls::cache(), |c| {
+                // An immediate double free (`free(p); free(p)`) finds `p` at
+                // the head of this thread's list: one load to catch the most
+                // common case now; others are caught when the list is
+                // flushed.
+                if c.classes[class].free == p {
+                    fatal!("free of {p:p}: double free of a {size}-byte object");
+                }
+                c.free(p, class)
+            })
+        };
     }
     let s = HEAP.arenas.span_of(p as usize);
     if s.is_null() {

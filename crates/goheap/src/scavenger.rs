@@ -35,6 +35,10 @@
 //!   do the free OS pages inside in-use spans (spans a few survivors keep
 //!   alive), once per idle period.
 //!
+//! About once a second it also empties the caches of threads that have not
+//! allocated or freed since its last look (`tls::reclaim_idle_caches`), so
+//! objects sitting in an idle thread's cache stop pinning their spans.
+//!
 //! Like Go, the background scavenger leaves dense chunks (≥ 96.875 % of a
 //! 4 MiB chunk in use) alone so the huge pages the heap uses stay intact.
 //! Synchronous releases (memory limit, [`free_os_memory`]) ignore that
@@ -398,6 +402,12 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         ticks += 1;
         if ticks % 100 == 0 {
             crate::cgroup::refresh_limit();
+            if SCAVENGER.enabled.load(Relaxed) && crate::tls::reclaim_idle_caches() > 0 {
+                // Idle threads' cached objects went back to their spans:
+                // spans they alone kept alive are now spares or free.
+                let n = release_span_interiors();
+                SCAVENGER.released_background.fetch_add(n as u64, Relaxed);
+            }
         }
         if !SCAVENGER.enabled.load(Relaxed) {
             continue;

@@ -8,7 +8,7 @@
 //! so can code that runs after the thread's cache is gone; both use the
 //! shared fallback cache under its lock.
 
-use crate::cache::ThreadCache;
+use crate::cache::{enter, ThreadCache};
 use crate::fixalloc::FixAlloc;
 use crate::global::HEAP;
 use crate::sizeclass::NUM_SIZE_CLASSES;
@@ -106,7 +106,7 @@ pub(crate) fn alloc_without_cache(class: usize) -> *mut u8 {
     match init_thread() {
         Some(c) => {
             // SAFETY: the calling thread's own, live cache.
-            unsafe { (*c).alloc(class) }
+            unsafe { enter(c, |c| c.alloc(class)) }
         }
         None => with_fallback(|fb| fb.alloc(class)),
     }
@@ -122,7 +122,7 @@ pub(crate) fn alloc_without_cache(class: usize) -> *mut u8 {
 pub(crate) unsafe fn free_without_cache(p: *mut u8, class: usize) {
     match init_thread() {
         // SAFETY: the calling thread's live cache; forwarded contract.
-        Some(c) => unsafe { (*c).free(p, class) },
+        Some(c) => unsafe { enter(c, |c| c.free(p, class)) },
         // SAFETY: forwarded contract.
         None => with_fallback(|fb| unsafe { fb.free(p, class) }),
     }
@@ -213,10 +213,13 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
 ///
 /// `c` is a live registered cache that no thread will use again.
 pub(crate) unsafe fn retire(c: *mut ThreadCache) {
-    // SAFETY: per the contract, we own `c`.
-    let cache = unsafe { &mut *c };
-    cache.flush_all();
+    // SAFETY: per the contract, we own `c` (a reclaimer may be emptying it:
+    // `enter` waits for that).
+    unsafe { enter(c, |cache| cache.flush_all()) };
     let mut r = REGISTRY.lock();
+    // SAFETY: flushed and unlinked below under the registry lock, which
+    // reclaimers hold while they use a cache.
+    let cache = unsafe { &mut *c };
     for class in 0..NUM_SIZE_CLASSES {
         r.dead_mallocs[class] += cache.classes[class].mallocs.load(Ordering::Relaxed);
         r.dead_frees[class] += cache.classes[class].frees.load(Ordering::Relaxed);
@@ -243,9 +246,92 @@ pub fn flush_thread_cache() {
     let c = cache();
     if c != &raw mut PLACEHOLDER {
         // SAFETY: the calling thread's own live cache.
-        unsafe { (*c).flush_all() };
+        unsafe { enter(c, |c| c.flush_all()) };
     }
     for (class, central) in HEAP.centrals.iter().enumerate().skip(1) {
         central.drain_batches(&HEAP, class);
     }
+}
+
+/// Whether `membarrier(PRIVATE_EXPEDITED)` is registered (0 unknown, 1 yes,
+/// 2 unavailable).
+static MEMBARRIER: crate::sync::atomic::AtomicU8 = crate::sync::atomic::AtomicU8::new(0);
+
+fn membarrier(cmd: libc::c_int) -> bool {
+    // SAFETY: the membarrier system call takes plain integers.
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) == 0 }
+}
+
+/// Empties the caches of threads that have not allocated or freed since
+/// the last call (made by the scavenger about once a second), so objects
+/// sitting in idle threads' caches stop pinning their spans. Returns how
+/// many caches it emptied. Does nothing where `membarrier` is unavailable.
+///
+/// The owner never takes a lock or an atomic read-modify-write for this
+/// (see [`enter`]): the reclaimer raises each candidate's `reclaim` flag,
+/// issues one `membarrier`, and then empties the candidates whose `busy`
+/// flag is clear; an owner that comes back meanwhile sees `reclaim` and
+/// waits for it to drop.
+pub(crate) fn reclaim_idle_caches() -> usize {
+    const CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+    const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+    match MEMBARRIER.load(Ordering::Relaxed) {
+        0 => {
+            let ok = membarrier(CMD_REGISTER_PRIVATE_EXPEDITED);
+            MEMBARRIER.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+            if !ok {
+                return 0;
+            }
+        }
+        1 => {}
+        _ => return 0,
+    }
+    let r = REGISTRY.lock();
+    let activity = |c: &ThreadCache| -> u64 {
+        c.classes.iter().map(|cc| cc.mallocs.load(Ordering::Relaxed) + cc.frees.load(Ordering::Relaxed)).sum()
+    };
+    // Candidates: no activity since the last look, and some since the last
+    // time we emptied them.
+    let mut candidates = 0;
+    let mut c = r.head;
+    while !c.is_null() {
+        // SAFETY: registered caches stay valid under the registry lock; we
+        // only read atomics here.
+        let cache = unsafe { &*c };
+        let now = activity(cache);
+        let seen = cache.seen_activity.swap(now, Ordering::Relaxed);
+        if now == seen && now != cache.reclaimed_activity.load(Ordering::Relaxed) {
+            cache.reclaim.store(true, Ordering::Relaxed);
+            candidates += 1;
+        }
+        c = cache.next;
+    }
+    if candidates == 0 {
+        return 0;
+    }
+    let fenced = membarrier(CMD_PRIVATE_EXPEDITED);
+    let mut emptied = 0;
+    let mut c = r.head;
+    while !c.is_null() {
+        // SAFETY: as above.
+        let next = unsafe { (*c).next };
+        // SAFETY: as above; flags are atomics.
+        let (want, busy) = unsafe { ((*c).reclaim.load(Ordering::Relaxed), (*c).busy.load(Ordering::Relaxed)) };
+        if want {
+            if fenced && !busy {
+                // SAFETY: the handshake excludes the owner until `reclaim`
+                // drops (see `enter`); the registry lock excludes other
+                // reclaimers and the owner's exit.
+                unsafe {
+                    (*c).flush_all();
+                    (*c).reclaimed_activity.store((*c).seen_activity.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+                emptied += 1;
+            }
+            // SAFETY: an atomic; Release publishes our changes to the owner.
+            unsafe { (*c).reclaim.store(false, Ordering::Release) };
+        }
+        c = next;
+    }
+    emptied
 }

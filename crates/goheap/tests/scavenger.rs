@@ -348,3 +348,51 @@ fn memory_classes_add_up_across_a_random_workload() {
         }
     }
 }
+
+#[test]
+fn idle_threads_caches_do_not_keep_spans_resident() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    clean_base();
+    let before = goheap::memstats().heap_inuse;
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (quit_tx, quit_rx) = std::sync::mpsc::channel::<()>();
+    let idle = thread::spawn(move || {
+        // A span's worth of objects in each of 40 size classes, all freed:
+        // they sit in this thread's cache, keeping those spans in use.
+        for class in 1..=40 {
+            let size = goheap::sizeclass::class_size(class);
+            let n = goheap::sizeclass::class_nelems(class).min(32);
+            let v: Vec<Vec<u8>> = (0..n).map(|_| vec![1u8; size]).collect();
+            drop(v);
+        }
+        done_tx.send(()).unwrap();
+        quit_rx.recv().unwrap(); // idle: no allocation from here on
+    });
+    done_rx.recv().unwrap();
+    let held = goheap::memstats().heap_inuse;
+    // The background scavenger empties the idle thread's cache within a
+    // couple of seconds; the spans go back.
+    let t = Instant::now();
+    let mut now = held;
+    while t.elapsed() < Duration::from_secs(6) {
+        now = goheap::memstats().heap_inuse;
+        if now <= before + 64 * 1024 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    quit_tx.send(()).unwrap();
+    idle.join().unwrap();
+    assert!(
+        held > before + 256 * 1024,
+        "the idle thread's cache held only {} KiB",
+        (held - before) >> 10
+    );
+    assert!(
+        now <= before + 64 * 1024,
+        "after {:?} the idle thread's cache still pins {} KiB of spans (was {} KiB)",
+        t.elapsed(),
+        (now - before) >> 10,
+        (held - before) >> 10
+    );
+}

@@ -133,6 +133,16 @@ impl ThreadCache {
             bump(&cc.mallocs);
             return (head, false);
         }
+        self.alloc_fresh(class)
+    }
+
+    /// The second tier of the fast path: the next fresh slot of the cached
+    /// span (Go's `nextFreeFast`), out of line so the inlined part of every
+    /// allocation stays small.
+    #[inline(never)]
+    fn alloc_fresh(&mut self, class: usize) -> (*mut u8, bool) {
+        // SAFETY: as in `alloc_inner`.
+        let cc = unsafe { self.classes.get_unchecked_mut(class) };
         let s = cc.span;
         // SAFETY: `span` is EMPTY_SPAN or a span this cache holds. EMPTY_SPAN
         // is only read here: its cache is 0, so it never takes this branch.

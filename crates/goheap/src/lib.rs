@@ -195,23 +195,23 @@ pub struct GoHeap;
 // to `layout.align()` that no one else uses until freed, or null; frees and
 // reallocs follow the trait's contracts, which the callers uphold.
 unsafe impl GlobalAlloc for GoHeap {
-    #[inline]
+    #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         malloc::alloc(layout.size(), layout.align())
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller passes a live block allocated with `layout`.
         unsafe { malloc::dealloc(ptr, layout.size(), layout.align()) }
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         malloc::alloc_zeroed(layout.size(), layout.align())
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller passes a live block allocated with `layout`.
         unsafe { malloc::realloc(ptr, layout.size(), layout.align(), new_size) }

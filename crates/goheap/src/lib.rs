@@ -99,7 +99,9 @@
 //!    once; its pages coalesce with free neighbours.
 //! 6. A large object goes straight back to the page heap.
 //! 7. At thread exit the cache flushes every list into the spans and gives
-//!    back its spans. The scavenger, when the heap is idle, drains the
+//!    back its spans; a thread idle for a second has its cache emptied the
+//!    same way by the scavenger (a `membarrier` handshake, see
+//!    `cache::enter`). The scavenger, when the heap is idle, drains the
 //!    transfer caches and spare spans the same way, then returns free
 //!    pages to the OS (`scavenger.rs`).
 //!
@@ -113,7 +115,9 @@
 //! # Locks
 //!
 //! Order: thread-cache registry → fallback cache → a central lock → the
-//! heap lock. The fast paths take none. Field-level rules sit on the
+//! heap lock. The fast paths take none; they mark the thread's cache busy
+//! with plain stores so the idle-cache reclaimer can tell when it may
+//! empty it. Field-level rules sit on the
 //! fields (see `span::Span`, `arena::HeapArena`, `cache::ClassCache`).
 //!
 //! # What is checked

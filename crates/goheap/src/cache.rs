@@ -224,6 +224,7 @@ impl ThreadCache {
 
     /// Gives the used-up span back and takes another (Go's `refill`).
     fn refill(&mut self, class: usize) {
+        crate::scavenger::trim_for_limit(self);
         let central = &HEAP.centrals[class];
         let old = self.classes[class].span;
         if old != &raw mut EMPTY_SPAN {

@@ -105,6 +105,12 @@ pub(crate) struct Scavenger {
     pub(crate) cpu_ns: AtomicU64,
     /// Allocations refused by the hard limit.
     pub(crate) limit_failures: AtomicU64,
+    /// Releasing free pages did not bring mapped memory under the limit:
+    /// the next thread to refill a span trims its cache and the central
+    /// lists' transfer caches and spare spans first.
+    pub(crate) pressure: AtomicBool,
+    /// Times a thread trimmed caches under memory-limit pressure.
+    pub(crate) limit_trims: AtomicU64,
 }
 
 /// The process's scavenger state.
@@ -122,6 +128,8 @@ pub(crate) static SCAVENGER: Scavenger = Scavenger {
     cycles: AtomicU64::new(0),
     cpu_ns: AtomicU64::new(0),
     limit_failures: AtomicU64::new(0),
+    pressure: AtomicBool::new(false),
+    limit_trims: AtomicU64::new(0),
 };
 
 impl HeapLocked {
@@ -216,7 +224,11 @@ impl Heap {
         }
         let released = self.release_locked(h, after - limit, false);
         SCAVENGER.released_limit.fetch_add(released as u64, Relaxed);
-        if released >= after - limit || !SCAVENGER.hard.load(Relaxed) {
+        if released >= after - limit {
+            return true;
+        }
+        SCAVENGER.pressure.store(true, Relaxed);
+        if !SCAVENGER.hard.load(Relaxed) {
             return true;
         }
         SCAVENGER.limit_failures.fetch_add(1, Relaxed);
@@ -252,6 +264,23 @@ pub(crate) fn release_span_interiors() -> usize {
     // already; for the idle scavenger this is where batches drain.)
     let lazy = SCAVENGER.lazy.load(Relaxed);
     HEAP.centrals.iter().map(|c| c.release_span_interiors(&HEAP, lazy)).sum()
+}
+
+/// Under memory-limit pressure: the calling thread's cache and the central
+/// lists' transfer caches and spare spans go back to their spans and the
+/// page heap, where the next release (or reuse) finds them. Called by a
+/// cache refilling a span (its own cache is passed in).
+pub(crate) fn trim_for_limit(own: &mut crate::cache::ThreadCache) {
+    // A plain load first: refills are frequent, pressure is rare.
+    if !SCAVENGER.pressure.load(Relaxed) || !SCAVENGER.pressure.swap(false, Relaxed) {
+        return;
+    }
+    SCAVENGER.limit_trims.fetch_add(1, Relaxed);
+    own.flush_all();
+    for (class, c) in HEAP.centrals.iter().enumerate().skip(1) {
+        c.drain_batches(&HEAP, class);
+        c.drop_spare(&HEAP);
+    }
 }
 
 /// Returns the memory of metadata chunks with nothing in use (span structs

@@ -192,6 +192,9 @@ pub struct Metrics {
     pub scavenger_cpu_ns: u64,
     /// Allocations refused by the hard limit.
     pub limit_failures: u64,
+    /// Times a thread trimmed caches and central lists because releasing
+    /// free pages did not bring mapped memory under the limit.
+    pub limit_trims: u64,
 }
 
 /// Reads the memory classes and the scavenger's state, without allocating
@@ -252,6 +255,7 @@ pub fn metrics() -> Metrics {
         scavenger_cycles: SCAVENGER.cycles.load(Relaxed),
         scavenger_cpu_ns: SCAVENGER.cpu_ns.load(Relaxed),
         limit_failures: SCAVENGER.limit_failures.load(Relaxed),
+        limit_trims: SCAVENGER.limit_trims.load(Relaxed),
     }
 }
 

@@ -396,3 +396,31 @@ fn idle_threads_caches_do_not_keep_spans_resident() {
         (held - before) >> 10
     );
 }
+
+#[test]
+fn over_the_soft_limit_caches_and_central_lists_are_trimmed() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    goheap::set_background_scavenger(false);
+    clean_base();
+    let before = goheap::metrics();
+    // A soft limit already exceeded: every growth must first release what
+    // it can, and when that is not enough the next refill trims caches.
+    let old = goheap::set_memory_limit(before.mapped_not_released as usize / 2);
+    let v: Vec<Vec<u8>> = (0..4000).map(|i| vec![i as u8; 1000 + i % 3000]).collect();
+    let sum: u64 = v.iter().map(|b| b[0] as u64).sum();
+    drop(v);
+    let w: Vec<Vec<u8>> = (0..4000).map(|i| vec![i as u8; 5000 + i % 3000]).collect();
+    let m = goheap::metrics();
+    goheap::set_memory_limit(old);
+    goheap::set_background_scavenger(true);
+    drop(w);
+    assert!(sum > 0);
+    assert!(
+        m.limit_trims > before.limit_trims,
+        "no trim under pressure: {m:?}"
+    );
+    assert_eq!(
+        m.limit_failures, before.limit_failures,
+        "a soft limit never fails allocation"
+    );
+}

@@ -336,18 +336,7 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
              forwards to the system allocator or its statistics are not wired up.\n",
         );
     }
-    for (w, seen) in &summary.mismatches {
-        notes.push_str(&format!("!!! CHECKSUM MISMATCH in {w}:"));
-        for (c, a, round) in seen {
-            notes.push_str(&format!(" {c} ({a}, round {round})"));
-        }
-        notes.push('\n');
-    }
-    for (w, a, round, f) in &summary.failures {
-        notes.push_str(&format!(
-            "!!! FAILED RUN: {w} under {a}, round {round}: {f}\n"
-        ));
-    }
+    notes.push_str(&summary.problems());
     if !notes.is_empty() {
         text.push_str(&notes);
         text.push('\n');

@@ -162,6 +162,24 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
+    /// `!!!` lines for checksum mismatches and failed runs (empty if none).
+    pub(crate) fn problems(&self) -> String {
+        let mut notes = String::new();
+        for (w, seen) in &self.mismatches {
+            notes.push_str(&format!("!!! CHECKSUM MISMATCH in {w}:"));
+            for (c, a, round) in seen {
+                notes.push_str(&format!(" {c} ({a}, round {round})"));
+            }
+            notes.push('\n');
+        }
+        for (w, a, round, f) in &self.failures {
+            notes.push_str(&format!(
+                "!!! FAILED RUN: {w} under {a}, round {round}: {f}\n"
+            ));
+        }
+        notes
+    }
+
     /// Summarises `records` of the allocators of `lineup` for `workloads`.
     pub(crate) fn new(lineup: Lineup, workloads: &[&'static str], records: &[Record]) -> Summary {
         let mut cells = Vec::new();

@@ -18,8 +18,9 @@ pub(crate) struct ClassCache {
     pub(crate) free: *mut u8,
     /// Length of `free`.
     pub(crate) len: u32,
-    /// `free` is flushed to the central list when it would exceed this.
-    /// 0 in the placeholder cache, so every free takes the slow path.
+    /// When `free` reaches this length it goes to the central list's
+    /// transfer cache (or half of it back into its spans). 0 in the
+    /// placeholder cache, so every free takes the slow path.
     pub(crate) max: u32,
     /// The span fresh slots come from (`Span::EMPTY` when none).
     pub(crate) span: *mut Span,
@@ -50,8 +51,9 @@ pub(crate) struct ThreadCache {
     pub(crate) prev: *mut ThreadCache,
 }
 
-// SAFETY: a cache is used by one thread at a time (its owner, or whoever
-// holds the fallback's lock); its raw pointers are objects and spans it owns.
+// SAFETY: a cache is used by one thread at a time (its owner, whoever holds
+// the fallback's lock, or a reclaimer the owner's `enter` handshake admits);
+// its raw pointers are objects and spans it owns.
 unsafe impl Send for ThreadCache {}
 
 /// The span every class of a new or dead cache points at: it has no slots,

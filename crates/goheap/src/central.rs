@@ -425,14 +425,12 @@ impl Central {
 #[cold]
 #[inline(never)]
 fn report_bad_free(obj: *mut u8, span: &Span) -> ! {
-    let (idx, exact) = span.object_index(obj as usize);
-    if !exact {
+    if !span.object_index(obj as usize).1 {
         fatal!(
             "free of {obj:p}: pointer into the middle of a {}-byte object",
             span.elemsize
         );
     }
-    let _ = idx;
     fatal!(
         "free of {obj:p}: double free of a {}-byte object",
         span.elemsize

@@ -431,12 +431,19 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         ticks += 1;
         if ticks % 100 == 0 {
             crate::cgroup::refresh_limit();
-            if SCAVENGER.enabled.load(Relaxed) && crate::tls::reclaim_idle_caches() > 0 {
-                // Idle threads' cached objects went back to their spans:
-                // spans they alone kept alive are now spares or free.
-                let n = release_span_interiors();
-                SCAVENGER.released_background.fetch_add(n as u64, Relaxed);
-            }
+        }
+        // Idle threads' caches: looked at every second, and at 100 and
+        // 200 ms into an idle period of the whole heap (two looks with no
+        // activity in between make a thread idle), so a burst's leftovers
+        // in caches go soon after it ends.
+        let look = ticks % 100 == 0
+            || idle_ticks == IDLE_TICKS_NO_CUSHION
+            || idle_ticks == 2 * IDLE_TICKS_NO_CUSHION;
+        if look && SCAVENGER.enabled.load(Relaxed) && crate::tls::reclaim_idle_caches() > 0 {
+            // Their cached objects went back to their spans: spans they
+            // alone kept alive are now spares or free.
+            let n = release_span_interiors();
+            SCAVENGER.released_background.fetch_add(n as u64, Relaxed);
         }
         if !SCAVENGER.enabled.load(Relaxed) {
             continue;

@@ -19,8 +19,7 @@ pub(crate) struct ClassCache {
     /// Length of `free`.
     pub(crate) len: u32,
     /// When `free` reaches this length it goes to the central list's
-    /// transfer cache (or half of it back into its spans). 0 in the
-    /// placeholder cache, so every free takes the slow path.
+    /// transfer cache (or half of it back into its spans).
     pub(crate) max: u32,
     /// The span fresh slots come from (`Span::EMPTY` when none).
     pub(crate) span: *mut Span,
@@ -56,8 +55,9 @@ pub(crate) struct ThreadCache {
 // its raw pointers are objects and spans it owns.
 unsafe impl Send for ThreadCache {}
 
-/// The span every class of a new or dead cache points at: it has no slots,
-/// so allocation through it always reaches the slow path. Never written.
+/// The span every class of a cache points at while it holds none: it has
+/// no slots, so allocation through it always reaches the slow path. Never
+/// written.
 pub(crate) static mut EMPTY_SPAN: Span = Span::EMPTY;
 
 /// Per-class flush bound: about 32 KiB of objects, between 2 and 256.
@@ -66,8 +66,8 @@ pub(crate) fn class_max(class: usize) -> u32 {
 }
 
 impl ThreadCache {
-    /// A cache holding nothing, with every bound 0: the placeholder cache
-    /// (every operation takes the slow path). [`set_bounds`] makes it real.
+    /// A cache holding nothing, with every bound 0 (every free would take
+    /// the slow path); [`set_bounds`] makes it usable.
     ///
     /// [`set_bounds`]: Self::set_bounds
     pub(crate) const fn empty() -> Self {
@@ -91,7 +91,7 @@ impl ThreadCache {
         }
     }
 
-    /// Sets each class's flush bound, turning a placeholder into a cache.
+    /// Sets each class's flush bound, making an empty cache usable.
     pub(crate) fn set_bounds(&mut self) {
         for class in 1..NUM_SIZE_CLASSES {
             self.classes[class].max = class_max(class);
@@ -189,9 +189,6 @@ impl ThreadCache {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&mut self, class: usize) -> *mut u8 {
-        if self.classes[class].max == 0 {
-            return crate::tls::alloc_without_cache(class);
-        }
         if let Some(p) = self.alloc_from_span(class) {
             return p;
         }
@@ -250,10 +247,6 @@ impl ThreadCache {
     #[cold]
     #[inline(never)]
     unsafe fn free_slow(&mut self, p: *mut u8, class: usize) {
-        if self.classes[class].max == 0 {
-            // SAFETY: forwarded contract.
-            return unsafe { crate::tls::free_without_cache(p, class) };
-        }
         // The whole list goes to the central list's transfer cache as one
         // batch (a constant-time hand-over, TCMalloc's transfer cache); when
         // that is full, half of it goes back into its spans, from the head:
@@ -346,8 +339,8 @@ unsafe fn zero_object(p: *mut u8, size: usize) {
 ///
 /// # Safety
 ///
-/// `c` is the calling thread's own cache (or the never-reclaimed
-/// placeholder), and `f` touches no other thread's cache.
+/// `c` is the calling thread's own (non-null) cache, and `f` touches no
+/// other thread's cache.
 #[inline(always)]
 pub(crate) unsafe fn enter<R>(c: *mut ThreadCache, f: impl FnOnce(&mut ThreadCache) -> R) -> R {
     // SAFETY: per the contract `c` is ours; the flags are atomics.

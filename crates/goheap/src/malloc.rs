@@ -58,8 +58,14 @@ fn aligned_class(size: usize, align: usize) -> Option<usize> {
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
-        // SAFETY: the thread's own cache.
-        Some(class) => unsafe { enter(tls::cache(), |c| c.alloc(class)) },
+        Some(class) => {
+            let c = tls::cache();
+            if c.is_null() {
+                return tls::alloc_without_cache(class);
+            }
+            // SAFETY: the thread's own cache.
+            unsafe { enter(c, |c| c.alloc(class)) }
+        }
         None => alloc_large(size, align, false),
     }
 }
@@ -68,8 +74,19 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
 #[inline(always)]
 pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
-        // SAFETY: the thread's own cache.
-        Some(class) => unsafe { enter(tls::cache(), |c| c.alloc_zeroed(class, size)) },
+        Some(class) => {
+            let c = tls::cache();
+            if c.is_null() {
+                let p = tls::alloc_without_cache(class);
+                if !p.is_null() {
+                    // SAFETY: a new object of at least `size` bytes.
+                    unsafe { ptr::write_bytes(p, 0, size) };
+                }
+                return p;
+            }
+            // SAFETY: the thread's own cache.
+            unsafe { enter(c, |c| c.alloc_zeroed(class, size)) }
+        }
         None => alloc_large(size, align, true),
     }
 }
@@ -85,8 +102,13 @@ pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
         Some(class) => {
             #[cfg(any(debug_assertions, feature = "debug-checks"))]
             check_small_free(p, class);
+            let c = tls::cache();
+            if c.is_null() {
+                // SAFETY: forwarded contract.
+                return unsafe { tls::free_without_cache(p, class) };
+            }
             // SAFETY: forwarded contract; the thread's own cache.
-            unsafe { enter(tls::cache(), |c| c.free(p, class)) }
+            unsafe { enter(c, |c| c.free(p, class)) }
         }
         // SAFETY: forwarded contract.
         None => unsafe { free_large(p) },
@@ -111,10 +133,15 @@ pub(crate) unsafe fn free(p: *mut u8) {
         if sizeclass::object_index(class, off) * size != off {
             fatal!("free of {p:p}: pointer into the middle of a {size}-byte object");
         }
+        let c = tls::cache();
+        if c.is_null() {
+            // SAFETY: a live small object per the caller.
+            return unsafe { tls::free_without_cache(p, class) };
+        }
         // SAFETY: a live small object per the caller; the thread's own
         // cache.
         return unsafe {
-            enter(tls::cache(), |c| {
+            enter(c, |c| {
                 // An immediate double free (`free(p); free(p)`) finds `p` at
                 // the head of this thread's list: one load to catch the most
                 // common case now; others are caught when the list is
@@ -393,7 +420,7 @@ fn check_small_free(p: *mut u8, class: usize) {
     // A double free while the first copy still sits in this thread's list.
     let c = tls::cache();
     // SAFETY: the calling thread's cache; read only.
-    let mut q = unsafe { (*c).classes[class].free };
+    let mut q = if c.is_null() { ptr::null_mut() } else { unsafe { (*c).classes[class].free } };
     let mut n = 0;
     while !q.is_null() && n < 4096 {
         if q == p {

@@ -103,8 +103,8 @@ pub(crate) struct Span {
 }
 
 impl Span {
-    /// A span with no slots: the thread cache's placeholder, whose fast
-    /// path always falls through to the slow path.
+    /// A span with no slots: what a cache class points at while it holds
+    /// no span, so its fast path always falls through to the slow path.
     pub(crate) const EMPTY: Span = Span {
         base: 0,
         npages: 0,

@@ -1,9 +1,9 @@
 //! Finding the calling thread's cache: a thread-local pointer, set up on
 //! first use, torn down at thread exit.
 //!
-//! See the crate docs for the overview. A thread starts with the shared
-//! placeholder cache, whose bounds are all zero, so its first allocation
-//! takes the slow path, which builds the real cache. Setting up a thread
+//! See the crate docs for the overview. A thread starts with a null cache
+//! pointer, so its first allocation takes the slow path, which builds the
+//! real cache. Setting up a thread
 //! can re-enter the allocator (registering the exit hook may allocate), and
 //! so can code that runs after the thread's cache is gone; both use the
 //! shared fallback cache under its lock.
@@ -16,10 +16,6 @@ use crate::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use crate::sync::Mutex;
 use core::cell::Cell;
 use core::ptr;
-
-/// The placeholder every thread starts with. Never written: its bounds are
-/// zero and its spans are `EMPTY_SPAN`, so every path leaves it at once.
-static mut PLACEHOLDER: ThreadCache = ThreadCache::empty();
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ThreadState {
@@ -34,11 +30,13 @@ enum ThreadState {
 }
 
 std::thread_local! {
-    static CACHE: Cell<*mut ThreadCache> = const { Cell::new(&raw mut PLACEHOLDER) };
+    static CACHE: Cell<*mut ThreadCache> = const { Cell::new(ptr::null_mut()) };
     static STATE: Cell<ThreadState> = const { Cell::new(ThreadState::New) };
 }
 
-/// The calling thread's cache (possibly the placeholder).
+/// The calling thread's cache, or null before its first allocation (and
+/// after its exit): the front-end then takes [`alloc_without_cache`] /
+/// [`free_without_cache`].
 #[inline(always)]
 pub(crate) fn cache() -> *mut ThreadCache {
     CACHE.with(|c| c.get())
@@ -99,7 +97,7 @@ fn with_fallback<R>(f: impl FnOnce(&mut ThreadCache) -> R) -> R {
     f(&mut fb)
 }
 
-/// Slow path of an allocation made through the placeholder cache.
+/// Allocation by a thread whose cache pointer is null.
 #[cold]
 #[inline(never)]
 pub(crate) fn alloc_without_cache(class: usize) -> *mut u8 {
@@ -112,7 +110,7 @@ pub(crate) fn alloc_without_cache(class: usize) -> *mut u8 {
     }
 }
 
-/// Slow path of a free made through the placeholder cache.
+/// Free by a thread whose cache pointer is null.
 ///
 /// # Safety
 ///
@@ -199,7 +197,7 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         return;
     }
     // From here on this thread allocates through the fallback.
-    let _ = CACHE.try_with(|cell| cell.set(&raw mut PLACEHOLDER));
+    let _ = CACHE.try_with(|cell| cell.set(ptr::null_mut()));
     let _ = STATE.try_with(|s| s.set(ThreadState::Dead));
     // SAFETY: `c` is the exiting thread's own cache, no longer reachable
     // through its thread-local.
@@ -244,7 +242,7 @@ pub(crate) unsafe fn retire(c: *mut ThreadCache) {
 /// to the page heap.
 pub fn flush_thread_cache() {
     let c = cache();
-    if c != &raw mut PLACEHOLDER {
+    if !c.is_null() {
         // SAFETY: the calling thread's own live cache.
         unsafe { enter(c, |c| c.flush_all()) };
     }

@@ -146,11 +146,7 @@ fn parse_bench(args: &[String]) -> Result<Cmd, String> {
         match name {
             "--help" | "-h" => return Ok(Cmd::Help(Some("bench".into()))),
             "--runs" => {
-                o.runs = value("a number")?
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or("bench: --runs needs a whole number of at least 1")?;
+                o.runs = at_least_one("bench", "--runs", &value("a number")?)? as usize;
             }
             "--filter" => o.filter = Some(value("a substring")?),
             "--scale" => {
@@ -163,11 +159,7 @@ fn parse_bench(args: &[String]) -> Result<Cmd, String> {
                 );
             }
             "--timeout" => {
-                o.timeout = value("seconds")?
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or("bench: --timeout needs a whole number of seconds")?;
+                o.timeout = at_least_one("bench", "--timeout", &value("seconds")?)?;
             }
             "--quick" | "--no-build" if inline.is_some() => {
                 return Err(format!("bench: {name} takes no value"))
@@ -194,11 +186,7 @@ fn parse_rss(args: &[String]) -> Result<Cmd, String> {
         match name {
             "--help" | "-h" => return Ok(Cmd::Help(Some("rss".into()))),
             "--runs" => {
-                o.runs = value("a number")?
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or("rss: --runs needs a whole number of at least 1")?;
+                o.runs = at_least_one("rss", "--runs", &value("a number")?)? as usize;
             }
             "--scale" => {
                 o.scale = value("a number")?
@@ -208,11 +196,7 @@ fn parse_rss(args: &[String]) -> Result<Cmd, String> {
                     .ok_or("rss: --scale needs a positive number")?;
             }
             "--timeout" => {
-                o.timeout = value("seconds")?
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or("rss: --timeout needs a whole number of seconds")?;
+                o.timeout = at_least_one("rss", "--timeout", &value("seconds")?)?;
             }
             "--no-build" if inline.is_some() => return Err("rss: --no-build takes no value".into()),
             "--no-build" => o.no_build = true,
@@ -236,11 +220,7 @@ fn parse_cbench(args: &[String]) -> Result<Cmd, String> {
         match name {
             "--help" | "-h" => return Ok(Cmd::Help(Some("cbench".into()))),
             "--runs" => {
-                o.runs = value("a number")?
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or("cbench: --runs needs a whole number of at least 1")?;
+                o.runs = at_least_one("cbench", "--runs", &value("a number")?)? as usize;
             }
             "--filter" => o.filter = Some(value("a substring")?),
             "--scale" => {
@@ -251,11 +231,7 @@ fn parse_cbench(args: &[String]) -> Result<Cmd, String> {
                     .ok_or("cbench: --scale needs a positive number")?;
             }
             "--timeout" => {
-                o.timeout = value("seconds")?
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or("cbench: --timeout needs a whole number of seconds")?;
+                o.timeout = at_least_one("cbench", "--timeout", &value("seconds")?)?;
             }
             "--no-build" if inline.is_some() => {
                 return Err("cbench: --no-build takes no value".into())
@@ -356,4 +332,12 @@ mod tests {
         assert!(p("cbench --no-build=1").is_err());
         assert!(p("cbench --quick").is_err());
     }
+}
+
+/// A whole number of at least 1 for `flag` of command `cmd`.
+fn at_least_one(cmd: &str, flag: &str, v: &str) -> Result<u64, String> {
+    v.parse()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{cmd}: {flag} needs a whole number of at least 1"))
 }

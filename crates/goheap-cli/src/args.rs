@@ -243,6 +243,14 @@ fn parse_cbench(args: &[String]) -> Result<Cmd, String> {
     Ok(Cmd::Cbench(o))
 }
 
+/// A whole number of at least 1 for `flag` of command `cmd`.
+fn at_least_one(cmd: &str, flag: &str, v: &str) -> Result<u64, String> {
+    v.parse()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{cmd}: {flag} needs a whole number of at least 1"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,12 +340,4 @@ mod tests {
         assert!(p("cbench --no-build=1").is_err());
         assert!(p("cbench --quick").is_err());
     }
-}
-
-/// A whole number of at least 1 for `flag` of command `cmd`.
-fn at_least_one(cmd: &str, flag: &str, v: &str) -> Result<u64, String> {
-    v.parse()
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("{cmd}: {flag} needs a whole number of at least 1"))
 }

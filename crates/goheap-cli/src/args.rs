@@ -150,13 +150,7 @@ fn parse_bench(args: &[String]) -> Result<Cmd, String> {
             }
             "--filter" => o.filter = Some(value("a substring")?),
             "--scale" => {
-                o.scale = Some(
-                    value("a number")?
-                        .parse()
-                        .ok()
-                        .filter(|&s: &f64| s > 0.0 && s.is_finite())
-                        .ok_or("bench: --scale needs a positive number")?,
-                );
+                o.scale = Some(positive("bench", "--scale", &value("a number")?)?);
             }
             "--timeout" => {
                 o.timeout = at_least_one("bench", "--timeout", &value("seconds")?)?;
@@ -189,11 +183,7 @@ fn parse_rss(args: &[String]) -> Result<Cmd, String> {
                 o.runs = at_least_one("rss", "--runs", &value("a number")?)? as usize;
             }
             "--scale" => {
-                o.scale = value("a number")?
-                    .parse()
-                    .ok()
-                    .filter(|&s: &f64| s > 0.0 && s.is_finite())
-                    .ok_or("rss: --scale needs a positive number")?;
+                o.scale = positive("rss", "--scale", &value("a number")?)?;
             }
             "--timeout" => {
                 o.timeout = at_least_one("rss", "--timeout", &value("seconds")?)?;
@@ -224,11 +214,7 @@ fn parse_cbench(args: &[String]) -> Result<Cmd, String> {
             }
             "--filter" => o.filter = Some(value("a substring")?),
             "--scale" => {
-                o.scale = value("a number")?
-                    .parse()
-                    .ok()
-                    .filter(|&s: &f64| s > 0.0 && s.is_finite())
-                    .ok_or("cbench: --scale needs a positive number")?;
+                o.scale = positive("cbench", "--scale", &value("a number")?)?;
             }
             "--timeout" => {
                 o.timeout = at_least_one("cbench", "--timeout", &value("seconds")?)?;
@@ -249,6 +235,14 @@ fn at_least_one(cmd: &str, flag: &str, v: &str) -> Result<u64, String> {
         .ok()
         .filter(|&n| n > 0)
         .ok_or_else(|| format!("{cmd}: {flag} needs a whole number of at least 1"))
+}
+
+/// A positive finite number for `flag` of command `cmd`.
+fn positive(cmd: &str, flag: &str, v: &str) -> Result<f64, String> {
+    v.parse()
+        .ok()
+        .filter(|&s: &f64| s > 0.0 && s.is_finite())
+        .ok_or_else(|| format!("{cmd}: {flag} needs a positive number"))
 }
 
 #[cfg(test)]

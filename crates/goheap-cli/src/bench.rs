@@ -353,30 +353,19 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
         o.runs,
         cpus()
     );
-    for (name, contents) in [
-        ("results.csv", report::csv(&records)),
-        (
-            "report.svg",
-            svg::chart(&summary, "goheap bench", &subtitle),
-        ),
-        ("report.md", text.clone()),
-    ] {
-        let path = out_dir.join(name);
-        std::fs::write(&path, contents)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
-
-    if summary.clean() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "goheap bench: {} checksum mismatch(es), {} failed run(s): see above",
-            summary.mismatches.len(),
-            summary.failures.len()
-        );
-        Ok(ExitCode::FAILURE)
-    }
+    report::write_outputs(
+        "goheap bench",
+        &out_dir,
+        [
+            ("results.csv", report::csv(&records)),
+            (
+                "report.svg",
+                svg::chart(&summary, "goheap bench", &subtitle),
+            ),
+            ("report.md", text.clone()),
+        ],
+        &summary,
+    )
 }
 
 #[cfg(test)]

@@ -572,30 +572,19 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
         bench::cpus()
     );
     let md = format!("{text}```text\n{chart}```\n");
-    for (name, contents) in [
-        ("cbench.csv", report::csv(&records)),
-        (
-            "cbench.svg",
-            svg::chart(&summary, "goheap cbench", &subtitle),
-        ),
-        ("cbench.md", md),
-    ] {
-        let path = out_dir.join(name);
-        std::fs::write(&path, contents)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
-
-    if summary.clean() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "goheap cbench: {} checksum mismatch(es), {} failed run(s): see above",
-            summary.mismatches.len(),
-            summary.failures.len()
-        );
-        Ok(ExitCode::FAILURE)
-    }
+    report::write_outputs(
+        "goheap cbench",
+        &out_dir,
+        [
+            ("cbench.csv", report::csv(&records)),
+            (
+                "cbench.svg",
+                svg::chart(&summary, "goheap cbench", &subtitle),
+            ),
+            ("cbench.md", md),
+        ],
+        &summary,
+    )
 }
 
 #[cfg(test)]

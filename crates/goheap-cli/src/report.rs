@@ -459,6 +459,33 @@ pub(crate) fn csv(records: &[Record]) -> String {
     out
 }
 
+/// Writes each `(file name, contents)` into `out_dir`, says so, and turns
+/// the summary into the command's exit code (failure on any checksum
+/// mismatch or failed run).
+pub(crate) fn write_outputs<const N: usize>(
+    cmd: &str,
+    out_dir: &std::path::Path,
+    files: [(&str, String); N],
+    summary: &Summary,
+) -> Result<std::process::ExitCode, String> {
+    for (name, contents) in files {
+        let path = out_dir.join(name);
+        std::fs::write(&path, contents)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if summary.clean() {
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "{cmd}: {} checksum mismatch(es), {} failed run(s): see above",
+            summary.mismatches.len(),
+            summary.failures.len()
+        );
+        Ok(std::process::ExitCode::FAILURE)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -160,6 +160,8 @@ not_under_loom! {
     mod span;
     mod stats;
     mod tls;
+    #[cfg(test)]
+    mod testing;
 
     pub use cgroup::{cgroup_memory_limit, parse_size};
     pub use malloc::MAX_ALLOC;

@@ -322,6 +322,7 @@ mod tests {
     //! slots are live, handed out, returned and ever used.
 
     use super::*;
+    use crate::testing::Rng;
     use crate::sizeclass::{class_nelems, class_npages, NUM_SIZE_CLASSES};
 
     /// A small span of `class` over made-up pages (the bitmaps never touch
@@ -353,19 +354,7 @@ mod tests {
         s.freed_count += 1;
     }
 
-    /// xorshift64*: deterministic and dependency-free.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+
 
     #[test]
     fn classes_used_here_have_the_expected_shapes() {

@@ -14,6 +14,8 @@
 //! `GOHEAP_MODEL_OPS=2000000 cargo test --release -p goheap --test model`.
 #![cfg(not(goheap_loom))] // goheap is only `sync` under loom (ci/loom.sh)
 
+mod common;
+use common::Rng;
 use goheap::sizeclass::{class_size, size_to_class, MAX_SMALL_SIZE, NUM_SIZE_CLASSES, PAGE_SIZE};
 use goheap::{memstats, GoHeap, MemStats};
 use std::alloc::{GlobalAlloc, Layout};
@@ -31,31 +33,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// splitmix64: tiny, seedable, good enough.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
 }
 
 /// What goheap should do with a layout: the model's own reading of the

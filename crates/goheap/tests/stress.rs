@@ -14,6 +14,8 @@
 //! `GOHEAP_STRESS_SECS=600 GOHEAP_PC_OBJECTS=100000000 cargo test --release -p goheap --test stress -- --nocapture`
 #![cfg(not(goheap_loom))] // goheap is only `sync` under loom (ci/loom.sh)
 
+mod common;
+use common::Rng;
 use std::alloc::{alloc, alloc_zeroed, dealloc, realloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -55,30 +57,6 @@ fn stress_time() -> Duration {
 
 /// Threads alive at once in the stress tests (the CI machine has 2 cores).
 const THREADS: usize = 18;
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below(hi - lo + 1)
-    }
-}
 
 const MAX_OBJ: usize = 4 << 20;
 const WINDOWS: usize = 1 << 16;

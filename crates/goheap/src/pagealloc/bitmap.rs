@@ -356,6 +356,7 @@ impl ChunkBits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Rng;
 
     /// A chunk whose allocated pages are the given `(first, count)` ranges.
     fn chunk(alloc: &[(usize, usize)], scav: &[(usize, usize)]) -> ChunkBits {
@@ -389,21 +390,7 @@ mod tests {
         (from..=free.len().saturating_sub(npages)).find(|&i| free[i..i + npages].iter().all(|&f| f))
     }
 
-    /// A deterministic xorshift generator, enough for tests.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+
 
     /// A random bitmap with runs of varied lengths.
     fn random_bits(rng: &mut Rng) -> PageBits {

@@ -8,6 +8,7 @@
 use super::bitmap::PageBits;
 use super::*;
 use crate::os::mock::MockOs;
+use crate::testing::Rng;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -664,23 +665,7 @@ fn scavenge_whole_os_pages() {
     check_invariants(&pa, &[0, 1]);
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// The reference: one flag pair per page of each grown chunk.
 #[derive(Default)]

@@ -245,7 +245,8 @@ pub fn free_os_memory() -> usize {
     if let Some(mut h) = HEAP.lock() {
         h.pages.rewind_scavenge();
     }
-    let interiors = release_span_interiors(); // also frees the spare spans
+    // First, so the spans it empties are among the free pages released.
+    let interiors = release_central_surplus();
     let released = HEAP.release(usize::MAX, BURST_PAGES, false) + interiors + release_metadata();
     SCAVENGER
         .released_forced
@@ -253,15 +254,15 @@ pub fn free_os_memory() -> usize {
     released
 }
 
-/// Releases the unused OS pages inside partial spans (see
-/// `Central::release_span_interiors`). Returns the bytes released.
-pub(crate) fn release_span_interiors() -> usize {
+/// Gives back what the central lists hold for reuse and releases the
+/// unused OS pages inside their partial spans: transfer-cache batches go
+/// back into their spans, spare spans to the page heap, then
+/// `Central::release_span_interiors`. Returns the bytes released.
+pub(crate) fn release_central_surplus() -> usize {
     for (class, c) in HEAP.centrals.iter().enumerate().skip(1) {
         c.drain_batches(&HEAP, class);
         c.drop_spare(&HEAP);
     }
-    // (`free_os_memory` flushed the thread cache and transfer caches
-    // already; for the idle scavenger this is where batches drain.)
     let lazy = SCAVENGER.lazy.load(Relaxed);
     HEAP.centrals.iter().map(|c| c.release_span_interiors(&HEAP, lazy)).sum()
 }
@@ -442,7 +443,7 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         if look && SCAVENGER.enabled.load(Relaxed) && crate::tls::reclaim_idle_caches() > 0 {
             // Their cached objects went back to their spans: spans they
             // alone kept alive are now spares or free.
-            let n = release_span_interiors();
+            let n = release_central_surplus();
             SCAVENGER.released_background.fetch_add(n as u64, Relaxed);
         }
         if !SCAVENGER.enabled.load(Relaxed) {
@@ -474,7 +475,7 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         tick_cpu = cpu;
         if retained <= goal {
             if idle_ticks >= IDLE_TICKS_NO_CUSHION && !interiors_done {
-                let n = release_span_interiors();
+                let n = release_central_surplus();
                 interiors_done = true;
                 SCAVENGER.released_background.fetch_add(n as u64, Relaxed);
             }
@@ -494,7 +495,7 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
             if idle_ticks >= IDLE_TICKS_NO_CUSHION && !interiors_done {
                 // Long idle: also the free pages inside spans that a few
                 // survivors keep in use. Once per idle period.
-                released += release_span_interiors();
+                released += release_central_surplus();
                 interiors_done = true;
             }
         } else if spent_before <= budget {

@@ -280,7 +280,7 @@ struct AssertNoGc<T>(PhantomData<T>);
 impl<T: Trace> AssertNoGc<T> {
     const OK: () = assert!(
         T::NO_GC,
-        "`Cell<T>` is `Trace` only for a `T` that is `Copy` and `NO_GC`"
+        "`Cell<T>` is `Trace` only for a `T` that is `Copy` and `Trace::NO_GC` (a `Copy` type holds no `Gc`; its `Trace` impl must say so)"
     );
 }
 

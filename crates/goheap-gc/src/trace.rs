@@ -32,7 +32,8 @@ use crate::Visitor;
     message = "`{Self}` does not implement `Trace`, so it cannot be in a `Gc` or in a traced field",
     label = "not `Trace`",
     note = "`#[derive(Trace)]` implements it; a field that holds no `Gc` can be left out with `#[trace(skip)]`",
-    note = "`RefCell`, `Mutex`, `RwLock`, `Rc`, `Arc`, `Weak`, raw pointers, references other than `&'static str`, and `Cell` of a non-`Copy` type are not `Trace` on purpose: use `GcRefCell` to mutate, `Gc` to share"
+    note = "`RefCell`, `Mutex`, `RwLock`, `Rc`, `Arc`, `Weak`, raw pointers, references other than `&'static str`, and `Cell` of a non-`Copy` type are not `Trace` on purpose: use `GcRefCell` to mutate, `Gc` to share",
+    note = "a trait object `dyn Tr` is `Trace` once `Tr` has `DynTrace` as a supertrait and `goheap_gc::impl_trace_for_dyn!(dyn Tr);` names it"
 )]
 pub unsafe trait Trace {
     /// True when values of this type can hold no `Gc` handle: allocated in a
@@ -47,7 +48,7 @@ pub unsafe trait Trace {
 ///
 /// `Trace` has an associated const, so `dyn Trace` cannot exist. A trait
 /// whose objects go in the GC heap takes `DynTrace` as a supertrait instead,
-/// and its object type gets a `Trace` impl from [`impl_trace_for_dyn!`]:
+/// and its object type gets a `Trace` impl from [`impl_trace_for_dyn!`](crate::impl_trace_for_dyn):
 ///
 /// ```
 /// use goheap_gc::{DynTrace, Gc, Trace};

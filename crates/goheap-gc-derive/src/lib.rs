@@ -19,8 +19,15 @@
 //!   a post-monomorphization error (when `NO_GC` or `trace` is used) for
 //!   one that does.
 //!
-//! Attributes: `#[trace(skip)]` on a field, `#[trace(no_gc)]` on the type.
-//! Unions are rejected.
+//! Recursive types: `NO_GC` of `struct Tree { kids: Vec<Tree> }` would be
+//! defined by itself, a const-evaluation cycle. So a field whose type names
+//! the type itself (or `Self`), or that is marked `#[trace(recursive)]`
+//! (for recursion through other types), counts as possibly holding `Gc`
+//! instead of asking its type; with `no_gc`, its assertion moves into
+//! `trace`, out of `NO_GC`'s own evaluation.
+//!
+//! Attributes: `#[trace(skip)]` and `#[trace(recursive)]` on a field,
+//! `#[trace(no_gc)]` on the type. Unions are rejected.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2, TokenTree};
@@ -33,7 +40,8 @@ use syn::{
 
 /// Derives `goheap_gc::Trace`; see the crate documentation of `goheap_gc`
 /// (section "Tracing") for the contract and the attributes
-/// `#[trace(skip)]` (field) and `#[trace(no_gc)]` (type).
+/// `#[trace(skip)]`, `#[trace(recursive)]` (field) and `#[trace(no_gc)]`
+/// (type).
 #[proc_macro_derive(Trace, attributes(trace))]
 pub fn derive_trace(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -55,6 +63,9 @@ struct FieldInfo {
     ty: Type,
     /// `#[trace(skip)]`.
     skip: bool,
+    /// `#[trace(recursive)]`, or the type names the type being derived:
+    /// its `NO_GC` is not asked while computing the type's own.
+    recursive: bool,
     /// For messages: `field`, `0`, `Variant::field`.
     label: String,
 }
@@ -70,7 +81,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let mut errors = Errors::default();
     let no_gc = parse_container_attrs(&input.attrs, &mut errors);
 
-    let arms = match &input.data {
+    let mut arms = match &input.data {
         Data::Struct(data) => vec![Arm {
             path: quote!(Self),
             fields: collect_fields(&data.fields, None, &mut errors),
@@ -99,6 +110,13 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     errors.finish()?;
 
     let name = &input.ident;
+    let own_names = [name.to_string(), "Self".to_owned()];
+    for field in arms.iter_mut().flat_map(|arm| arm.fields.iter_mut()) {
+        let ty = &field.ty;
+        if !field.recursive && mentions(quote!(#ty), &own_names, &[]) {
+            field.recursive = true;
+        }
+    }
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
 
     // The Trace impl gets `P: Trace` for every type parameter P.
@@ -133,6 +151,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         let generic_names = GenericNames::of(&input.generics);
         let mut eager = Vec::new();
         let mut deferred = Vec::new();
+        let mut in_trace = Vec::new();
         for field in &traced {
             let ty = &field.ty;
             let message = format!(
@@ -144,7 +163,10 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             let assertion = quote_spanned! {ty.span()=>
                 ::core::assert!(<#ty as ::goheap_gc::Trace>::NO_GC, #message);
             };
-            if generic_names.mentioned_in(ty) {
+            if field.recursive {
+                // Asserting it inside `NO_GC` would evaluate `NO_GC` again.
+                in_trace.push(assertion);
+            } else if generic_names.mentioned_in(ty) {
                 deferred.push(assertion);
             } else {
                 eager.push(assertion);
@@ -155,26 +177,38 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
                 const _: () = { #(#eager)* };
             };
         }
-        if deferred.is_empty() {
-            no_gc_value = quote!(true);
-            body = quote! {
-                fn trace(&self, _: &mut ::goheap_gc::Visitor<'_>) {}
-            };
+        no_gc_value = if deferred.is_empty() {
+            quote!(true)
         } else {
-            no_gc_value = quote!({ #(#deferred)* true });
-            body = quote! {
+            quote!({ #(#deferred)* true })
+        };
+        body = if deferred.is_empty() && in_trace.is_empty() {
+            quote! {
+                fn trace(&self, _: &mut ::goheap_gc::Visitor<'_>) {}
+            }
+        } else {
+            // Evaluating NO_GC runs the deferred assertions; the recursive
+            // fields' run here.
+            quote! {
                 fn trace(&self, _: &mut ::goheap_gc::Visitor<'_>) {
-                    // Evaluating NO_GC runs the deferred assertions.
-                    let _: bool = const { <Self as ::goheap_gc::Trace>::NO_GC };
+                    const {
+                        let _: bool = <Self as ::goheap_gc::Trace>::NO_GC;
+                        #(#in_trace)*
+                    }
                 }
-            };
-        }
+            }
+        };
     } else {
-        let field_no_gc = traced.iter().map(|field| {
-            let ty = &field.ty;
-            quote_spanned!(ty.span()=> && <#ty as ::goheap_gc::Trace>::NO_GC)
-        });
-        no_gc_value = quote!(true #(#field_no_gc)*);
+        no_gc_value = if traced.iter().any(|field| field.recursive) {
+            // Asking a recursive field's type would ask this type again.
+            quote!(false)
+        } else {
+            let field_no_gc = traced.iter().map(|field| {
+                let ty = &field.ty;
+                quote_spanned!(ty.span()=> && <#ty as ::goheap_gc::Trace>::NO_GC)
+            });
+            quote!(true #(#field_no_gc)*)
+        };
 
         let visitor = Ident::new("__goheap_gc_visitor", Span::call_site());
         if traced.is_empty() {
@@ -259,10 +293,12 @@ fn collect_fields(fields: &Fields, variant: Option<&Ident>, errors: &mut Errors)
                 Some(variant) => format!("{variant}::{name}"),
                 None => name,
             };
+            let attrs = parse_field_attrs(&field.attrs, errors);
             FieldInfo {
                 member,
                 ty: field.ty.clone(),
-                skip: parse_field_attrs(&field.attrs, errors),
+                skip: attrs.skip,
+                recursive: attrs.recursive,
                 label,
             }
         })
@@ -296,39 +332,62 @@ fn parse_container_attrs(attrs: &[Attribute], errors: &mut Errors) -> bool {
     no_gc
 }
 
-/// The `trace` attributes on a field: returns whether `skip` was given.
-fn parse_field_attrs(attrs: &[Attribute], errors: &mut Errors) -> bool {
-    let mut skip = false;
+/// The `trace` attributes of one field.
+#[derive(Default)]
+struct FieldAttrs {
+    skip: bool,
+    recursive: bool,
+}
+
+fn parse_field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
+    let mut found = FieldAttrs::default();
     for attr in trace_attrs(attrs) {
         let result = attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident("skip") {
-                if skip {
-                    return Err(meta.error("duplicate `#[trace(skip)]`"));
-                }
-                skip = true;
-                Ok(())
+            let flag = if meta.path.is_ident("skip") {
+                &mut found.skip
+            } else if meta.path.is_ident("recursive") {
+                &mut found.recursive
             } else if meta.path.is_ident("no_gc") {
-                Err(meta.error(
+                return Err(meta.error(
                     "`#[trace(no_gc)]` goes on the type, not on a field; to leave this field \
                      out of tracing, use `#[trace(skip)]`",
-                ))
+                ));
             } else {
-                Err(unknown(&meta.path))
+                return Err(unknown(&meta.path));
+            };
+            if *flag {
+                let name = meta.path.get_ident().map(Ident::to_string);
+                return Err(meta.error(format!(
+                    "duplicate `#[trace({})]`",
+                    name.unwrap_or_default()
+                )));
             }
+            *flag = true;
+            Ok(())
         });
         if let Err(err) = result {
             errors.push(err);
         }
     }
-    skip
+    if found.skip && found.recursive {
+        if let Some(attr) = trace_attrs(attrs).last() {
+            errors.push(syn::Error::new_spanned(
+                attr,
+                "`#[trace(recursive)]` on a skipped field has no effect: a skipped field is \
+                 not traced and does not count for `NO_GC`",
+            ));
+        }
+    }
+    found
 }
 
 fn reject_attrs_on_variant(attrs: &[Attribute], errors: &mut Errors) {
     for attr in trace_attrs(attrs) {
         errors.push(syn::Error::new_spanned(
             attr,
-            "`#[trace(...)]` goes on the type (`no_gc`) or on a field (`skip`), not on an enum \
-             variant; to skip a variant's fields, mark each field `#[trace(skip)]`",
+            "`#[trace(...)]` goes on the type (`no_gc`) or on a field (`skip`, `recursive`), \
+             not on an enum variant; to skip a variant's fields, mark each field \
+             `#[trace(skip)]`",
         ));
     }
 }
@@ -344,8 +403,8 @@ fn unknown(path: &Path) -> syn::Error {
     syn::Error::new_spanned(
         path,
         format!(
-            "unknown `trace` attribute `{name}`: expected `#[trace(skip)]` on a field or \
-             `#[trace(no_gc)]` on the type"
+            "unknown `trace` attribute `{name}`: expected `#[trace(skip)]` or \
+             `#[trace(recursive)]` on a field, or `#[trace(no_gc)]` on the type"
         ),
     )
 }
@@ -377,37 +436,34 @@ impl GenericNames {
     }
 
     fn mentioned_in(&self, ty: &Type) -> bool {
-        self.mentioned_in_tokens(quote!(#ty))
+        mentions(quote!(#ty), &self.idents, &self.lifetimes)
     }
+}
 
-    fn mentioned_in_tokens(&self, tokens: TokenStream2) -> bool {
-        let mut after_quote = false;
-        for token in tokens {
-            match token {
-                TokenTree::Group(group) => {
-                    if self.mentioned_in_tokens(group.stream()) {
-                        return true;
-                    }
-                    after_quote = false;
+/// Whether `tokens` contain one of `idents` or a lifetime named one of
+/// `lifetimes` (without the quote).
+fn mentions(tokens: TokenStream2, idents: &[String], lifetimes: &[String]) -> bool {
+    let mut after_quote = false;
+    for token in tokens {
+        match token {
+            TokenTree::Group(group) => {
+                if mentions(group.stream(), idents, lifetimes) {
+                    return true;
                 }
-                TokenTree::Ident(ident) => {
-                    let name = ident.to_string();
-                    let list = if after_quote {
-                        &self.lifetimes
-                    } else {
-                        &self.idents
-                    };
-                    if list.contains(&name) {
-                        return true;
-                    }
-                    after_quote = false;
-                }
-                TokenTree::Punct(punct) => after_quote = punct.as_char() == '\'',
-                TokenTree::Literal(_) => after_quote = false,
+                after_quote = false;
             }
+            TokenTree::Ident(ident) => {
+                let list = if after_quote { lifetimes } else { idents };
+                if list.iter().any(|name| ident == name) {
+                    return true;
+                }
+                after_quote = false;
+            }
+            TokenTree::Punct(punct) => after_quote = punct.as_char() == '\'',
+            TokenTree::Literal(_) => after_quote = false,
         }
-        false
     }
+    false
 }
 
 /// Errors collected over the whole input, reported together.

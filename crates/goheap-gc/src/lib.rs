@@ -54,6 +54,15 @@
 //!   for the others; `trace` then visits nothing, `NO_GC` is true (the
 //!   collector allocates such objects in noscan spans), and the type may
 //!   implement `Drop`.
+//! * Recursive types: a field whose type names the type itself (or `Self`),
+//!   like `kids: Vec<Tree>`, counts as possibly holding `Gc` (the type is
+//!   not `NO_GC` unless it says `#[trace(no_gc)]`), because asking its
+//!   type's `NO_GC` would ask the type's own again, a const-evaluation
+//!   cycle. The derive cannot see recursion through other types
+//!   (`Expr` holds `Vec<Stmt>`, `Stmt` holds `Box<Expr>`): that shows as
+//!   a "cycle detected" error naming `NO_GC`, and `#[trace(recursive)]` on
+//!   one field of the cycle (`Vec<Stmt>`) does the same for it. The field is
+//!   still traced.
 //! * A type that may hold `Gc` handles must not implement `Drop`: when a
 //!   dead object is dropped, the objects its handles reach may be dead too
 //!   and already freed, and `drop` could reach them. Without `no_gc`, the

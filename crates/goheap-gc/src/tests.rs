@@ -452,3 +452,95 @@ fn gc_is_send_and_sync_for_send_sync_values() {
     let got = std::thread::spawn(move || *sent + 1).join().unwrap();
     assert_eq!(got, 42);
 }
+
+#[derive(Trace)]
+struct BoxList {
+    value: u8,
+    next: Option<Box<BoxList>>,
+}
+
+#[test]
+fn recursive_through_box() {
+    let list = BoxList {
+        value: 1,
+        next: Some(Box::new(BoxList {
+            value: 2,
+            next: None,
+        })),
+    };
+    assert!(visited(&list).is_empty());
+    assert!(!no_gc::<BoxList>());
+    assert_eq!(list.value + list.next.as_ref().map_or(0, |n| n.value), 3);
+}
+
+#[derive(Trace)]
+struct Tree<T> {
+    value: T,
+    kids: Vec<Tree<T>>,
+}
+
+#[derive(Trace)]
+#[trace(no_gc)]
+struct DataTree {
+    value: u32,
+    kids: Vec<DataTree>,
+}
+
+#[derive(Trace)]
+#[trace(no_gc)]
+struct GenericDataTree<T> {
+    value: T,
+    kids: Vec<Self>,
+}
+
+// Mutual recursion: one field of the cycle says so.
+#[derive(Trace)]
+enum Expr {
+    Leaf(Gc<i64>),
+    Block(#[trace(recursive)] Vec<Stmt>),
+}
+
+#[derive(Trace)]
+enum Stmt {
+    Eval(Box<Expr>),
+    Nop,
+}
+
+#[test]
+fn recursive_types() {
+    let handle = Gc::new(1_u8);
+    let tree = Tree {
+        value: handle.clone(),
+        kids: vec![Tree {
+            value: handle.clone(),
+            kids: Vec::new(),
+        }],
+    };
+    assert_eq!(visited(&tree), [addr(&handle), addr(&handle)]);
+    // A recursive field counts as possibly holding `Gc`.
+    assert!(!no_gc::<Tree<Gc<u8>>>() && !no_gc::<Tree<u8>>());
+
+    let data = DataTree {
+        value: 1,
+        kids: vec![DataTree {
+            value: 2,
+            kids: Vec::new(),
+        }],
+    };
+    assert!(no_gc::<DataTree>() && visited(&data).is_empty());
+    assert_eq!(data.value + data.kids[0].value, 3);
+    let generic = GenericDataTree {
+        value: 1_u8,
+        kids: Vec::new(),
+    };
+    assert!(no_gc::<GenericDataTree<u8>>() && visited(&generic).is_empty());
+    assert!(generic.kids.is_empty() && generic.value == 1);
+
+    let leaf = Gc::new(7);
+    let expr = Expr::Block(vec![
+        Stmt::Nop,
+        Stmt::Eval(Box::new(Expr::Leaf(leaf.clone()))),
+    ]);
+    assert_eq!(visited(&expr), [addr(&leaf)]);
+    assert!(!no_gc::<Expr>() && !no_gc::<Stmt>());
+}

@@ -101,7 +101,12 @@ unsafe impl<T: ?Sized + Trace> DynTrace for T {
 ///
 /// The impl forwards to `DynTrace::dyn_trace`, and so goes through the
 /// object's vtable to the concrete type's `Trace::trace`; `NO_GC` is false
-/// (the concrete type is not known). For a generic trait, write the same
+/// (the concrete type is not known). (`dyn Tr` is then `DynTrace` twice
+/// over: through the compiler's object impl and through the blanket impl
+/// for `Trace` types. Rustc picks the object impl, the vtable; were it
+/// ever to pick the blanket one, the call would recurse, which the unit
+/// test `trait_objects_visit_through_the_vtable` would show as a stack
+/// overflow.) For a generic trait, write the same
 /// impl by hand: `unsafe impl<T> Trace for dyn Shape<T>` with
 /// `fn trace(&self, v) { DynTrace::dyn_trace(self, v) }`.
 #[macro_export]

@@ -31,4 +31,10 @@ enum OnVariant {
     A(u8),
 }
 
+#[derive(Trace)]
+struct SkipAndRecursive {
+    #[trace(skip, recursive)]
+    a: Vec<SkipAndRecursive>,
+}
+
 fn main() {}

@@ -146,8 +146,9 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let mut outside = TokenStream2::new();
     if no_gc {
         // Assertions that every traced field is NO_GC. Those whose type
-        // names no generic parameter are checked now, in a `const _`; the
-        // others when the impl is used with concrete types.
+        // names no generic parameter (nor `Self`) are checked now, in a
+        // `const _`; the others when the impl is used with concrete types:
+        // in `NO_GC`, or for a recursive field in `trace`.
         let generic_names = GenericNames::of(&input.generics);
         let mut eager = Vec::new();
         let mut deferred = Vec::new();
@@ -163,13 +164,15 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             let assertion = quote_spanned! {ty.span()=>
                 ::core::assert!(<#ty as ::goheap_gc::Trace>::NO_GC, #message);
             };
-            if field.recursive {
+            if !generic_names.mentioned_in(ty) {
+                // Also when recursive: this type's `NO_GC` is then `true`,
+                // with nothing to evaluate.
+                eager.push(assertion);
+            } else if field.recursive {
                 // Asserting it inside `NO_GC` would evaluate `NO_GC` again.
                 in_trace.push(assertion);
-            } else if generic_names.mentioned_in(ty) {
-                deferred.push(assertion);
             } else {
-                eager.push(assertion);
+                deferred.push(assertion);
             }
         }
         if !eager.is_empty() {

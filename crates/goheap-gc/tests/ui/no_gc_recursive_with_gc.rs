@@ -1,5 +1,6 @@
-// In a recursive `#[trace(no_gc)]` type, the recursive field is checked too
-// (in `trace`, so that checking it does not evaluate `NO_GC` again).
+// In a recursive `#[trace(no_gc)]` type, the recursive field is checked too:
+// at compile time when it names no generic parameter nor `Self`, else in
+// `trace` (checking it in `NO_GC` would evaluate `NO_GC` again).
 use goheap_gc::{Gc, Trace};
 
 #[derive(Trace)]

@@ -25,7 +25,10 @@ fn program() -> &'static Path {
     P.get_or_init(|| {
         let out = work_dir("reentry").join("first_alloc");
         let mut c = cc(false);
-        c.arg(c_src("first_alloc.c")).arg("-o").arg(&out).arg("-ldl");
+        c.arg(c_src("first_alloc.c"))
+            .arg("-o")
+            .arg(&out)
+            .arg("-ldl");
         compile(c);
         out
     })
@@ -45,10 +48,18 @@ fn every_class(mode: &str) {
             .env("LD_PRELOAD", lib_so());
         let r = run(cmd, Duration::from_secs(60));
         if r.timed_out || r.code() != Some(0) {
-            failed.push(format!("class {class} ({size} B): status {:?}\n{}", r.status, r.stderr));
+            failed.push(format!(
+                "class {class} ({size} B): status {:?}\n{}",
+                r.status, r.stderr
+            ));
         }
     }
-    assert!(failed.is_empty(), "{mode}: {} classes failed:\n{}", failed.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{mode}: {} classes failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 }
 
 #[test]

@@ -84,3 +84,38 @@ pub(crate) unsafe fn postfork_child(heap: &Heap, threads: &Threads) {
         release_all(heap, threads);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::os::mock::MockOs;
+    use crate::span::SpanState;
+
+    /// A child forked while the scavenger released a run of free pages
+    /// outside the heap lock gets the run back as free pages (nobody in the
+    /// child would ever mark it released).
+    #[test]
+    fn a_run_being_released_at_fork_is_free_again_in_the_child() {
+        let heap: &'static Heap = Box::leak(Box::new(Heap::new(Box::leak(Box::new(MockOs::new())))));
+        let threads: &'static Threads = Box::leak(Box::new(Threads::new(heap)));
+        // Grow the heap, then free what was taken: free pages to release.
+        let s = heap.alloc_span(64, 1, |s, _| s.set_state(SpanState::Large));
+        assert!(!s.is_null());
+        // SAFETY: ours, unreferenced.
+        unsafe { heap.free_span(s) };
+        let free_before = heap.locked.lock().pages.free_pages();
+        // What `Heap::release` does before its unlocked madvise.
+        {
+            let mut h = heap.locked.lock();
+            let run = h.pages.find_scavenge_candidate_in(16, false).expect("a free run");
+            h.releasing = run;
+        }
+        assert_eq!(heap.locked.lock().pages.free_pages(), free_before - 16);
+        prefork(heap, threads);
+        // SAFETY: this thread called prefork; it plays the child.
+        unsafe { postfork_child(heap, threads) };
+        let h = heap.locked.lock();
+        assert_eq!(h.releasing, (0, 0));
+        assert_eq!(h.pages.free_pages(), free_before, "the claimed run was lost");
+    }
+}

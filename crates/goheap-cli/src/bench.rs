@@ -353,19 +353,16 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
         o.runs,
         cpus()
     );
-    report::write_outputs(
-        "goheap bench",
-        &out_dir,
-        [
-            ("results.csv", report::csv(&records)),
-            (
-                "report.svg",
-                svg::chart(&summary, "goheap bench", &subtitle),
-            ),
-            ("report.md", text.clone()),
-        ],
-        &summary,
-    )
+    let mut files = vec![
+        ("results.csv", report::csv(&records)),
+        (
+            "report.svg",
+            svg::chart(&summary, "goheap bench", &subtitle),
+        ),
+        ("report.md", text.clone()),
+    ];
+    files.extend(report::base_csv(&summary).map(|c| ("baseline.csv", c)));
+    report::write_outputs("goheap bench", &out_dir, files, &summary)
 }
 
 #[cfg(test)]

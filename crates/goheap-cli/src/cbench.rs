@@ -12,6 +12,7 @@
 //! goheap's runs also print goheap's statistics at exit
 //! (`GOHEAP_PRINT_STATS=1`), which must count allocations.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -80,9 +81,10 @@ const C_PEERS: [&str; 4] = ["glibc", "jemalloc", "mimalloc", "tcmalloc"];
 
 /// `goheap cbench`'s lineup: charts relative to glibc.
 pub(crate) const C_LINEUP: Lineup = Lineup {
-    allocators: &C_ALLOCATORS,
-    peers: &C_PEERS,
+    allocators: Cow::Borrowed(&C_ALLOCATORS),
+    peers: Cow::Borrowed(&C_PEERS),
     baseline: "glibc",
+    goheap_base: None,
 };
 
 /// The peers preloaded from Debian's packages: allocator, library file (in
@@ -247,11 +249,11 @@ fn goheap_mallocs(stderr: &str) -> Option<u64> {
     })
 }
 
-/// Checks that the allocator `alloc` (preloaded from `lib`, or glibc for
-/// `None`) served `malloc` and `free` in run `r`, and that goheap's
-/// statistics counted its allocations; returns what is wrong. Adds
-/// `goheap_mallocs=N` to goheap's record.
-fn verify(alloc: &str, lib: Option<&Path>, r: &mut Record) -> Option<String> {
+/// Checks that the allocator of run `r` (preloaded from `lib`, or glibc for
+/// `None`) served `malloc` and `free`, and, for a build of goheap
+/// (`goheap`), that goheap's statistics counted its allocations; returns
+/// what is wrong. Adds `goheap_mallocs=N` to a goheap build's record.
+fn verify(goheap: bool, lib: Option<&Path>, r: &mut Record) -> Option<String> {
     let expected = match lib {
         None => "libc.so.6".to_string(),
         Some(l) => l.file_name()?.to_string_lossy().into_owned(),
@@ -268,7 +270,7 @@ fn verify(alloc: &str, lib: Option<&Path>, r: &mut Record) -> Option<String> {
             return Some(format!("{what} served by {got}, not {expected}"));
         }
     }
-    if alloc == "goheap" {
+    if goheap {
         match goheap_mallocs(&r.m.stderr) {
             None => return Some("no `goheap: stats:` line (GOHEAP_PRINT_STATS=1)".into()),
             Some(0) => return Some("goheap's statistics counted no allocations".into()),
@@ -278,13 +280,14 @@ fn verify(alloc: &str, lib: Option<&Path>, r: &mut Record) -> Option<String> {
     None
 }
 
-/// The environment of a run under `alloc`.
-fn env_for<'a>(alloc: &str, preload: &'a Preload) -> Vec<EnvChange<'a>> {
+/// The environment of a run under an allocator preloaded by `preload`;
+/// `goheap`: a build of goheap, asked for its statistics.
+fn env_for(goheap: bool, preload: &Preload) -> Vec<EnvChange<'_>> {
     let lib = match preload {
         Preload::Lib(p) => Some(p.as_os_str()),
         _ => None,
     };
-    let stats = (alloc == "goheap").then(|| OsStr::new("1"));
+    let stats = goheap.then(|| OsStr::new("1"));
     vec![("LD_PRELOAD", lib), ("GOHEAP_PRINT_STATS", stats)]
 }
 
@@ -425,7 +428,7 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
     for bin in &bins {
         for &k in &runnable {
             let (a, p) = &allocs[k];
-            let _ = proc::run_env(bin, &[&warm], &env_for(a, p), timeout);
+            let _ = proc::run_env(bin, &[&warm], &env_for(C_LINEUP.is_goheap(a), p), timeout);
         }
     }
     let progress = Progress {
@@ -442,7 +445,8 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
                 let (a, preload) = &allocs[k];
                 let i = records.len();
                 progress.starting(i, round, o.runs, w.name, a);
-                let m = proc::run_env(bin, &[&scale_arg], &env_for(a, preload), timeout)
+                let goheap = C_LINEUP.is_goheap(a);
+                let m = proc::run_env(bin, &[&scale_arg], &env_for(goheap, preload), timeout)
                     .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
                 let mut r = Record {
                     round,
@@ -460,7 +464,7 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
                         Preload::Lib(p) => Some(p.as_path()),
                         _ => None,
                     };
-                    r.m.failure = verify(a, lib, &mut r);
+                    r.m.failure = verify(goheap, lib, &mut r);
                 }
                 progress.finished(i, &r);
                 if !r.ok() {
@@ -572,19 +576,16 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
         bench::cpus()
     );
     let md = format!("{text}```text\n{chart}```\n");
-    report::write_outputs(
-        "goheap cbench",
-        &out_dir,
-        [
-            ("cbench.csv", report::csv(&records)),
-            (
-                "cbench.svg",
-                svg::chart(&summary, "goheap cbench", &subtitle),
-            ),
-            ("cbench.md", md),
-        ],
-        &summary,
-    )
+    let mut files = vec![
+        ("cbench.csv", report::csv(&records)),
+        (
+            "cbench.svg",
+            svg::chart(&summary, "goheap cbench", &subtitle),
+        ),
+        ("cbench.md", md),
+    ];
+    files.extend(report::base_csv(&summary).map(|c| ("cbench-baseline.csv", c)));
+    report::write_outputs("goheap cbench", &out_dir, files, &summary)
 }
 
 #[cfg(test)]
@@ -631,42 +632,64 @@ mod tests {
         r.extra = "malloc_lib=/t/release/libgoheap.so free_lib=/t/release/libgoheap.so".into();
         r.m.stderr = "goheap: stats: mallocs=42 frees=41\n".into();
         let lib = Path::new("/x/libgoheap.so");
-        assert_eq!(verify("goheap", Some(lib), &mut r), None);
+        assert_eq!(verify(true, Some(lib), &mut r), None);
         assert!(r.extra.ends_with(" goheap_mallocs=42"), "{}", r.extra);
 
         r.m.stderr = "goheap: stats: mallocs=0 frees=0\n".into();
-        assert!(verify("goheap", Some(lib), &mut r).is_some());
+        assert!(verify(true, Some(lib), &mut r).is_some());
         r.m.stderr = String::new();
-        assert!(verify("goheap", Some(lib), &mut r).is_some());
+        assert!(verify(true, Some(lib), &mut r).is_some());
 
         let mut g = rec("glibc", "small", 1.0, 100);
         g.extra =
             "malloc_lib=/lib/x86_64-linux-gnu/libc.so.6 free_lib=/lib/x86_64-linux-gnu/libc.so.6"
                 .into();
-        assert_eq!(verify("glibc", None, &mut g), None);
+        assert_eq!(verify(false, None, &mut g), None);
         // A preload that fell through to glibc is caught.
         let je = Path::new("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
-        let e = verify("jemalloc", Some(je), &mut g).unwrap();
+        let e = verify(false, Some(je), &mut g).unwrap();
         assert!(
             e.contains("malloc served by") && e.contains("libjemalloc.so.2"),
             "{e}"
         );
         g.extra =
             "malloc_lib=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 free_lib=/lib/libc.so.6".into();
-        assert!(verify("jemalloc", Some(je), &mut g)
+        assert!(verify(false, Some(je), &mut g)
             .unwrap()
             .starts_with("free served"));
         g.extra = String::new();
-        assert!(verify("glibc", None, &mut g).is_some());
+        assert!(verify(false, None, &mut g).is_some());
+    }
+
+    #[test]
+    fn lineup_with_an_earlier_build() {
+        let l = C_LINEUP.with_goheap_base("goheap-base").unwrap();
+        assert_eq!(
+            *l.allocators,
+            [
+                "goheap",
+                "goheap-base",
+                "glibc",
+                "jemalloc",
+                "mimalloc",
+                "tcmalloc"
+            ]
+        );
+        assert_eq!(l.peers[0], "goheap-base");
+        assert!(C_LINEUP.with_goheap_base("glibc").is_err());
+        // Its runs are asked for goheap's statistics.
+        let lib = Preload::Lib("/old/libgoheap.so".into());
+        let e = env_for(l.is_goheap("goheap-base"), &lib);
+        assert_eq!(e[1], ("GOHEAP_PRINT_STATS", Some(OsStr::new("1"))));
     }
 
     #[test]
     fn environment_of_each_allocator() {
         let lib = Preload::Lib("/x/libgoheap.so".into());
-        let e = env_for("goheap", &lib);
+        let e = env_for(true, &lib);
         assert_eq!(e[0], ("LD_PRELOAD", Some(OsStr::new("/x/libgoheap.so"))));
         assert_eq!(e[1], ("GOHEAP_PRINT_STATS", Some(OsStr::new("1"))));
-        let e = env_for("glibc", &Preload::None);
+        let e = env_for(false, &Preload::None);
         assert_eq!(e, vec![("LD_PRELOAD", None), ("GOHEAP_PRINT_STATS", None)]);
     }
 

@@ -11,6 +11,9 @@
 //! which must be the one preloaded (glibc's `libc.so.6` without a preload).
 //! goheap's runs also print goheap's statistics at exit
 //! (`GOHEAP_PRINT_STATS=1`), which must count allocations.
+//!
+//! With `--baseline`, an earlier build's `libgoheap.so` runs too, as one
+//! more allocator of the lineup, preloaded and checked as goheap is.
 
 use std::borrow::Cow;
 use std::ffi::OsStr;
@@ -249,24 +252,34 @@ fn goheap_mallocs(stderr: &str) -> Option<u64> {
     })
 }
 
+/// Whether the library `got` that a program named (`dladdr`) is `lib`:
+/// the same file if `got` is a path that exists, else the same file name
+/// (so a build of goheap is not taken for another one of the same name).
+fn same_lib(got: &str, lib: &Path) -> bool {
+    let got = Path::new(got);
+    match (got.canonicalize(), lib.canonicalize()) {
+        (Ok(a), Ok(b)) if got.is_absolute() => a == b,
+        _ => got.file_name().is_some() && got.file_name() == lib.file_name(),
+    }
+}
+
 /// Checks that the allocator of run `r` (preloaded from `lib`, or glibc for
 /// `None`) served `malloc` and `free`, and, for a build of goheap
 /// (`goheap`), that goheap's statistics counted its allocations; returns
 /// what is wrong. Adds `goheap_mallocs=N` to a goheap build's record.
 fn verify(goheap: bool, lib: Option<&Path>, r: &mut Record) -> Option<String> {
-    let expected = match lib {
-        None => "libc.so.6".to_string(),
-        Some(l) => l.file_name()?.to_string_lossy().into_owned(),
-    };
+    let libc = Path::new("libc.so.6");
     for key in ["malloc_lib", "free_lib"] {
         let Some(got) = extra_value(r, key) else {
             return Some(format!("printed no {key}"));
         };
-        let name = Path::new(got)
-            .file_name()
-            .map_or(got.into(), |n| n.to_string_lossy());
-        if name != expected {
+        let ok = match lib {
+            None => Path::new(got).file_name() == libc.file_name(),
+            Some(l) => same_lib(got, l),
+        };
+        if !ok {
             let what = key.trim_end_matches("_lib");
+            let expected = lib.unwrap_or(libc).display();
             return Some(format!("{what} served by {got}, not {expected}"));
         }
     }
@@ -401,12 +414,15 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
         ));
     }
 
-    let mut allocs: Vec<(&'static str, Preload)> = vec![
-        ("goheap", Preload::Lib(goheap_lib.clone())),
-        ("glibc", Preload::None),
-    ];
+    let (lineup, base) = bench::with_baseline("cbench", C_LINEUP, &o.baseline, &goheap_lib)?;
+    let mut allocs: Vec<(&'static str, Preload)> =
+        vec![("goheap", Preload::Lib(goheap_lib.clone()))];
+    if let (Some(name), Some(path)) = (lineup.goheap_base, &base) {
+        allocs.push((name, Preload::Lib(path.clone())));
+    }
+    allocs.push(("glibc", Preload::None));
     allocs.extend(find_peers());
-    debug_assert!(allocs.iter().map(|(a, _)| *a).eq(C_ALLOCATORS));
+    debug_assert!(allocs.iter().map(|(a, _)| a).eq(lineup.allocators.iter()));
     let runnable: Vec<usize> = (0..allocs.len())
         .filter(|&k| !matches!(allocs[k].1, Preload::Missing(_)))
         .collect();
@@ -428,7 +444,7 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
     for bin in &bins {
         for &k in &runnable {
             let (a, p) = &allocs[k];
-            let _ = proc::run_env(bin, &[&warm], &env_for(C_LINEUP.is_goheap(a), p), timeout);
+            let _ = proc::run_env(bin, &[&warm], &env_for(lineup.is_goheap(a), p), timeout);
         }
     }
     let progress = Progress {
@@ -445,7 +461,7 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
                 let (a, preload) = &allocs[k];
                 let i = records.len();
                 progress.starting(i, round, o.runs, w.name, a);
-                let goheap = C_LINEUP.is_goheap(a);
+                let goheap = lineup.is_goheap(a);
                 let m = proc::run_env(bin, &[&scale_arg], &env_for(goheap, preload), timeout)
                     .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
                 let mut r = Record {
@@ -480,7 +496,7 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
     let took = progress.start.elapsed();
 
     let names: Vec<&'static str> = workloads.iter().map(|w| w.name).collect();
-    let summary = Summary::new(C_LINEUP, &names, &records);
+    let summary = Summary::new(lineup.clone(), &names, &records);
     let cmd = bench::command_line();
     let mut text = String::new();
     text.push_str(&format!(
@@ -509,7 +525,10 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
             .unwrap_or_default(),
         goheap_lib.display()
     ));
-    for ((a, preload), (_, _, pkg)) in allocs[2..].iter().zip(PEER_LIBS) {
+    for (a, preload) in &allocs {
+        let Some(&(_, _, pkg)) = PEER_LIBS.iter().find(|(peer, _, _)| peer == a) else {
+            continue;
+        };
         let version = first_line("dpkg-query", &["-W", "-f=${Version}", pkg]);
         match preload {
             Preload::Lib(p) => text.push_str(&format!(
@@ -521,6 +540,7 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
         }
     }
     text.push('\n');
+    text.push_str(&bench::baseline_line(&lineup, &goheap_lib, base.as_deref()));
     let goheap_env: Vec<String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("GOHEAP_"))
         .map(|(k, v)| format!("{k}={v}"))
@@ -659,6 +679,40 @@ mod tests {
             .starts_with("free served"));
         g.extra = String::new();
         assert!(verify(false, None, &mut g).is_some());
+    }
+
+    #[test]
+    fn tells_two_builds_of_the_same_name_apart() {
+        let dir = std::env::temp_dir().join(format!("goheap-cbench-test-{}", std::process::id()));
+        let (new, old) = (dir.join("new/libgoheap.so"), dir.join("old/libgoheap.so"));
+        for lib in [&new, &old] {
+            std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
+            std::fs::write(lib, "").unwrap();
+        }
+        let printed = |p: &Path| p.to_str().unwrap().to_string();
+        assert!(same_lib(&printed(&old), &old));
+        assert!(!same_lib(&printed(&new), &old));
+        // A relative name, or a path that does not exist: by file name.
+        assert!(same_lib("libgoheap.so", &old));
+        assert!(!same_lib("libc.so.6", &old));
+        // The earlier build of goheap is checked as goheap is: the library
+        // that served malloc, and goheap's statistics.
+        let mut r = rec("goheap-base", "small", 1.0, 100);
+        r.extra = format!("malloc_lib={} free_lib={}", printed(&new), printed(&new));
+        r.m.stderr = "goheap: stats: mallocs=9 frees=9\n".into();
+        let e = verify(true, Some(&old), &mut r).unwrap();
+        assert!(
+            e.starts_with("malloc served by") && e.ends_with("old/libgoheap.so"),
+            "{e}"
+        );
+        r.extra = format!("malloc_lib={} free_lib={}", printed(&old), printed(&old));
+        assert_eq!(verify(true, Some(&old), &mut r), None);
+        assert!(r.extra.ends_with(" goheap_mallocs=9"));
+        r.m.stderr = String::new();
+        assert!(verify(true, Some(&old), &mut r)
+            .unwrap()
+            .contains("goheap: stats:"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -445,9 +445,10 @@ fn handshake_waiting_claimer_gets_the_state_and_owner_sees_its_writes() {
 /// the reclaimer does): no race with either.
 #[test]
 fn handshake_one_barrier_for_several_owners() {
-    let mut b = bounded(2);
-    // Owners that find their claim raised wait in a yield loop: more
-    // branches than loom's default allows with three threads.
+    // Three threads and the owners' wait loops make a large state space:
+    // one preemption covers each owner entering before, during and after
+    // the claim.
+    let mut b = bounded(1);
     b.max_branches = 100_000;
     b.check(|| {
         let a = Arc::new(Owned { hs: Handshake::new(), count: UnsafeCell::new(0) });

@@ -410,3 +410,145 @@ pub(crate) unsafe fn enter<R>(c: &ThreadCache, f: impl FnOnce(&ThreadCache) -> R
     c.handshake.exit();
     r
 }
+
+#[cfg(test)]
+mod tests {
+    //! A thread cache over a heap of its own (a mock OS underneath): the
+    //! free lists, the fresh slots of its span, flushing, and what the
+    //! checked build writes into freed objects. No thread-local or global
+    //! state, so these also run under Miri.
+
+    use super::*;
+    use crate::os::mock::MockOs;
+    use crate::sizeclass::class_nelems;
+
+    fn heap() -> &'static Heap {
+        Box::leak(Box::new(Heap::new(Box::leak(Box::new(MockOs::new())))))
+    }
+
+    fn cache(heap: &'static Heap) -> ThreadCache {
+        let c = ThreadCache::empty(heap);
+        c.set_bounds();
+        c
+    }
+
+    #[test]
+    fn freed_objects_come_back_newest_first() {
+        let h = heap();
+        let c = cache(h);
+        let class = 5; // 48 bytes
+        let a: Vec<*mut u8> = (0..10).map(|_| c.alloc(class)).collect();
+        assert!(a.iter().all(|p| !p.is_null()));
+        let mut sorted = a.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), a.len(), "an object handed out twice");
+        for &p in &a {
+            // SAFETY: live objects of `class` we give up.
+            unsafe { c.free(p, class) };
+        }
+        assert_eq!(c.classes[class].len.get(), 10);
+        for &p in a.iter().rev() {
+            assert_eq!(c.alloc(class), p, "LIFO reuse");
+        }
+        assert_eq!(c.classes[class].len.get(), 0);
+        for &p in &a {
+            // SAFETY: as above.
+            unsafe { c.free(p, class) };
+        }
+        c.flush_all();
+        for (cl, central) in h.centrals.iter().enumerate().skip(1) {
+            central.drain_batches(h, cl);
+            central.drop_spare(h);
+        }
+        assert_eq!(h.locked.lock().inuse_pages, 0, "spans left in use");
+    }
+
+    #[test]
+    fn free_lists_overflow_to_the_transfer_cache_and_refill_from_it() {
+        let h = heap();
+        let c = cache(h);
+        let class = 2; // 16 bytes: bound 256
+        let max = class_max(class) as usize;
+        let objs: Vec<*mut u8> = (0..max + 1).map(|_| c.alloc(class)).collect();
+        for &p in &objs {
+            // SAFETY: live objects we give up.
+            unsafe { c.free(p, class) };
+        }
+        // The list hit its bound: the whole list went to the transfer cache.
+        assert_eq!(c.classes[class].len.get(), 1);
+        assert_eq!(h.centrals[class].lists.lock().nbatches, 1);
+        // Emptying the list takes the batch back.
+        let again: Vec<*mut u8> = (0..max + 1).map(|_| c.alloc(class)).collect();
+        assert_eq!(h.centrals[class].lists.lock().nbatches, 0);
+        let mut a = objs.clone();
+        let mut b = again.clone();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "the same objects came back");
+        for &p in &again {
+            // SAFETY: as above.
+            unsafe { c.free(p, class) };
+        }
+        c.flush_all();
+    }
+
+    #[test]
+    fn a_span_is_used_up_then_replaced() {
+        let h = heap();
+        let c = cache(h);
+        let class = 20; // 320 bytes, 25 per span
+        let n = class_nelems(class);
+        let first: Vec<*mut u8> = (0..n).map(|_| c.alloc(class)).collect();
+        let s = c.classes[class].span.get();
+        let next = c.alloc(class);
+        assert_ne!(c.classes[class].span.get(), s, "a new span after {n} objects");
+        // SAFETY: the old span is a valid span struct.
+        let old = unsafe { &*s };
+        assert!(!old.cached.get());
+        assert_eq!(old.live(), n);
+        for &p in first.iter().chain([&next]) {
+            // SAFETY: live objects we give up.
+            unsafe { c.free(p, class) };
+        }
+        c.flush_all();
+    }
+
+    #[test]
+    fn freed_objects_hold_the_marker_and_allocated_ones_do_not() {
+        if !crate::CHECKED {
+            return;
+        }
+        let h = heap();
+        let c = cache(h);
+        let class = 4;
+        let p = c.alloc(class);
+        let q = c.alloc(class);
+        // SAFETY: `p` and `q` are live 32-byte objects.
+        unsafe {
+            assert!(!freelist::is_marked(p));
+            c.free(p, class);
+            c.free(q, class);
+            assert!(freelist::is_marked(p) && freelist::is_marked(q));
+            assert_eq!(c.holds_free(p, class), Some("on a thread cache's free list"));
+            // The link in `q` (the head) is encoded, not `p` itself.
+            assert_ne!(q.cast::<*mut u8>().read(), p);
+            assert_eq!(freelist::read_link(q), p);
+        }
+        assert_eq!(c.alloc(class), q);
+        // SAFETY: `q` is live again.
+        assert!(!unsafe { freelist::is_marked(q) });
+        // A slot of the span never handed out is free there too.
+        let s = c.classes[class].span.get();
+        // SAFETY: the cache's span.
+        let span = unsafe { &*s };
+        let unused = (span.base.get() + (span.nelems.get() - 1) * span.elemsize.get()) as *mut u8;
+        assert_eq!(c.holds_free(unused, class), Some("a free slot of a thread cache's span"));
+        assert_eq!(c.holds_free(q, class), None);
+        // SAFETY: live objects we give up.
+        unsafe {
+            c.free(q, class);
+        }
+        c.flush_all();
+    }
+}

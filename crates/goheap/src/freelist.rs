@@ -34,17 +34,18 @@ struct Secrets {
     link: AtomicUsize,
     /// Written into word 1 of every freed object.
     mark: AtomicUsize,
-    /// Lowest arena address and the length of the range up to the end of
-    /// the highest arena: every valid link lies in `[lo, lo + span)`.
+    /// Lowest arena address, and the length of the range up to the end of
+    /// the highest arena divided by 8: every valid link lies in
+    /// `[lo, lo + span8 * 8)` and is 8-aligned.
     lo: AtomicUsize,
-    span: AtomicUsize,
+    span8: AtomicUsize,
 }
 
 static SECRETS: Secrets = Secrets {
     link: AtomicUsize::new(0),
     mark: AtomicUsize::new(0),
     lo: AtomicUsize::new(usize::MAX),
-    span: AtomicUsize::new(0),
+    span8: AtomicUsize::new(0),
 };
 
 /// Draws the secrets, once per process (later calls do nothing). Called
@@ -93,10 +94,10 @@ fn splitmix(mut z: usize) -> usize {
 /// there. Heap lock held (arenas are added under it).
 pub(crate) fn add_heap_range(base: usize, len: usize) {
     let lo = SECRETS.lo.load(Relaxed);
-    let hi = if lo == usize::MAX { 0 } else { lo + SECRETS.span.load(Relaxed) };
+    let hi = if lo == usize::MAX { 0 } else { lo + SECRETS.span8.load(Relaxed) * 8 };
     let (lo, hi) = (lo.min(base), hi.max(base + len));
     SECRETS.lo.store(lo, Relaxed);
-    SECRETS.span.store(hi - lo, Relaxed);
+    SECRETS.span8.store((hi - lo) / 8, Relaxed);
 }
 
 /// The value stored in word 0 of `obj` for a link to `next`.
@@ -200,7 +201,7 @@ pub(crate) fn check_link(obj: *mut u8, next: *mut u8) {
     // One compare for both rules: misalignment rotates the low bits to the
     // top, far above the range length.
     let off = (next as usize).wrapping_sub(SECRETS.lo.load(Relaxed)).rotate_right(3);
-    if off >= SECRETS.span.load(Relaxed) >> 3 && !next.is_null() {
+    if off >= SECRETS.span8.load(Relaxed) && !next.is_null() {
         corrupt_link(obj, next);
     }
 }

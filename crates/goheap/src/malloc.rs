@@ -260,8 +260,9 @@ unsafe fn free_checked(p: *mut u8, want: Option<usize>) {
 #[inline(always)]
 fn check_small_start(p: *mut u8, class: usize, span_base: usize) -> (usize, usize) {
     let off = p as usize - span_base;
-    let size = sizeclass::class_size(class);
-    let idx = sizeclass::object_index(class, off);
+    // SAFETY: page bytes hold classes of live spans, all below
+    // NUM_SIZE_CLASSES (written from `Span::class` in `set_spans`).
+    let (size, idx) = unsafe { sizeclass::size_and_index_unchecked(class, off) };
     if idx * size != off {
         interior(p, size);
     }

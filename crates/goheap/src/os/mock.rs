@@ -7,7 +7,9 @@ use crate::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Counts calls and bytes, and refuses reservations or commits on demand.
 ///
-/// The memory itself comes from [`SystemOs`](super::SystemOs) on Unix.
+/// The memory itself comes from [`SystemOs`](super::SystemOs) on Unix;
+/// under Miri, which has `mmap` but neither `mprotect` nor `madvise`, from
+/// readable and writable anonymous mappings (see `backing`).
 #[derive(Debug, Default)]
 pub struct MockOs {
     /// Bytes currently reserved.
@@ -61,14 +63,14 @@ impl MockOs {
     }
 }
 
-// SAFETY: delegates to `SystemOs`, which satisfies the contract; the
+// SAFETY: delegates to `backing`, which satisfies the contract; the
 // bookkeeping uses atomics only and never allocates.
 unsafe impl Os for MockOs {
     fn reserve(&self, size: usize, align: usize, hint: usize) -> *mut u8 {
         if !Self::take(&self.reserve_budget, 1) {
             return core::ptr::null_mut();
         }
-        let p = super::SystemOs.reserve(size, align, hint);
+        let p = backing::reserve(size, align, hint);
         if !p.is_null() {
             self.reserved.fetch_add(size, Relaxed);
             self.reserve_calls.fetch_add(1, Relaxed);
@@ -82,18 +84,105 @@ unsafe impl Os for MockOs {
         }
         self.committed.fetch_add(size, Relaxed);
         // SAFETY: forwarded contract.
-        unsafe { super::SystemOs.commit(addr, size) }
+        unsafe { backing::commit(addr, size) }
     }
 
     unsafe fn decommit(&self, addr: *mut u8, size: usize, lazy: bool) {
         self.decommitted.fetch_add(size, Relaxed);
         // SAFETY: forwarded contract.
-        unsafe { super::SystemOs.decommit(addr, size, lazy) }
+        unsafe { backing::decommit(addr, size, lazy) }
     }
 
     unsafe fn release(&self, addr: *mut u8, size: usize) {
         self.reserved.fetch_sub(size, Relaxed);
         // SAFETY: forwarded contract.
-        unsafe { super::SystemOs.release(addr, size) }
+        unsafe { backing::release(addr, size) }
     }
+}
+
+/// The real OS.
+#[cfg(not(miri))]
+mod backing {
+    use crate::os::{Os, SystemOs};
+
+    pub(super) fn reserve(size: usize, align: usize, hint: usize) -> *mut u8 {
+        SystemOs.reserve(size, align, hint)
+    }
+
+    /// # Safety
+    ///
+    /// As [`Os::commit`].
+    pub(super) unsafe fn commit(addr: *mut u8, size: usize) -> bool {
+        // SAFETY: forwarded contract.
+        unsafe { SystemOs.commit(addr, size) }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Os::decommit`].
+    pub(super) unsafe fn decommit(addr: *mut u8, size: usize, lazy: bool) {
+        // SAFETY: forwarded contract.
+        unsafe { SystemOs.decommit(addr, size, lazy) }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Os::release`].
+    pub(super) unsafe fn release(addr: *mut u8, size: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { SystemOs.release(addr, size) }
+    }
+}
+
+/// Under Miri: reservations are readable and writable from the start
+/// (committing is bookkeeping only), releasing to the OS is modelled by
+/// zeroing (what `MADV_DONTNEED` makes the memory read as), and nothing is
+/// unmapped (Miri unmaps only whole mappings; the memory of a test run is
+/// not reused).
+#[cfg(miri)]
+mod backing {
+    pub(super) fn reserve(size: usize, align: usize, _hint: usize) -> *mut u8 {
+        let Some(total) = size.checked_add(align) else {
+            return core::ptr::null_mut();
+        };
+        // SAFETY: a fresh private anonymous mapping; no MAP_FIXED.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return core::ptr::null_mut();
+        }
+        let p = p.cast::<u8>();
+        // The aligned address inside the mapping, with its provenance.
+        p.wrapping_add(p.align_offset(align))
+    }
+
+    /// # Safety
+    ///
+    /// As [`Os::commit`](crate::os::Os::commit).
+    pub(super) unsafe fn commit(_addr: *mut u8, _size: usize) -> bool {
+        true
+    }
+
+    /// # Safety
+    ///
+    /// As [`Os::decommit`](crate::os::Os::decommit).
+    pub(super) unsafe fn decommit(addr: *mut u8, size: usize, lazy: bool) {
+        if !lazy {
+            // SAFETY: the caller passes committed memory nobody uses.
+            unsafe { core::ptr::write_bytes(addr, 0, size) };
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Os::release`](crate::os::Os::release).
+    pub(super) unsafe fn release(_addr: *mut u8, _size: usize) {}
 }

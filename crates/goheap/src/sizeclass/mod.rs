@@ -110,6 +110,23 @@ pub fn object_index(class: usize, offset: usize) -> usize {
     ((offset as u64 * CLASS_TO_DIVMAGIC[class] as u64) >> 32) as usize
 }
 
+/// [`class_size`] and [`object_index`] without the bounds check, for the
+/// free path, whose class comes from the arena map's page bytes.
+///
+/// # Safety
+///
+/// `class < NUM_SIZE_CLASSES`.
+#[inline(always)]
+pub(crate) unsafe fn size_and_index_unchecked(class: usize, offset: usize) -> (usize, usize) {
+    debug_assert!(class < NUM_SIZE_CLASSES);
+    // SAFETY: per the contract, in bounds of both tables.
+    unsafe {
+        let size = *CLASS_TO_SIZE.get_unchecked(class) as usize;
+        let magic = *CLASS_TO_DIVMAGIC.get_unchecked(class) as u64;
+        (size, ((offset as u64 * magic) >> 32) as usize)
+    }
+}
+
 /// Writes the class table for people: one line per class with its object
 /// size, span size, objects per span, tail waste (bytes after the last
 /// object) and max waste (the worst share of a span lost, when every object

@@ -7,7 +7,14 @@
 # without the cfg) from being invalidated. Extra arguments go to the test
 # binary, e.g. `ci/loom.sh mutex`. LOOM_MAX_PREEMPTIONS, LOOM_LOG and
 # LOOM_CHECKPOINT_* are honoured by loom.
+#
+# LOOM_MAX_PREEMPTIONS defaults to 2 here (CI's bound, well under a minute
+# of model checking): it bounds the models that set no bound of their own;
+# the two that pin one (3) keep it unless LOOM_MAX_PREEMPTIONS is higher.
+# The long soak raises it: LOOM_MAX_PREEMPTIONS=3 ci/loom.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/loom}"
+export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
+echo "loom.sh: LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS"
 RUSTFLAGS="--cfg goheap_loom" cargo test -p goheap --test loom --release -- "$@"

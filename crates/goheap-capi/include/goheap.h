@@ -91,6 +91,11 @@ extern "C" {
  *   int malloc_trim(size_t pad);
  *       flushes the calling thread's cache so empty spans return to the
  *       page heap; 1 if that gave pages back, else 0. pad is ignored.
+ *   void free_sized(void *p, size_t size);
+ *   void free_aligned_sized(void *p, size_t align, size_t size);
+ *       C23: free p, allocated with size (and align); the size must match
+ *       the object's size class, or goheap reports and aborts (declared
+ *       by <stdlib.h> from glibc 2.39 on, so not here).
  *   void cfree(void *p);           old name of free (not declared).
  *   __libc_malloc, __libc_free, __libc_calloc, __libc_realloc,
  *   __libc_memalign: glibc's alternative names, the same functions.
@@ -131,7 +136,9 @@ struct goheap_bysize {
 struct goheap_memstats {
     uint64_t alloc;         /* bytes of allocated objects (= heap_alloc) */
     uint64_t total_alloc;   /* cumulative bytes allocated */
-    uint64_t sys;           /* bytes obtained from the OS, all uses */
+    uint64_t sys;           /* bytes obtained from the OS, all uses:
+                               heap, span structs, thread caches and all
+                               other metadata (Rust: metrics().total) */
     uint64_t mallocs;       /* cumulative objects allocated */
     uint64_t frees;         /* cumulative objects freed */
     uint64_t heap_alloc;    /* bytes of allocated objects */
@@ -165,6 +172,13 @@ void goheap_memstats(struct goheap_memstats *out);
 /* Prints the main statistics as one line on stderr, without allocating:
  * "goheap: stats: mallocs=N frees=N heap_objects=N heap_alloc=N ..." */
 void goheap_print_stats(void);
+
+/* Checks goheap's bookkeeping against itself with every thread's cache held
+ * still: every span has one owner, free lists hold handed-out slots of
+ * their class, no page is lost. Prints each problem on stderr
+ * ("goheap: heap check: ...") and returns how many there were (0: all
+ * consistent). For tests and debugging: it walks the whole heap. */
+size_t goheap_check_heap(void);
 
 /* Returns the calling thread's cached free objects and spans to the shared
  * lists, so other threads can use them and empty spans go back to the page

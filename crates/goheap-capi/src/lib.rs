@@ -85,11 +85,12 @@ fn ensure_init() {
     }
 }
 
-/// First-use set-up: reads the options, registers the `fork` handlers
-/// and (with `GOHEAP_PRINT_STATS`) the exit report. Runs once; a call that
-/// finds it running (re-entered from `pthread_atfork` or `atexit`, which
-/// may allocate, or another thread) returns at once and goes on with the
-/// allocation, which needs none of this.
+/// First-use set-up: reads the options and (with `GOHEAP_PRINT_STATS`)
+/// registers the exit report. (The core registers the `fork` handlers
+/// itself, for Rust programs too.) Runs once; a call that finds it running
+/// (re-entered from `atexit`, which may allocate, or another thread)
+/// returns at once and goes on with the allocation, which needs none of
+/// this.
 #[cold]
 #[inline(never)]
 fn init() {
@@ -101,15 +102,6 @@ fn init() {
     }
     options::load();
     IGNORE_INVALID_FREE.store(options::get(Opt::IgnoreInvalidFree), Ordering::Relaxed);
-    // SAFETY: registers three `extern "C"` functions with no arguments;
-    // glibc may allocate here, which re-enters us harmlessly (see above).
-    unsafe {
-        libc::pthread_atfork(
-            Some(atfork_prepare),
-            Some(atfork_parent),
-            Some(atfork_child),
-        )
-    };
     if options::get(Opt::PrintStats) && goheap_core::claim_exit_stats() {
         stats::save_stats_fd();
         // SAFETY: registers an `extern "C"` function with no arguments that
@@ -149,22 +141,6 @@ fn print_options() {
 
 extern "C" fn print_stats_at_exit() {
     stats::print_stats_at_exit();
-}
-
-extern "C" fn atfork_prepare() {
-    goheap_core::fork::prefork();
-}
-
-extern "C" fn atfork_parent() {
-    // SAFETY: glibc runs this in the thread that ran `atfork_prepare`,
-    // right after the fork.
-    unsafe { goheap_core::fork::postfork_parent() };
-}
-
-extern "C" fn atfork_child() {
-    // SAFETY: glibc runs this in the child's only thread, a copy of the one
-    // that ran `atfork_prepare`.
-    unsafe { goheap_core::fork::postfork_child() };
 }
 
 /// `malloc(size)` without `errno`: null on failure.
@@ -254,6 +230,49 @@ fn malloc_impl(size: usize) -> *mut c_void {
 pub unsafe extern "C" fn free(p: *mut c_void) {
     // SAFETY: forwarded contract.
     unsafe { free_impl(p) }
+}
+
+/// C23 `free_sized`: frees `p`, which was allocated with `size` bytes
+/// (by `malloc`, `calloc` or `realloc`). Checked like `free`, and the size
+/// must be one the object could have been allocated with (its size class,
+/// or its page count for a large object); otherwise it aborts with a
+/// report.
+///
+/// # Safety
+///
+/// As [`free`], and `size` is the size `p` was allocated with.
+#[no_mangle]
+pub unsafe extern "C" fn free_sized(p: *mut c_void, size: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { free_sized_impl(p, size) }
+}
+
+/// C23 `free_aligned_sized`: frees `p`, allocated by `aligned_alloc` with
+/// `align` and `size`. Checked like [`free_sized`].
+///
+/// # Safety
+///
+/// As [`free_sized`], and `align` is the alignment `p` was allocated with.
+#[no_mangle]
+pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, _align: usize, size: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { free_sized_impl(p, size) }
+}
+
+/// # Safety
+///
+/// As [`free_sized`].
+unsafe fn free_sized_impl(p: *mut c_void, size: usize) {
+    if p.is_null() {
+        return;
+    }
+    ensure_init();
+    if IGNORE_INVALID_FREE.load(Ordering::Relaxed) && !raw::owns(p.cast()) {
+        ignored_free(p);
+        return;
+    }
+    // SAFETY: forwarded contract; checks the pointer before using it.
+    unsafe { raw::free_sized(p.cast(), size) }
 }
 
 /// Old name of `free` (SunOS, glibc before 2.26).
@@ -631,6 +650,19 @@ pub unsafe extern "C" fn goheap_owns(p: *const c_void) -> c_int {
     raw::owns(p.cast()) as c_int
 }
 
+/// Checks goheap's bookkeeping against itself with every thread's cache
+/// held still (see `goheap::check_heap`); prints each problem on stderr.
+/// Returns the number of problems (0: consistent). For tests and
+/// debugging: it walks the whole heap.
+///
+/// # Safety
+///
+/// Always safe to call.
+#[no_mangle]
+pub unsafe extern "C" fn goheap_check_heap() -> usize {
+    goheap_core::check_heap().problems as usize
+}
+
 /// Returns the calling thread's cached objects and spans to the shared
 /// lists (other threads can then use them).
 ///
@@ -731,6 +763,9 @@ mod tests {
             "malloc_usable_size",
             "malloc_trim",
             "cfree",
+            "free_sized",
+            "free_aligned_sized",
+            "goheap_check_heap",
             "__libc_malloc",
             "__libc_free",
             "__libc_calloc",

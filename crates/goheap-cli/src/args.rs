@@ -1,5 +1,7 @@
 //! A small hand-written command-line parser (no dependencies, fast build).
 
+use std::path::PathBuf;
+
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Cmd {
@@ -40,6 +42,53 @@ impl Default for RssOpts {
     }
 }
 
+/// `--baseline PATH` and `--baseline-name NAME` of `goheap bench` and
+/// `goheap cbench`: an earlier build of goheap to run beside this one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct BaselineOpts {
+    /// The earlier build: a `libgoheap.so` for cbench, a `bench-goheap`
+    /// binary for bench. `None`: no baseline.
+    pub(crate) path: Option<PathBuf>,
+    /// Its name in the reports (default
+    /// [`GOHEAP_BASE`](crate::report::GOHEAP_BASE)).
+    pub(crate) name: Option<String>,
+}
+
+impl BaselineOpts {
+    /// Takes `flag` if it is `--baseline` or `--baseline-name`, its value
+    /// from `value`; returns whether it was one of them.
+    fn take(
+        &mut self,
+        flag: &str,
+        value: impl FnOnce(&str) -> Result<String, String>,
+    ) -> Result<bool, String> {
+        match flag {
+            "--baseline" => self.path = Some(value("a path")?.into()),
+            "--baseline-name" => self.name = Some(value("a name")?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Checks the options once all are read: a name only with a path, and
+    /// a name that reads as one word in tables and CSV.
+    fn check(&self, cmd: &str) -> Result<(), String> {
+        let Some(name) = &self.name else {
+            return Ok(());
+        };
+        if self.path.is_none() {
+            return Err(format!("{cmd}: --baseline-name needs --baseline"));
+        }
+        let word = |c: char| c.is_ascii_alphanumeric() || "-_.+".contains(c);
+        if name.is_empty() || !name.chars().all(word) {
+            return Err(format!(
+                "{cmd}: --baseline-name needs letters, digits and - _ . + only"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Options of `goheap cbench`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CbenchOpts {
@@ -53,6 +102,8 @@ pub(crate) struct CbenchOpts {
     pub(crate) no_build: bool,
     /// Seconds after which a run is killed.
     pub(crate) timeout: u64,
+    /// An earlier `libgoheap.so` to run beside this one.
+    pub(crate) baseline: BaselineOpts,
 }
 
 impl Default for CbenchOpts {
@@ -63,6 +114,7 @@ impl Default for CbenchOpts {
             scale: 1.0,
             no_build: false,
             timeout: 120,
+            baseline: BaselineOpts::default(),
         }
     }
 }
@@ -82,6 +134,8 @@ pub(crate) struct BenchOpts {
     pub(crate) no_build: bool,
     /// Seconds after which a run is killed.
     pub(crate) timeout: u64,
+    /// An earlier `bench-goheap` binary to run beside this one.
+    pub(crate) baseline: BaselineOpts,
 }
 
 impl Default for BenchOpts {
@@ -93,6 +147,7 @@ impl Default for BenchOpts {
             scale: None,
             no_build: false,
             timeout: 120,
+            baseline: BaselineOpts::default(),
         }
     }
 }
@@ -143,6 +198,9 @@ fn parse_bench(args: &[String]) -> Result<Cmd, String> {
                 .or_else(|| it.next().cloned())
                 .ok_or_else(|| format!("bench: {name} needs {what}"))
         };
+        if o.baseline.take(name, &mut value)? {
+            continue;
+        }
         match name {
             "--help" | "-h" => return Ok(Cmd::Help(Some("bench".into()))),
             "--runs" => {
@@ -163,6 +221,7 @@ fn parse_bench(args: &[String]) -> Result<Cmd, String> {
             _ => return Err(format!("bench: unknown option {arg:?}")),
         }
     }
+    o.baseline.check("bench")?;
     Ok(Cmd::Bench(o))
 }
 
@@ -207,6 +266,9 @@ fn parse_cbench(args: &[String]) -> Result<Cmd, String> {
                 .or_else(|| it.next().cloned())
                 .ok_or_else(|| format!("cbench: {name} needs {what}"))
         };
+        if o.baseline.take(name, &mut value)? {
+            continue;
+        }
         match name {
             "--help" | "-h" => return Ok(Cmd::Help(Some("cbench".into()))),
             "--runs" => {
@@ -226,6 +288,7 @@ fn parse_cbench(args: &[String]) -> Result<Cmd, String> {
             _ => return Err(format!("cbench: unknown option {arg:?}")),
         }
     }
+    o.baseline.check("cbench")?;
     Ok(Cmd::Cbench(o))
 }
 
@@ -326,12 +389,54 @@ mod tests {
                 filter: Some("larson".into()),
                 scale: 0.1,
                 no_build: true,
-                timeout: 30
+                timeout: 30,
+                baseline: BaselineOpts::default(),
             }
         );
         assert!(p("cbench --runs 0").is_err());
         assert!(p("cbench --scale x").is_err());
         assert!(p("cbench --no-build=1").is_err());
         assert!(p("cbench --quick").is_err());
+    }
+
+    #[test]
+    fn baseline_options() {
+        let base = |path: &str, name: Option<&str>| BaselineOpts {
+            path: Some(path.into()),
+            name: name.map(String::from),
+        };
+        let Ok(Cmd::Cbench(o)) = p("cbench --baseline /tmp/libgoheap-base.so --runs 1") else {
+            panic!()
+        };
+        assert_eq!(o.baseline, base("/tmp/libgoheap-base.so", None));
+        assert_eq!(o.runs, 1);
+        let Ok(Cmd::Cbench(o)) = p("cbench --baseline-name=v0.1 --baseline=old/libgoheap.so")
+        else {
+            panic!()
+        };
+        assert_eq!(o.baseline, base("old/libgoheap.so", Some("v0.1")));
+        let Ok(Cmd::Bench(o)) = p("bench --quick --baseline /o/bench-goheap --baseline-name old")
+        else {
+            panic!()
+        };
+        assert_eq!(o.baseline, base("/o/bench-goheap", Some("old")));
+        assert!(o.quick);
+        // Without the option, nothing changes.
+        assert_eq!(BenchOpts::default().baseline, BaselineOpts::default());
+        for cmd in ["bench", "cbench"] {
+            let e = |args: &str| p(&format!("{cmd} {args}")).unwrap_err();
+            assert!(e("--baseline").contains("--baseline needs a path"));
+            assert!(e("--baseline-name x").contains("--baseline-name needs --baseline"));
+            assert!(e("--baseline b --baseline-name").contains("needs a name"));
+            for bad in ["a,b", "a\"b", "a/b", "x=y"] {
+                let err = e(&format!("--baseline b --baseline-name {bad}"));
+                assert!(
+                    err.starts_with(&format!("{cmd}: --baseline-name needs")),
+                    "{err}"
+                );
+            }
+            assert!(e("--baseline b --baseline-name=").contains("letters, digits"));
+        }
+        assert!(p("rss --baseline b").is_err());
     }
 }

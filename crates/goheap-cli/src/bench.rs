@@ -1,15 +1,16 @@
 //! `goheap bench`: build the benchmark binaries, run every workload under
 //! every allocator (each run its own process, rounds interleaved), and
-//! report.
+//! report. With `--baseline`, an earlier build's `bench-goheap` runs too,
+//! as one more allocator (see [`with_baseline`], shared with cbench).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use crate::args::BenchOpts;
+use crate::args::{BaselineOpts, BenchOpts};
 use crate::proc;
-use crate::report::{self, Metric, Record, Summary, ALLOCATORS, RUST_LINEUP};
+use crate::report::{self, Lineup, Metric, Record, Summary, ALLOCATORS, GOHEAP_BASE, RUST_LINEUP};
 use crate::svg;
 
 /// The workspace root: the nearest directory above the current one whose
@@ -210,6 +211,70 @@ pub(crate) fn binaries(cmd: &str, no_build: bool) -> Result<(PathBuf, Vec<PathBu
     Ok((target, bins))
 }
 
+/// `lineup` with the earlier build of goheap that `--baseline` names (see
+/// [`Lineup::with_goheap_base`]), and that build's absolute path; `lineup`
+/// and `None` without `--baseline`. `current` is the file this run
+/// measures as goheap: naming it too is allowed (an A/A comparison), but
+/// said on stderr, as cargo may rebuild it.
+pub(crate) fn with_baseline(
+    cmd: &str,
+    lineup: Lineup,
+    b: &BaselineOpts,
+    current: &Path,
+) -> Result<(Lineup, Option<PathBuf>), String> {
+    let Some(given) = &b.path else {
+        return Ok((lineup, None));
+    };
+    let path = given
+        .canonicalize()
+        .map_err(|e| format!("--baseline {}: {e}", given.display()))?;
+    if !path.is_file() {
+        return Err(format!("--baseline {}: not a file", given.display()));
+    }
+    if current.canonicalize().is_ok_and(|c| c == path) {
+        eprintln!(
+            "goheap {cmd}: note: --baseline {} is the file measured as goheap, not an earlier build",
+            path.display()
+        );
+    }
+    // Every record and the lineup hold the name until the process exits.
+    let name: &'static str = match &b.name {
+        Some(n) => Box::leak(n.clone().into_boxed_str()),
+        None => GOHEAP_BASE,
+    };
+    Ok((lineup.with_goheap_base(name)?, Some(path)))
+}
+
+/// The header line that says which build is which, for a lineup with an
+/// earlier build of goheap at `base`; empty without one. `current` is
+/// what this run measures as goheap.
+pub(crate) fn baseline_line(lineup: &Lineup, current: &Path, base: Option<&Path>) -> String {
+    match (lineup.goheap_base, base) {
+        (Some(name), Some(base)) => format!(
+            "- before/after: goheap is {} (this tree); {name} is {} (--baseline), run and checked \
+             as goheap is; the `÷ {name}` columns are goheap ÷ {name}\n",
+            current.display(),
+            base.display()
+        ),
+        _ => String::new(),
+    }
+}
+
+/// The binary of every allocator of `lineup`, in its order: `bins` (in
+/// [`ALLOCATORS`] order, from [`binaries`]) and, for the earlier build of
+/// goheap, `base`.
+fn lineup_binaries(lineup: &Lineup, bins: &[PathBuf], base: Option<&Path>) -> Vec<PathBuf> {
+    lineup
+        .allocators
+        .iter()
+        .map(|&a| match (ALLOCATORS.iter().position(|&x| x == a), base) {
+            (Some(k), _) => bins[k].clone(),
+            (None, Some(base)) if lineup.goheap_base == Some(a) => base.to_path_buf(),
+            _ => unreachable!("{a} is neither in ALLOCATORS nor the baseline"),
+        })
+        .collect()
+}
+
 /// Runs `goheap bench`.
 pub(crate) fn run(o: &BenchOpts) -> ExitCode {
     match bench(o) {
@@ -236,16 +301,19 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
         ));
     }
     let (target, bins) = binaries("bench", o.no_build)?;
+    let (lineup, base) = with_baseline("bench", RUST_LINEUP, &o.baseline, &bins[0])?;
+    let bins = lineup_binaries(&lineup, &bins, base.as_deref());
+    let allocators = &lineup.allocators;
 
     let scale = o.scale();
     let scale_arg = scale.to_string();
-    let total = o.runs * workloads.len() * ALLOCATORS.len();
+    let total = o.runs * workloads.len() * allocators.len();
     let date = proc::utc_now();
     let load_before = load_average();
     eprintln!(
         "goheap bench: {} workloads × {} allocators × {} round(s) = {total} runs, scale {scale}",
         workloads.len(),
-        ALLOCATORS.len(),
+        allocators.len(),
         o.runs
     );
     let progress = Progress {
@@ -261,11 +329,11 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
     let timeout = Duration::from_secs(o.timeout);
     for round in 1..=o.runs {
         for &w in &workloads {
-            for k in 0..ALLOCATORS.len() {
+            for k in 0..allocators.len() {
                 // Each round starts one allocator later, so that none is
                 // always the first to run after a change of workload.
-                let k = (k + round - 1) % ALLOCATORS.len();
-                let (a, bin) = (&ALLOCATORS[k], &bins[k]);
+                let k = (k + round - 1) % allocators.len();
+                let (a, bin) = (allocators[k], &bins[k]);
                 let i = records.len();
                 progress.starting(i, round, o.runs, w, a);
                 let m = proc::run(bin, &[w, &scale_arg], timeout)
@@ -294,7 +362,7 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
     progress.done();
     let took = progress.start.elapsed();
 
-    let summary = Summary::new(RUST_LINEUP, &workloads, &records);
+    let summary = Summary::new(lineup.clone(), &workloads, &records);
     let cmd = command_line();
     let mut text = String::new();
     text.push_str(&format!(
@@ -303,13 +371,14 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
          - date: {date}\n\
          - {} round{}, interleaved (each allocator once per workload per round, the order rotated \
          every round), each run its own process; workload scale {scale}; medians; {total} runs in {}\n\
-         - machine: {} CPUs, load average {load_before} before, {} after\n\n",
+         - machine: {} CPUs, load average {load_before} before, {} after\n{}\n",
         cmd.split_once(' ').map_or("", |(_, rest)| rest),
         o.runs,
         if o.runs == 1 { "" } else { "s" },
         mmss(took),
         cpus(),
         load_average(),
+        baseline_line(&lineup, &bins[0], base.as_deref()),
     ));
     text.push_str(
         "### Wall time and peak RSS: goheap, and goheap ÷ each peer (below 1: goheap better)\n\n",
@@ -322,19 +391,23 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
     text.push('\n');
 
     let mut notes = String::new();
-    let goheap_counted = records
+    let goheaps = allocators
         .iter()
-        .filter(|r| r.alloc == "goheap" && r.ok())
-        .any(|r| {
+        .zip(&bins)
+        .filter(|(a, _)| lineup.is_goheap(a));
+    for (&a, bin) in goheaps {
+        let counted = records.iter().filter(|r| r.alloc == a && r.ok()).any(|r| {
             r.extra
                 .split_whitespace()
                 .any(|kv| kv.starts_with("goheap_mallocs=") && kv != "goheap_mallocs=0")
         });
-    if !goheap_counted {
-        notes.push_str(
-            "note: goheap::memstats() counted no allocations in bench-goheap: either GoHeap still \
-             forwards to the system allocator or its statistics are not wired up.\n",
-        );
+        if !counted {
+            notes.push_str(&format!(
+                "note: goheap::memstats() counted no allocations in {a}'s {}: either GoHeap still \
+                 forwards to the system allocator or its statistics are not wired up.\n",
+                bin.display()
+            ));
+        }
     }
     notes.push_str(&summary.problems());
     if !notes.is_empty() {
@@ -353,19 +426,16 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
         o.runs,
         cpus()
     );
-    report::write_outputs(
-        "goheap bench",
-        &out_dir,
-        [
-            ("results.csv", report::csv(&records)),
-            (
-                "report.svg",
-                svg::chart(&summary, "goheap bench", &subtitle),
-            ),
-            ("report.md", text.clone()),
-        ],
-        &summary,
-    )
+    let mut files = vec![
+        ("results.csv", report::csv(&records)),
+        (
+            "report.svg",
+            svg::chart(&summary, "goheap bench", &subtitle),
+        ),
+        ("report.md", text.clone()),
+    ];
+    files.extend(report::base_csv(&summary).map(|c| ("baseline.csv", c)));
+    report::write_outputs("goheap bench", &out_dir, files, &summary)
 }
 
 #[cfg(test)]
@@ -386,6 +456,61 @@ mod tests {
     fn formats_durations() {
         assert_eq!(mmss(Duration::from_secs(75)), "1:15");
         assert_eq!(mmss(Duration::from_secs(5)), "0:05");
+    }
+
+    #[test]
+    fn adds_the_earlier_build() {
+        let bins: Vec<PathBuf> = ALLOCATORS
+            .iter()
+            .map(|a| format!("/t/bench-{a}").into())
+            .collect();
+        let none = BaselineOpts::default();
+        let (l, base) = with_baseline("bench", RUST_LINEUP, &none, &bins[0]).unwrap();
+        assert_eq!((l, base), (RUST_LINEUP, None));
+        assert_eq!(lineup_binaries(&RUST_LINEUP, &bins, None), bins);
+        assert_eq!(baseline_line(&RUST_LINEUP, &bins[0], None), "");
+
+        // This test's own executable stands in for an earlier build.
+        let exe = std::env::current_exe().unwrap();
+        let b = BaselineOpts {
+            path: Some(exe.clone()),
+            name: Some("before".into()),
+        };
+        let (l, base) = with_baseline("bench", RUST_LINEUP, &b, &bins[0]).unwrap();
+        let base = base.unwrap();
+        assert_eq!(base, exe.canonicalize().unwrap());
+        assert_eq!(l.goheap_base, Some("before"));
+        let run = lineup_binaries(&l, &bins, Some(&base));
+        assert_eq!(run.len(), 5);
+        assert_eq!((&run[0], &run[1], &run[2]), (&bins[0], &base, &bins[1]));
+        let line = baseline_line(&l, &bins[0], Some(&base));
+        assert!(
+            line.starts_with("- before/after: goheap is /t/bench-goheap (this tree); before is /")
+                && line.contains("`÷ before` columns"),
+            "{line}"
+        );
+
+        let missing = BaselineOpts {
+            path: Some("/nonexistent/bench-goheap".into()),
+            name: None,
+        };
+        let e = with_baseline("bench", RUST_LINEUP, &missing, &bins[0]).unwrap_err();
+        assert!(
+            e.starts_with("--baseline /nonexistent/bench-goheap: "),
+            "{e}"
+        );
+        let dir = BaselineOpts {
+            path: Some(std::env::temp_dir()),
+            name: None,
+        };
+        assert!(with_baseline("bench", RUST_LINEUP, &dir, &bins[0])
+            .unwrap_err()
+            .ends_with("not a file"));
+        let clash = BaselineOpts {
+            path: Some(exe),
+            name: Some("system".into()),
+        };
+        assert!(with_baseline("bench", RUST_LINEUP, &clash, &bins[0]).is_err());
     }
 
     #[test]

@@ -11,7 +11,11 @@
 //! which must be the one preloaded (glibc's `libc.so.6` without a preload).
 //! goheap's runs also print goheap's statistics at exit
 //! (`GOHEAP_PRINT_STATS=1`), which must count allocations.
+//!
+//! With `--baseline`, an earlier build's `libgoheap.so` runs too, as one
+//! more allocator of the lineup, preloaded and checked as goheap is.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -80,9 +84,10 @@ const C_PEERS: [&str; 4] = ["glibc", "jemalloc", "mimalloc", "tcmalloc"];
 
 /// `goheap cbench`'s lineup: charts relative to glibc.
 pub(crate) const C_LINEUP: Lineup = Lineup {
-    allocators: &C_ALLOCATORS,
-    peers: &C_PEERS,
+    allocators: Cow::Borrowed(&C_ALLOCATORS),
+    peers: Cow::Borrowed(&C_PEERS),
     baseline: "glibc",
+    goheap_base: None,
 };
 
 /// The peers preloaded from Debian's packages: allocator, library file (in
@@ -247,28 +252,38 @@ fn goheap_mallocs(stderr: &str) -> Option<u64> {
     })
 }
 
-/// Checks that the allocator `alloc` (preloaded from `lib`, or glibc for
-/// `None`) served `malloc` and `free` in run `r`, and that goheap's
-/// statistics counted its allocations; returns what is wrong. Adds
-/// `goheap_mallocs=N` to goheap's record.
-fn verify(alloc: &str, lib: Option<&Path>, r: &mut Record) -> Option<String> {
-    let expected = match lib {
-        None => "libc.so.6".to_string(),
-        Some(l) => l.file_name()?.to_string_lossy().into_owned(),
-    };
+/// Whether the library `got` that a program named (`dladdr`) is `lib`:
+/// the same file if `got` is a path that exists, else the same file name
+/// (so a build of goheap is not taken for another one of the same name).
+fn same_lib(got: &str, lib: &Path) -> bool {
+    let got = Path::new(got);
+    match (got.canonicalize(), lib.canonicalize()) {
+        (Ok(a), Ok(b)) if got.is_absolute() => a == b,
+        _ => got.file_name().is_some() && got.file_name() == lib.file_name(),
+    }
+}
+
+/// Checks that the allocator of run `r` (preloaded from `lib`, or glibc for
+/// `None`) served `malloc` and `free`, and, for a build of goheap
+/// (`goheap`), that goheap's statistics counted its allocations; returns
+/// what is wrong. Adds `goheap_mallocs=N` to a goheap build's record.
+fn verify(goheap: bool, lib: Option<&Path>, r: &mut Record) -> Option<String> {
+    let libc = Path::new("libc.so.6");
     for key in ["malloc_lib", "free_lib"] {
         let Some(got) = extra_value(r, key) else {
             return Some(format!("printed no {key}"));
         };
-        let name = Path::new(got)
-            .file_name()
-            .map_or(got.into(), |n| n.to_string_lossy());
-        if name != expected {
+        let ok = match lib {
+            None => Path::new(got).file_name() == libc.file_name(),
+            Some(l) => same_lib(got, l),
+        };
+        if !ok {
             let what = key.trim_end_matches("_lib");
+            let expected = lib.unwrap_or(libc).display();
             return Some(format!("{what} served by {got}, not {expected}"));
         }
     }
-    if alloc == "goheap" {
+    if goheap {
         match goheap_mallocs(&r.m.stderr) {
             None => return Some("no `goheap: stats:` line (GOHEAP_PRINT_STATS=1)".into()),
             Some(0) => return Some("goheap's statistics counted no allocations".into()),
@@ -278,13 +293,14 @@ fn verify(alloc: &str, lib: Option<&Path>, r: &mut Record) -> Option<String> {
     None
 }
 
-/// The environment of a run under `alloc`.
-fn env_for<'a>(alloc: &str, preload: &'a Preload) -> Vec<EnvChange<'a>> {
+/// The environment of a run under an allocator preloaded by `preload`;
+/// `goheap`: a build of goheap, asked for its statistics.
+fn env_for(goheap: bool, preload: &Preload) -> Vec<EnvChange<'_>> {
     let lib = match preload {
         Preload::Lib(p) => Some(p.as_os_str()),
         _ => None,
     };
-    let stats = (alloc == "goheap").then(|| OsStr::new("1"));
+    let stats = goheap.then(|| OsStr::new("1"));
     vec![("LD_PRELOAD", lib), ("GOHEAP_PRINT_STATS", stats)]
 }
 
@@ -398,12 +414,15 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
         ));
     }
 
-    let mut allocs: Vec<(&'static str, Preload)> = vec![
-        ("goheap", Preload::Lib(goheap_lib.clone())),
-        ("glibc", Preload::None),
-    ];
+    let (lineup, base) = bench::with_baseline("cbench", C_LINEUP, &o.baseline, &goheap_lib)?;
+    let mut allocs: Vec<(&'static str, Preload)> =
+        vec![("goheap", Preload::Lib(goheap_lib.clone()))];
+    if let (Some(name), Some(path)) = (lineup.goheap_base, &base) {
+        allocs.push((name, Preload::Lib(path.clone())));
+    }
+    allocs.push(("glibc", Preload::None));
     allocs.extend(find_peers());
-    debug_assert!(allocs.iter().map(|(a, _)| *a).eq(C_ALLOCATORS));
+    debug_assert!(allocs.iter().map(|(a, _)| a).eq(lineup.allocators.iter()));
     let runnable: Vec<usize> = (0..allocs.len())
         .filter(|&k| !matches!(allocs[k].1, Preload::Missing(_)))
         .collect();
@@ -425,7 +444,7 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
     for bin in &bins {
         for &k in &runnable {
             let (a, p) = &allocs[k];
-            let _ = proc::run_env(bin, &[&warm], &env_for(a, p), timeout);
+            let _ = proc::run_env(bin, &[&warm], &env_for(lineup.is_goheap(a), p), timeout);
         }
     }
     let progress = Progress {
@@ -442,7 +461,8 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
                 let (a, preload) = &allocs[k];
                 let i = records.len();
                 progress.starting(i, round, o.runs, w.name, a);
-                let m = proc::run_env(bin, &[&scale_arg], &env_for(a, preload), timeout)
+                let goheap = lineup.is_goheap(a);
+                let m = proc::run_env(bin, &[&scale_arg], &env_for(goheap, preload), timeout)
                     .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
                 let mut r = Record {
                     round,
@@ -460,7 +480,7 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
                         Preload::Lib(p) => Some(p.as_path()),
                         _ => None,
                     };
-                    r.m.failure = verify(a, lib, &mut r);
+                    r.m.failure = verify(goheap, lib, &mut r);
                 }
                 progress.finished(i, &r);
                 if !r.ok() {
@@ -476,7 +496,7 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
     let took = progress.start.elapsed();
 
     let names: Vec<&'static str> = workloads.iter().map(|w| w.name).collect();
-    let summary = Summary::new(C_LINEUP, &names, &records);
+    let summary = Summary::new(lineup.clone(), &names, &records);
     let cmd = bench::command_line();
     let mut text = String::new();
     text.push_str(&format!(
@@ -505,7 +525,10 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
             .unwrap_or_default(),
         goheap_lib.display()
     ));
-    for ((a, preload), (_, _, pkg)) in allocs[2..].iter().zip(PEER_LIBS) {
+    for (a, preload) in &allocs {
+        let Some(&(_, _, pkg)) = PEER_LIBS.iter().find(|(peer, _, _)| peer == a) else {
+            continue;
+        };
         let version = first_line("dpkg-query", &["-W", "-f=${Version}", pkg]);
         match preload {
             Preload::Lib(p) => text.push_str(&format!(
@@ -517,6 +540,7 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
         }
     }
     text.push('\n');
+    text.push_str(&bench::baseline_line(&lineup, &goheap_lib, base.as_deref()));
     let goheap_env: Vec<String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("GOHEAP_"))
         .map(|(k, v)| format!("{k}={v}"))
@@ -572,19 +596,16 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
         bench::cpus()
     );
     let md = format!("{text}```text\n{chart}```\n");
-    report::write_outputs(
-        "goheap cbench",
-        &out_dir,
-        [
-            ("cbench.csv", report::csv(&records)),
-            (
-                "cbench.svg",
-                svg::chart(&summary, "goheap cbench", &subtitle),
-            ),
-            ("cbench.md", md),
-        ],
-        &summary,
-    )
+    let mut files = vec![
+        ("cbench.csv", report::csv(&records)),
+        (
+            "cbench.svg",
+            svg::chart(&summary, "goheap cbench", &subtitle),
+        ),
+        ("cbench.md", md),
+    ];
+    files.extend(report::base_csv(&summary).map(|c| ("cbench-baseline.csv", c)));
+    report::write_outputs("goheap cbench", &out_dir, files, &summary)
 }
 
 #[cfg(test)]
@@ -631,42 +652,98 @@ mod tests {
         r.extra = "malloc_lib=/t/release/libgoheap.so free_lib=/t/release/libgoheap.so".into();
         r.m.stderr = "goheap: stats: mallocs=42 frees=41\n".into();
         let lib = Path::new("/x/libgoheap.so");
-        assert_eq!(verify("goheap", Some(lib), &mut r), None);
+        assert_eq!(verify(true, Some(lib), &mut r), None);
         assert!(r.extra.ends_with(" goheap_mallocs=42"), "{}", r.extra);
 
         r.m.stderr = "goheap: stats: mallocs=0 frees=0\n".into();
-        assert!(verify("goheap", Some(lib), &mut r).is_some());
+        assert!(verify(true, Some(lib), &mut r).is_some());
         r.m.stderr = String::new();
-        assert!(verify("goheap", Some(lib), &mut r).is_some());
+        assert!(verify(true, Some(lib), &mut r).is_some());
 
         let mut g = rec("glibc", "small", 1.0, 100);
         g.extra =
             "malloc_lib=/lib/x86_64-linux-gnu/libc.so.6 free_lib=/lib/x86_64-linux-gnu/libc.so.6"
                 .into();
-        assert_eq!(verify("glibc", None, &mut g), None);
+        assert_eq!(verify(false, None, &mut g), None);
         // A preload that fell through to glibc is caught.
         let je = Path::new("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
-        let e = verify("jemalloc", Some(je), &mut g).unwrap();
+        let e = verify(false, Some(je), &mut g).unwrap();
         assert!(
             e.contains("malloc served by") && e.contains("libjemalloc.so.2"),
             "{e}"
         );
         g.extra =
             "malloc_lib=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 free_lib=/lib/libc.so.6".into();
-        assert!(verify("jemalloc", Some(je), &mut g)
+        assert!(verify(false, Some(je), &mut g)
             .unwrap()
             .starts_with("free served"));
         g.extra = String::new();
-        assert!(verify("glibc", None, &mut g).is_some());
+        assert!(verify(false, None, &mut g).is_some());
+    }
+
+    #[test]
+    fn tells_two_builds_of_the_same_name_apart() {
+        let dir = std::env::temp_dir().join(format!("goheap-cbench-test-{}", std::process::id()));
+        let (new, old) = (dir.join("new/libgoheap.so"), dir.join("old/libgoheap.so"));
+        for lib in [&new, &old] {
+            std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
+            std::fs::write(lib, "").unwrap();
+        }
+        let printed = |p: &Path| p.to_str().unwrap().to_string();
+        assert!(same_lib(&printed(&old), &old));
+        assert!(!same_lib(&printed(&new), &old));
+        // A relative name, or a path that does not exist: by file name.
+        assert!(same_lib("libgoheap.so", &old));
+        assert!(!same_lib("libc.so.6", &old));
+        // The earlier build of goheap is checked as goheap is: the library
+        // that served malloc, and goheap's statistics.
+        let mut r = rec("goheap-base", "small", 1.0, 100);
+        r.extra = format!("malloc_lib={} free_lib={}", printed(&new), printed(&new));
+        r.m.stderr = "goheap: stats: mallocs=9 frees=9\n".into();
+        let e = verify(true, Some(&old), &mut r).unwrap();
+        assert!(
+            e.starts_with("malloc served by") && e.ends_with("old/libgoheap.so"),
+            "{e}"
+        );
+        r.extra = format!("malloc_lib={} free_lib={}", printed(&old), printed(&old));
+        assert_eq!(verify(true, Some(&old), &mut r), None);
+        assert!(r.extra.ends_with(" goheap_mallocs=9"));
+        r.m.stderr = String::new();
+        assert!(verify(true, Some(&old), &mut r)
+            .unwrap()
+            .contains("goheap: stats:"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lineup_with_an_earlier_build() {
+        let l = C_LINEUP.with_goheap_base("goheap-base").unwrap();
+        assert_eq!(
+            *l.allocators,
+            [
+                "goheap",
+                "goheap-base",
+                "glibc",
+                "jemalloc",
+                "mimalloc",
+                "tcmalloc"
+            ]
+        );
+        assert_eq!(l.peers[0], "goheap-base");
+        assert!(C_LINEUP.with_goheap_base("glibc").is_err());
+        // Its runs are asked for goheap's statistics.
+        let lib = Preload::Lib("/old/libgoheap.so".into());
+        let e = env_for(l.is_goheap("goheap-base"), &lib);
+        assert_eq!(e[1], ("GOHEAP_PRINT_STATS", Some(OsStr::new("1"))));
     }
 
     #[test]
     fn environment_of_each_allocator() {
         let lib = Preload::Lib("/x/libgoheap.so".into());
-        let e = env_for("goheap", &lib);
+        let e = env_for(true, &lib);
         assert_eq!(e[0], ("LD_PRELOAD", Some(OsStr::new("/x/libgoheap.so"))));
         assert_eq!(e[1], ("GOHEAP_PRINT_STATS", Some(OsStr::new("1"))));
-        let e = env_for("glibc", &Preload::None);
+        let e = env_for(false, &Preload::None);
         assert_eq!(e, vec![("LD_PRELOAD", None), ("GOHEAP_PRINT_STATS", None)]);
     }
 

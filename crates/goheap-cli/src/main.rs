@@ -44,6 +44,7 @@ From the source tree: cargo run --release -p goheap-cli -- <command>
 const HELP_BENCH: &str = "\
 usage: goheap bench [--runs N] [--filter SUBSTR] [--quick] [--scale X]
                     [--no-build] [--timeout SECS]
+                    [--baseline PATH [--baseline-name NAME]]
 
 Builds the benchmark binaries (cargo build --release -p goheap-bench; uses
 $CARGO if set), then runs every workload under every allocator, each run in
@@ -59,6 +60,17 @@ time relative to mimalloc. Writes to <target>/goheap-bench/:
   results.csv   every run      report.svg   the charts      report.md   the tables
 (<target> is $CARGO_TARGET_DIR or the workspace's target directory.)
 
+Before/after in one run: --baseline PATH, where PATH is the bench-goheap
+binary of an earlier build (<its target>/release/bench-goheap), adds that
+build as the allocator goheap-base (or NAME), run right after goheap in
+every round and checked as goheap is (its checksums must match every other
+run's; a note if its goheap_mallocs count nothing). The tables gain
+\"÷ goheap-base\" columns (goheap ÷ the earlier build, per workload and
+geometric mean), the header names both files, the charts gain goheap
+relative to goheap-base, and baseline.csv holds the two builds' medians and
+ratios. See \"Comparing with an earlier build\" in
+crates/goheap-bench/README.md.
+
 options:
   --runs N          rounds (default 5)
   --filter SUBSTR   only the workloads whose name contains SUBSTR
@@ -66,6 +78,10 @@ options:
   --scale X         workload scale (default 1; 0.1 with --quick)
   --no-build        use the binaries already built
   --timeout SECS    kill a run after SECS seconds (default 120)
+  --baseline PATH   also run PATH, an earlier build's bench-goheap
+  --baseline-name NAME
+                    its name in the reports (default goheap-base; letters,
+                    digits and - _ . +)
 
 Exit status 1 if a run failed or checksums disagree.
 
@@ -74,7 +90,7 @@ workloads:
 
 const HELP_CBENCH: &str = "\
 usage: goheap cbench [--runs N] [--filter SUBSTR] [--no-build] [--scale X]
-                     [--timeout SECS]
+                     [--timeout SECS] [--baseline PATH [--baseline-name NAME]]
 
 Builds libgoheap.so (cargo build --release -p goheap-capi; uses $CARGO if
 set) and compiles the C and C++ workloads of crates/goheap-bench/c/ with
@@ -103,12 +119,27 @@ allocator's medians, whether goheap meets the bar of issue 3, and a bar
 chart of time relative to glibc. Writes to <target>/goheap-bench/:
   cbench.csv   every run      cbench.svg   the charts      cbench.md   the tables
 
+Before/after in one run: --baseline PATH, where PATH is the libgoheap.so of
+an earlier build, adds that build as the allocator goheap-base (or NAME),
+preloaded and checked as goheap is (malloc and free must be served by PATH
+itself, its GOHEAP_PRINT_STATS=1 line must count allocations, its
+checksums must match), run right after goheap in every round. The tables
+gain \"÷ goheap-base\" columns (goheap ÷ the earlier build, per workload and
+geometric mean), the header names both libraries, the charts gain goheap
+relative to goheap-base, and cbench-baseline.csv holds the two builds'
+medians and ratios. See \"Comparing with an earlier build\" in
+crates/goheap-bench/README.md.
+
 options:
   --runs N          rounds (default 5)
   --filter SUBSTR   only the workloads whose name contains SUBSTR
   --no-build        use libgoheap.so and the programs already built
   --scale X         multiply each workload's work by X (default 1)
   --timeout SECS    kill a run after SECS seconds (default 120)
+  --baseline PATH   also run PATH, an earlier build's libgoheap.so
+  --baseline-name NAME
+                    its name in the reports (default goheap-base; letters,
+                    digits and - _ . +)
 
 Exit status 1 if a run failed, a preload did not serve malloc, or
 checksums disagree.

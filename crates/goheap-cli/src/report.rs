@@ -1,5 +1,6 @@
 //! Turning raw runs into medians, ratios, tables, a text chart and CSV.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use crate::proc::Measured;
@@ -11,23 +12,66 @@ pub(crate) const BASELINE: &str = "mimalloc";
 /// The peers goheap is divided by in the tables, in column order.
 pub(crate) const PEERS: [&str; 3] = ["mimalloc", "jemalloc", "system"];
 
+/// The name of the earlier build of goheap that `--baseline` adds, unless
+/// `--baseline-name` gives another.
+pub(crate) const GOHEAP_BASE: &str = "goheap-base";
+
 /// The allocators of a suite and how goheap is compared with them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Lineup {
     /// Every allocator, in run order; `"goheap"` among them.
-    pub(crate) allocators: &'static [&'static str],
+    pub(crate) allocators: Cow<'static, [&'static str]>,
     /// The peers goheap is divided by in the tables, in column order.
-    pub(crate) peers: &'static [&'static str],
+    pub(crate) peers: Cow<'static, [&'static str]>,
     /// The allocator the charts are relative to.
     pub(crate) baseline: &'static str,
+    /// An earlier build of goheap (`--baseline`), also among the
+    /// allocators and the peers: run, checked and reported like goheap,
+    /// and compared with goheap in a chart of its own.
+    pub(crate) goheap_base: Option<&'static str>,
 }
 
 /// `goheap bench`: Rust binaries, one per `#[global_allocator]`.
 pub(crate) const RUST_LINEUP: Lineup = Lineup {
-    allocators: &ALLOCATORS,
-    peers: &PEERS,
+    allocators: Cow::Borrowed(&ALLOCATORS),
+    peers: Cow::Borrowed(&PEERS),
     baseline: BASELINE,
+    goheap_base: None,
 };
+
+impl Lineup {
+    /// This lineup with an earlier build of goheap named `name`: run right
+    /// after goheap, and the first peer goheap is divided by. Fails if
+    /// `name` is already an allocator of the lineup.
+    pub(crate) fn with_goheap_base(self, name: &'static str) -> Result<Lineup, String> {
+        if self.allocators.contains(&name) {
+            return Err(format!(
+                "the baseline cannot be named {name:?}: that is an allocator of the lineup ({})",
+                self.allocators.join(", ")
+            ));
+        }
+        let mut allocators = self.allocators.into_owned();
+        let at = allocators
+            .iter()
+            .position(|&a| a == "goheap")
+            .map_or(0, |i| i + 1);
+        allocators.insert(at, name);
+        let mut peers = self.peers.into_owned();
+        peers.insert(0, name);
+        Ok(Lineup {
+            allocators: allocators.into(),
+            peers: peers.into(),
+            goheap_base: Some(name),
+            ..self
+        })
+    }
+
+    /// Whether `alloc` is a build of goheap (goheap, or its earlier build):
+    /// one that reports goheap's statistics.
+    pub(crate) fn is_goheap(&self, alloc: &str) -> bool {
+        alloc == "goheap" || self.goheap_base == Some(alloc)
+    }
+}
 
 /// One run of one workload under one allocator, in its own process.
 #[derive(Debug, Clone)]
@@ -312,7 +356,7 @@ pub(crate) fn main_table(s: &Summary, time: Metric, rss: bool) -> String {
     if rss {
         header.push("goheap RSS".to_string());
     }
-    let peers = s.lineup.peers;
+    let peers = &s.lineup.peers;
     header.extend(peers.iter().map(|p| format!("{tname} ÷ {p}")));
     if rss {
         header.extend(peers.iter().map(|p| format!("RSS ÷ {p}")));
@@ -371,7 +415,7 @@ pub(crate) fn medians_table(s: &Summary) -> String {
         .enumerate()
         .map(|(w, name)| {
             let mut row = vec![name.to_string()];
-            for a in s.lineup.allocators {
+            for a in s.lineup.allocators.iter() {
                 row.push(s.cell(w, a).map_or("-".into(), |c| {
                     format!("{:.3} s / {:.1} MiB", c.wall, c.rss_mib)
                 }));
@@ -382,16 +426,52 @@ pub(crate) fn medians_table(s: &Summary) -> String {
     table(&header, &rows)
 }
 
+/// Characters of a text-chart bar for a ratio of 1.0.
+const PER_UNIT: f64 = 20.0;
+/// Text-chart bars stop at this ratio.
+const CAP: f64 = 3.0;
+
+/// Writes one line of a text chart: the group `label` (`name_w` wide), the
+/// series label (`series_w` wide), a bar for `r` with `'|'` at 1.0, and `r`.
+fn bar_line(
+    out: &mut String,
+    (name_w, series_w): (usize, usize),
+    label: &str,
+    series: &str,
+    r: Option<f64>,
+) {
+    let _ = write!(out, "{label:<name_w$}  {series:<series_w$} ");
+    match r {
+        None => out.push_str("(no data)\n"),
+        Some(r) => {
+            let n = (r.min(CAP) * PER_UNIT).round() as usize;
+            let mark = PER_UNIT as usize;
+            let mut bar: String = (0..n.max(mark + 1))
+                .map(|c| match (c < n, c == mark) {
+                    (_, true) => '|',
+                    (true, false) => '#',
+                    (false, false) => ' ',
+                })
+                .collect();
+            if r > CAP {
+                bar.push('>');
+            }
+            let pad = (CAP * PER_UNIT) as usize + 2;
+            let _ = writeln!(out, "{bar:<pad$} {r:.2}");
+        }
+    }
+}
+
 /// A text bar chart of each allocator's wall time relative to the
-/// lineup's baseline.
+/// lineup's baseline; with an earlier build of goheap in the lineup, then
+/// goheap's wall time and peak RSS relative to that build.
 pub(crate) fn text_chart(s: &Summary) -> String {
-    const PER_UNIT: f64 = 20.0; // characters for a ratio of 1.0
-    const CAP: f64 = 3.0;
     let baseline = s.lineup.baseline;
     let mut out = format!(
         "wall time relative to {baseline} (shorter is faster; each # is {:.2}; '|' marks 1.0, bars stop at {CAP:.1})\n",
         1.0 / PER_UNIT
     );
+    let (main, base) = (s.series(Metric::Wall), s.base_series());
     let name_w = s
         .workloads
         .iter()
@@ -399,36 +479,135 @@ pub(crate) fn text_chart(s: &Summary) -> String {
         .max()
         .unwrap_or(8)
         .max(8);
-    let mut group = |label: &str, ratio: &dyn Fn(&str) -> Option<f64>| {
-        for (i, a) in s.lineup.allocators.iter().enumerate() {
-            let first = if i == 0 { label } else { "" };
-            let _ = write!(out, "{first:<name_w$}  {a:<8} ");
-            match ratio(a) {
-                None => out.push_str("(no data)\n"),
-                Some(r) => {
-                    let n = (r.min(CAP) * PER_UNIT).round() as usize;
-                    let mark = PER_UNIT as usize;
-                    let mut bar: String = (0..n.max(mark + 1))
-                        .map(|c| match (c < n, c == mark) {
-                            (_, true) => '|',
-                            (true, false) => '#',
-                            (false, false) => ' ',
-                        })
-                        .collect();
-                    if r > CAP {
-                        bar.push('>');
-                    }
-                    let pad = (CAP * PER_UNIT) as usize + 2;
-                    let _ = writeln!(out, "{bar:<pad$} {r:.2}");
-                }
-            }
-        }
-    };
-    for (w, name) in s.workloads.iter().enumerate() {
-        group(name, &|a| s.ratio(w, a, baseline, Metric::Wall));
+    let series_w = main
+        .iter()
+        .chain(&base)
+        .map(|x| x.label.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let widths = (name_w, series_w);
+    bar_groups(&mut out, s, widths, &main);
+    if let Some(x) = base.first() {
+        let _ = writeln!(
+            out,
+            "\n{} relative to {} (this build ÷ the earlier one; below 1.0 it is faster or smaller)",
+            x.alloc, x.over
+        );
+        bar_groups(&mut out, s, widths, &base);
     }
-    group("geomean", &|a| s.geo_ratio(a, baseline, Metric::Wall));
     out
+}
+
+/// Writes the bar lines of every group of `s`, one per series.
+fn bar_groups(out: &mut String, s: &Summary, widths: (usize, usize), series: &[Series]) {
+    for (label, w) in s.groups() {
+        for (i, x) in series.iter().enumerate() {
+            let first = if i == 0 { label } else { "" };
+            bar_line(out, widths, first, x.label, s.series_ratio(w, x));
+        }
+    }
+}
+
+/// One bar of every group of a chart: the ratio `alloc ÷ over` of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Series {
+    /// What the bar is called in the chart.
+    pub(crate) label: &'static str,
+    /// The allocator divided.
+    pub(crate) alloc: &'static str,
+    /// The allocator it is divided by.
+    pub(crate) over: &'static str,
+    /// The metric.
+    pub(crate) metric: Metric,
+}
+
+impl Summary {
+    /// The groups of a chart: each workload (`Some(index)`), then the
+    /// geometric mean (`None`).
+    pub(crate) fn groups(&self) -> impl Iterator<Item = (&'static str, Option<usize>)> + '_ {
+        let workloads = self
+            .workloads
+            .iter()
+            .enumerate()
+            .map(|(w, &n)| (n, Some(w)));
+        workloads.chain([("geomean", None)])
+    }
+
+    /// The ratio of `x` for workload `Some(w)`, or its geometric mean for
+    /// `None` (see [`groups`](Self::groups)).
+    pub(crate) fn series_ratio(&self, w: Option<usize>, x: &Series) -> Option<f64> {
+        match w {
+            Some(w) => self.ratio(w, x.alloc, x.over, x.metric),
+            None => self.geo_ratio(x.alloc, x.over, x.metric),
+        }
+    }
+
+    /// Every allocator's `metric` relative to the lineup's baseline.
+    pub(crate) fn series(&self, metric: Metric) -> Vec<Series> {
+        let over = self.lineup.baseline;
+        self.lineup
+            .allocators
+            .iter()
+            .map(|&a| Series {
+                label: a,
+                alloc: a,
+                over,
+                metric,
+            })
+            .collect()
+    }
+
+    /// goheap's wall time and peak RSS relative to its earlier build, if
+    /// the lineup has one (else empty).
+    pub(crate) fn base_series(&self) -> Vec<Series> {
+        let Some(over) = self.lineup.goheap_base else {
+            return Vec::new();
+        };
+        [("goheap time", Metric::Wall), ("goheap RSS", Metric::Rss)]
+            .map(|(label, metric)| Series {
+                label,
+                alloc: "goheap",
+                over,
+                metric,
+            })
+            .to_vec()
+    }
+}
+
+/// goheap's medians, its earlier build's and their ratios, per workload and
+/// as geometric means, as CSV (`None` without an earlier build).
+pub(crate) fn base_csv(s: &Summary) -> Option<String> {
+    let base = s.lineup.goheap_base?;
+    let mut out = format!("workload,metric,goheap,{base},ratio\n");
+    for (label, w) in s.groups() {
+        for (metric, m) in [
+            ("wall_s", Metric::Wall),
+            ("cpu_s", Metric::Cpu),
+            ("maxrss_mib", Metric::Rss),
+        ] {
+            let value = |a: &str| {
+                w.and_then(|w| s.cell(w, a))
+                    .map_or(String::new(), |c| format!("{:.6}", c.get(m)))
+            };
+            let x = Series {
+                label,
+                alloc: "goheap",
+                over: base,
+                metric: m,
+            };
+            let ratio = s
+                .series_ratio(w, &x)
+                .map_or(String::new(), |r| format!("{r:.6}"));
+            let _ = writeln!(
+                out,
+                "{label},{metric},{},{},{ratio}",
+                value("goheap"),
+                value(base)
+            );
+        }
+    }
+    Some(out)
 }
 
 /// Every raw run as CSV, one line per run.
@@ -462,10 +641,10 @@ pub(crate) fn csv(records: &[Record]) -> String {
 /// Writes each `(file name, contents)` into `out_dir`, says so, and turns
 /// the summary into the command's exit code (failure on any checksum
 /// mismatch or failed run).
-pub(crate) fn write_outputs<const N: usize>(
+pub(crate) fn write_outputs(
     cmd: &str,
     out_dir: &std::path::Path,
-    files: [(&str, String); N],
+    files: Vec<(&str, String)>,
     summary: &Summary,
 ) -> Result<std::process::ExitCode, String> {
     for (name, contents) in files {
@@ -589,6 +768,89 @@ pub(crate) mod tests {
         let csv = csv(&recs);
         assert_eq!(csv.lines().count(), 1 + recs.len());
         assert!(csv.lines().nth(1).unwrap().starts_with("1,churn,goheap,1,"));
+    }
+
+    /// [`sample`] with an earlier build of goheap, `goheap-base`: goheap
+    /// takes 0.60 of its time and 1.33 of its RSS.
+    pub(crate) fn sample_with_base() -> (Lineup, Vec<&'static str>, Vec<Record>) {
+        let (w, mut v) = sample();
+        for round in 1..=3 {
+            for &wl in &w {
+                v.push(rec(round, wl, GOHEAP_BASE, 2.5 * round as f64, 750, "abc"));
+            }
+        }
+        let lineup = RUST_LINEUP.with_goheap_base(GOHEAP_BASE).unwrap();
+        (lineup, w, v)
+    }
+
+    #[test]
+    fn lineup_with_an_earlier_build() {
+        let l = RUST_LINEUP.with_goheap_base("old").unwrap();
+        assert_eq!(
+            *l.allocators,
+            ["goheap", "old", "system", "mimalloc", "jemalloc"]
+        );
+        assert_eq!(*l.peers, ["old", "mimalloc", "jemalloc", "system"]);
+        assert_eq!((l.baseline, l.goheap_base), (BASELINE, Some("old")));
+        assert!(l.is_goheap("goheap") && l.is_goheap("old") && !l.is_goheap("system"));
+        assert!(!RUST_LINEUP.is_goheap("old") && RUST_LINEUP.goheap_base.is_none());
+        let e = RUST_LINEUP.with_goheap_base("mimalloc").unwrap_err();
+        assert!(e.contains("\"mimalloc\""), "{e}");
+        assert!(RUST_LINEUP.with_goheap_base("goheap").is_err());
+    }
+
+    #[test]
+    fn reports_goheap_over_its_earlier_build() {
+        let (lineup, w, recs) = sample_with_base();
+        let s = Summary::new(lineup, &w, &recs);
+        assert!(s.clean());
+        let r = s.geo_ratio("goheap", GOHEAP_BASE, Metric::Wall).unwrap();
+        assert!((r - 0.6).abs() < 1e-9);
+        // The main tables: the earlier build is the first peer, in the
+        // per-workload rows and the geomean.
+        let t = main_table(&s, Metric::Wall, true);
+        let header = t.lines().next().unwrap();
+        assert!(
+            header.contains("| time ÷ goheap-base | time ÷ mimalloc |")
+                && header.contains("| RSS ÷ goheap-base | RSS ÷ mimalloc |"),
+            "{t}"
+        );
+        for line in t.lines().skip(2) {
+            assert!(line.contains("0.60") && line.contains("1.33"), "{line}");
+        }
+        let c = main_table(&s, Metric::Cpu, false);
+        assert!(c.contains("CPU ÷ goheap-base") && c.contains("0.60"), "{c}");
+        assert!(medians_table(&s)
+            .lines()
+            .next()
+            .unwrap()
+            .contains(" goheap-base "));
+        // The text chart: the earlier build among the allocators, then
+        // goheap relative to it.
+        let chart = text_chart(&s);
+        let (main, before) = chart
+            .split_once("\ngoheap relative to goheap-base")
+            .unwrap();
+        assert!(main.contains("goheap-base"), "{chart}");
+        assert_eq!(before.matches("goheap time ").count(), 3, "{chart}");
+        assert_eq!(before.matches("goheap RSS ").count(), 3, "{chart}");
+        assert!(
+            before.contains(" 0.60\n") && before.contains(" 1.33\n"),
+            "{chart}"
+        );
+        // The CSV of the ratios.
+        let csv = base_csv(&s).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "workload,metric,goheap,goheap-base,ratio");
+        assert_eq!(lines.len(), 1 + 3 * 3);
+        assert_eq!(lines[1], "churn,wall_s,3.000000,5.000000,0.600000");
+        assert!(lines[3].starts_with("churn,maxrss_mib,0.976562,0.732422,1.333333"));
+        assert_eq!(lines[7], "geomean,wall_s,,,0.600000");
+        // Without an earlier build: no such CSV, no such chart.
+        let (w, recs) = sample();
+        let plain = Summary::new(RUST_LINEUP, &w, &recs);
+        assert!(base_csv(&plain).is_none());
+        assert!(!text_chart(&plain).contains("relative to goheap-base"));
     }
 
     #[test]

@@ -1,15 +1,20 @@
 //! The SVG chart: two panels of grouped bars, wall time and peak RSS of each
 //! allocator relative to the suite's baseline (mimalloc for `goheap bench`),
 //! per workload, on a log scale centred on 1.0 (bars grow up when worse than
-//! the baseline, down when better).
+//! the baseline, down when better). With an earlier build of goheap in the
+//! lineup (`--baseline`), a third panel: goheap's wall time and peak RSS
+//! relative to that build.
 
 use std::fmt::Write;
 
-use crate::report::{Metric, Summary};
+use crate::report::{Metric, Series, Summary};
 
 /// Bar colours of `goheap bench`'s allocators, in
 /// [`ALLOCATORS`](crate::report::ALLOCATORS) order.
 pub(crate) const COLORS: [&str; 4] = ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c"];
+/// Bar colours of the panel of goheap relative to its earlier build: wall
+/// time (goheap's colour), peak RSS (a lighter shade).
+const BEFORE_AFTER_COLORS: [&str; 2] = ["#d62728", "#ff9896"];
 const LEFT: f64 = 58.0;
 const RIGHT: f64 = 16.0;
 const BAR: f64 = 14.0;
@@ -40,19 +45,24 @@ pub(crate) fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Ratios of one panel: `[group][allocator]`, the last group the geomean.
-fn ratios(s: &Summary, m: Metric) -> Vec<Vec<Option<f64>>> {
-    let (allocs, base) = (s.lineup.allocators, s.lineup.baseline);
-    let mut v: Vec<Vec<Option<f64>>> = (0..s.workloads.len())
-        .map(|w| allocs.iter().map(|a| s.ratio(w, a, base, m)).collect())
-        .collect();
-    v.push(allocs.iter().map(|a| s.geo_ratio(a, base, m)).collect());
-    v
+/// Ratios of one panel: `[group][series]`, the last group the geomean.
+fn ratios(s: &Summary, series: &[Series]) -> Vec<Vec<Option<f64>>> {
+    s.groups()
+        .map(|(_, w)| series.iter().map(|x| s.series_ratio(w, x)).collect())
+        .collect()
 }
 
-/// Draws one panel with its top edge at `top`; returns its height.
-fn panel(out: &mut String, s: &Summary, m: Metric, title: &str, top: f64) -> f64 {
-    let data = ratios(s, m);
+/// Draws one panel with its top edge at `top`, a bar per series in each
+/// group in the colour of the same index; returns its height.
+fn panel(
+    out: &mut String,
+    s: &Summary,
+    series: &[Series],
+    colors: &[&str],
+    title: &str,
+    top: f64,
+) -> f64 {
+    let data = ratios(s, series);
     let all: Vec<f64> = data.iter().flatten().flatten().copied().collect();
     // Whole octaves, with room for the value labels beyond the longest bars.
     let lo = (all.iter().copied().fold(0.5, f64::min).log2() - 0.4).floor();
@@ -61,6 +71,8 @@ fn panel(out: &mut String, s: &Summary, m: Metric, title: &str, top: f64) -> f64
     let y = |r: f64| plot_top + (hi - r.log2()) / (hi - lo) * PLOT_H;
     let group = group_width(s);
     let width = LEFT + data.len() as f64 * group + RIGHT;
+    // Fewer series than allocators: centred in the group.
+    let inset = 9.0 + (s.lineup.allocators.len() - series.len()) as f64 * (BAR + BAR_GAP) / 2.0;
 
     let _ = writeln!(
         out,
@@ -108,16 +120,16 @@ fn panel(out: &mut String, s: &Summary, m: Metric, title: &str, top: f64) -> f64
         }
         for (i, r) in row.iter().enumerate() {
             let Some(r) = *r else { continue };
-            let x = gx + 9.0 + i as f64 * (BAR + BAR_GAP);
+            let x = gx + inset + i as f64 * (BAR + BAR_GAP);
             let (y1, y0) = (y(r), y(1.0));
             let (top_y, h) = (y1.min(y0), (y1 - y0).abs().max(1.5));
             let _ = writeln!(
                 out,
                 r#"<rect x="{x:.1}" y="{top_y:.1}" width="{BAR}" height="{h:.1}" fill="{}"><title>{} {}: {r:.2}× {}</title></rect>"#,
-                color(s.lineup.allocators[i]),
+                colors[i],
                 esc(name),
-                s.lineup.allocators[i],
-                s.lineup.baseline
+                esc(series[i].label),
+                esc(series[i].over)
             );
             let cx = x + BAR / 2.0 + 3.5;
             let (ly, anchor) = if r >= 1.0 {
@@ -150,10 +162,12 @@ pub(crate) fn chart(s: &Summary, title: &str, subtitle: &str) -> String {
         .max(LEFT + s.lineup.allocators.len() as f64 * 90.0 + RIGHT);
     let mut body = String::new();
     let mut y = 52.0;
+    let colors: Vec<&str> = s.lineup.allocators.iter().map(|a| color(a)).collect();
     y += panel(
         &mut body,
         s,
-        Metric::Wall,
+        &s.series(Metric::Wall),
+        &colors,
         &format!("Wall time relative to {base} (log scale; below the line is faster)"),
         y,
     );
@@ -161,10 +175,26 @@ pub(crate) fn chart(s: &Summary, title: &str, subtitle: &str) -> String {
     y += panel(
         &mut body,
         s,
-        Metric::Rss,
+        &s.series(Metric::Rss),
+        &colors,
         &format!("Peak RSS relative to {base} (log scale; below the line is smaller)"),
         y,
     );
+    let before = s.base_series();
+    if let Some(x) = before.first() {
+        y += 10.0;
+        y += panel(
+            &mut body,
+            s,
+            &before,
+            &BEFORE_AFTER_COLORS,
+            &format!(
+                "{} relative to {}: wall time (dark), peak RSS (light)",
+                x.alloc, x.over
+            ),
+            y,
+        );
+    }
     let height = y + 8.0;
 
     let mut out = String::new();
@@ -197,7 +227,7 @@ pub(crate) fn chart(s: &Summary, title: &str, subtitle: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::tests::sample;
+    use crate::report::tests::{sample, sample_with_base};
     use crate::report::RUST_LINEUP;
 
     #[test]
@@ -213,5 +243,19 @@ mod tests {
         assert!(svg.contains(">1.50<"));
         assert!(svg.contains(">0.50<"));
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
+    }
+
+    #[test]
+    fn chart_has_a_panel_for_the_earlier_build() {
+        let (lineup, w, recs) = sample_with_base();
+        let s = Summary::new(lineup, &w, &recs);
+        let svg = chart(&s, "goheap bench", "x");
+        // 3 groups × (5 allocators × 2 panels + 2 bars of goheap ÷
+        // goheap-base), plus the background and 5 legend swatches.
+        assert_eq!(svg.matches("<rect").count(), 3 * (5 * 2 + 2) + 1 + 5);
+        assert!(svg.contains(">goheap relative to goheap-base: wall time"));
+        assert!(svg.contains("<title>geomean goheap time: 0.60× goheap-base</title>"));
+        assert!(svg.contains("<title>churn goheap RSS: 1.33× goheap-base</title>"));
+        assert!(svg.contains(">goheap-base</text>"));
     }
 }

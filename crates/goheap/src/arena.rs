@@ -7,7 +7,7 @@
 use crate::os::{Os, OS_PAGE_SIZE};
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;
-use crate::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use crate::sync::atomic::{AtomicPtr, AtomicU16, AtomicU8, Ordering};
 use crate::sync::{load_published, publish};
 use core::ptr;
 
@@ -40,9 +40,41 @@ pub(crate) struct HeapArena {
     /// happens after its allocation, which happened after the write).
     pub(crate) page_class: [AtomicU8; PAGES_PER_ARENA],
     pub(crate) page_index: [AtomicU8; PAGES_PER_ARENA],
+    /// At the first page of each small span, in checked builds: the span's
+    /// high-water mark (`Span::hw`), so that `free` can reject a slot that
+    /// was never handed out without touching the span struct. Reset to 0
+    /// (heap lock) when a span is made; raised by the span's cache owner
+    /// (Relaxed: a valid free happens after the allocation that raised it).
+    pub(crate) span_hw: [AtomicU16; PAGES_PER_ARENA],
     /// Pages at or above this offset (bytes from the arena base) have never
     /// been handed out, so they still read as zero. Heap lock.
     pub(crate) zeroed_base: usize,
+    /// The next arena in the order they were added (the heap checker walks
+    /// them). Set once, under the heap lock, before publication.
+    pub(crate) next: *mut HeapArena,
+    /// The arena's first byte.
+    pub(crate) base: usize,
+}
+
+/// What the arena map says about a page of a small-object span.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SmallPage {
+    /// The span's size class.
+    pub(crate) class: usize,
+    /// The span's first byte.
+    pub(crate) span_base: usize,
+    /// The arena metadata holding the span's first page.
+    arena: *mut HeapArena,
+}
+
+impl SmallPage {
+    /// The span's high-water mark (checked builds keep it current).
+    #[inline(always)]
+    pub(crate) fn hw(&self) -> usize {
+        let page = (self.span_base >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
+        // SAFETY: arenas are never freed, and `page < PAGES_PER_ARENA`.
+        unsafe { (*self.arena).span_hw[page].load(Ordering::Relaxed) as usize }
+    }
 }
 
 /// The arena index: one pointer per possible arena of the 48-bit space,
@@ -51,12 +83,16 @@ pub(crate) struct ArenaMap {
     /// `ARENA_INDEX_LEN` entries. Set once (Release) at heap init; entries go
     /// from null to non-null under the heap lock and never back.
     index: AtomicPtr<AtomicPtr<HeapArena>>,
+    /// The arenas, newest first, linked through `HeapArena::next`. Heap
+    /// lock for writers; readers hold the heap lock too.
+    arenas: AtomicPtr<HeapArena>,
 }
 
 impl ArenaMap {
     pub(crate) const fn new() -> Self {
         ArenaMap {
             index: AtomicPtr::new(ptr::null_mut()),
+            arenas: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
@@ -120,9 +156,17 @@ impl ArenaMap {
         // SAFETY: `first..first + per_page` lies inside the index.
         let page_untouched = (first..first + per_page)
             .all(|j| unsafe { (*index.add(j)).load(Ordering::Relaxed) }.is_null());
-        // SAFETY: the index is initialised before any arena is added and
-        // `base` is a valid 48-bit address.
-        unsafe { publish(&*index.add(i), meta.cast()) };
+        let arena = meta.cast::<HeapArena>();
+        // SAFETY: the metadata is ours and not yet published; the index is
+        // initialised before any arena is added and `base` is a valid
+        // 48-bit address.
+        unsafe {
+            (*arena).base = base;
+            (*arena).next = self.arenas.load(Ordering::Relaxed);
+            publish(&*index.add(i), arena);
+        }
+        self.arenas.store(arena, Ordering::Relaxed);
+        crate::freelist::add_heap_range(base, ARENA_BYTES);
         Some(bytes + if page_untouched { OS_PAGE_SIZE } else { 0 })
     }
 
@@ -130,7 +174,16 @@ impl ArenaMap {
     /// Heap lock held; the arenas exist.
     pub(crate) fn set_spans(&self, base: usize, npages: usize, span: *mut Span) {
         // SAFETY: a non-null span is a live span whose class is set.
-        let class = if span.is_null() { 0 } else { unsafe { (*span).class } };
+        let class = if span.is_null() { 0 } else { unsafe { (*span).class.get() } };
+        if !span.is_null() && class != 0 {
+            // A new small span: it has handed nothing out yet.
+            // SAFETY: as above; the arena of `base` exists.
+            unsafe {
+                let slot = self.hw_slot(base);
+                (*slot).store(0, Ordering::Relaxed);
+                (*span).hw_slot.set(slot);
+            }
+        }
         let mut addr = base;
         let end = base + npages * PAGE_SIZE;
         let mut i = 0usize;
@@ -149,11 +202,39 @@ impl ArenaMap {
         }
     }
 
-    /// For a free: the size class of the small object at `addr` and the
-    /// start of its span, or `None` when `addr` is not in a small-object
-    /// span (large object, free page, or memory goheap never mapped).
+    /// The high-water-mark record of the span whose first page is at
+    /// `base`.
+    ///
+    /// # Safety
+    ///
+    /// The arena holding `base` exists.
+    unsafe fn hw_slot(&self, base: usize) -> *const AtomicU16 {
+        let arena = self.arena_of(base);
+        let page = (base >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
+        // SAFETY: per the contract; `page < PAGES_PER_ARENA`.
+        unsafe { &(*arena).span_hw[page] }
+    }
+
+    /// The arenas, newest first (heap lock held).
+    pub(crate) fn arenas(&self) -> impl Iterator<Item = &HeapArena> {
+        let mut a = self.arenas.load(Ordering::Relaxed);
+        core::iter::from_fn(move || {
+            if a.is_null() {
+                return None;
+            }
+            // SAFETY: arenas are never freed.
+            let arena = unsafe { &*a };
+            a = arena.next;
+            Some(arena)
+        })
+    }
+
+    /// For a free: the size class of the small object at `addr`, the start
+    /// of its span and where its high-water mark is, or `None` when `addr`
+    /// is not in a small-object span (large object, free page, or memory
+    /// goheap never mapped).
     #[inline(always)]
-    pub(crate) fn small_class_of(&self, addr: usize) -> Option<(usize, usize)> {
+    pub(crate) fn small_page(&self, addr: usize) -> Option<SmallPage> {
         let arena = self.arena_of(addr);
         if arena.is_null() {
             return None;
@@ -170,7 +251,13 @@ impl ArenaMap {
             return None;
         }
         let span_base = (addr & !(PAGE_SIZE - 1)) - index as usize * PAGE_SIZE;
-        Some((class as usize, span_base))
+        // Small spans are at most a few pages and never cross an arena: the
+        // first page is in the same arena.
+        Some(SmallPage {
+            class: class as usize,
+            span_base,
+            arena,
+        })
     }
 
     /// Whether `[base, base + npages)` still reads as zero because none of

@@ -2,27 +2,32 @@
 //!
 //! See the crate docs for the overview.
 
-use crate::global::HEAP;
+use crate::freelist;
+use crate::heap::Heap;
 use crate::sizeclass::{self, NUM_SIZE_CLASSES};
 use crate::span::Span;
-use crate::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering};
 use crate::sync::atomic::Ordering::Relaxed;
+use crate::sync::atomic::AtomicU64;
+use crate::sync::handshake::Handshake;
+use core::cell::Cell;
 use core::ptr;
 
 /// The cache's state for one size class. Only the owning thread touches
-/// it, except the two counters, which others read for statistics.
+/// it (or a claimer the owner's handshake admits), except the two
+/// counters, which others read for statistics.
 #[repr(C)]
 pub(crate) struct ClassCache {
     /// Objects freed to this thread, newest first (linked through their
-    /// first word): reused before anything else, while still hot.
-    pub(crate) free: *mut u8,
+    /// first word, see `freelist`): reused before anything else, while
+    /// still hot.
+    pub(crate) free: Cell<*mut u8>,
     /// Length of `free`.
-    pub(crate) len: u32,
+    pub(crate) len: Cell<u32>,
     /// When `free` reaches this length it goes to the central list's
     /// transfer cache (or half of it back into its spans).
-    pub(crate) max: u32,
-    /// The span fresh slots come from (`Span::EMPTY` when none).
-    pub(crate) span: *mut Span,
+    pub(crate) max: Cell<u32>,
+    /// The span fresh slots come from (`EMPTY_SPAN` when none).
+    pub(crate) span: Cell<*const Span>,
     /// Objects allocated / freed by this thread. Written only by the owner
     /// with plain load + store (no read-modify-write on the fast path);
     /// read by statistics readers.
@@ -31,34 +36,43 @@ pub(crate) struct ClassCache {
 }
 
 /// A thread's cache.
+///
+/// Shared as `&ThreadCache` only: its owner mutates it through `Cell`s, a
+/// claimer (the idle-cache reclaimer, the exact double-free check, the
+/// heap checker) only after the owner's handshake admitted it, and
+/// statistics readers touch only the atomics.
 #[repr(C)]
 pub(crate) struct ThreadCache {
     pub(crate) classes: [ClassCache; NUM_SIZE_CLASSES],
-    /// The owner is inside an operation on this cache. Written by the
-    /// owner with plain stores around each operation (see [`enter`]); read
-    /// by a reclaimer after a `membarrier`, which orders the two sides.
-    pub(crate) busy: AtomicBool,
-    /// A reclaimer wants, or is emptying, this cache: the owner waits
-    /// while it is set (see `tls::reclaim_idle_caches`).
-    pub(crate) reclaim: AtomicBool,
+    /// Brackets every operation of the owner (see [`enter`]).
+    pub(crate) handshake: Handshake,
+    /// The heap this cache takes spans from and returns objects to.
+    pub(crate) heap: &'static Heap,
     /// The reclaimer's bookkeeping (registry lock): activity seen at its
     /// last look, and activity when it last emptied the cache.
     pub(crate) seen_activity: AtomicU64,
     pub(crate) reclaimed_activity: AtomicU64,
     /// Registry links (under the registry lock).
-    pub(crate) next: *mut ThreadCache,
-    pub(crate) prev: *mut ThreadCache,
+    pub(crate) next: Cell<*mut ThreadCache>,
+    pub(crate) prev: Cell<*mut ThreadCache>,
 }
 
-// SAFETY: a cache is used by one thread at a time (its owner, whoever holds
-// the fallback's lock, or a reclaimer the owner's `enter` handshake admits);
-// its raw pointers are objects and spans it owns.
+// SAFETY: a cache is used by one thread at a time: its owner, whoever
+// holds the fallback's lock, or a claimer the owner's handshake admits;
+// others read only its atomics. Its raw pointers are objects and spans it
+// owns.
 unsafe impl Send for ThreadCache {}
+// SAFETY: as above.
+unsafe impl Sync for ThreadCache {}
 
 /// The span every class of a cache points at while it holds none: it has
 /// no slots, so allocation through it always reaches the slow path. Never
 /// written.
-pub(crate) static mut EMPTY_SPAN: Span = Span::EMPTY;
+pub(crate) static EMPTY_SPAN: Span = Span::empty();
+
+fn empty_span() -> *const Span {
+    &EMPTY_SPAN
+}
 
 /// Per-class flush bound: about 32 KiB of objects, between 2 and 256.
 pub(crate) fn class_max(class: usize) -> u32 {
@@ -66,42 +80,42 @@ pub(crate) fn class_max(class: usize) -> u32 {
 }
 
 impl ThreadCache {
-    /// A cache holding nothing, with every bound 0 (every free would take
-    /// the slow path); [`set_bounds`] makes it usable.
+    /// A cache over `heap` holding nothing, with every bound 0 (every free
+    /// would take the slow path); [`set_bounds`] makes it usable.
     ///
     /// [`set_bounds`]: Self::set_bounds
-    pub(crate) const fn empty() -> Self {
+    pub(crate) const fn empty(heap: &'static Heap) -> Self {
         ThreadCache {
             classes: [const {
                 ClassCache {
-                    free: ptr::null_mut(),
-                    len: 0,
-                    max: 0,
-                    span: &raw mut EMPTY_SPAN,
+                    free: Cell::new(ptr::null_mut()),
+                    len: Cell::new(0),
+                    max: Cell::new(0),
+                    span: Cell::new(&EMPTY_SPAN),
                     mallocs: AtomicU64::new(0),
                     frees: AtomicU64::new(0),
                 }
             }; NUM_SIZE_CLASSES],
-            busy: AtomicBool::new(false),
-            reclaim: AtomicBool::new(false),
+            handshake: Handshake::new(),
+            heap,
             seen_activity: AtomicU64::new(0),
             reclaimed_activity: AtomicU64::new(u64::MAX),
-            next: ptr::null_mut(),
-            prev: ptr::null_mut(),
+            next: Cell::new(ptr::null_mut()),
+            prev: Cell::new(ptr::null_mut()),
         }
     }
 
     /// Sets each class's flush bound, making an empty cache usable.
-    pub(crate) fn set_bounds(&mut self) {
+    pub(crate) fn set_bounds(&self) {
         for class in 1..NUM_SIZE_CLASSES {
-            self.classes[class].max = class_max(class);
+            self.classes[class].max.set(class_max(class));
         }
     }
 
     /// Allocates an object of `class`: the free list, then the cached
     /// span's fresh slots (Go's `nextFreeFast`), then the slow path.
     #[inline(always)]
-    pub(crate) fn alloc(&mut self, class: usize) -> *mut u8 {
+    pub(crate) fn alloc(&self, class: usize) -> *mut u8 {
         self.alloc_inner(class).0
     }
 
@@ -109,7 +123,7 @@ impl ThreadCache {
     /// clearing it only if it may hold old data: slots at or above the
     /// span's `fresh_mark` have not been used since the OS zeroed them.
     #[inline(always)]
-    pub(crate) fn alloc_zeroed(&mut self, class: usize, size: usize) -> *mut u8 {
+    pub(crate) fn alloc_zeroed(&self, class: usize, size: usize) -> *mut u8 {
         let (p, fresh) = self.alloc_inner(class);
         if !fresh && !p.is_null() {
             // SAFETY: `p` is a new object of at least `size` bytes (a class
@@ -121,17 +135,16 @@ impl ThreadCache {
 
     /// The allocation itself; also says whether the object is known zero.
     #[inline(always)]
-    fn alloc_inner(&mut self, class: usize) -> (*mut u8, bool) {
+    fn alloc_inner(&self, class: usize) -> (*mut u8, bool) {
         debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
         // SAFETY: classes come from the size-class tables, all below
         // NUM_SIZE_CLASSES (skips a bounds check on the hottest path).
-        let cc = unsafe { self.classes.get_unchecked_mut(class) };
-        let head = cc.free;
+        let cc = unsafe { self.classes.get_unchecked(class) };
+        let head = cc.free.get();
         if !head.is_null() {
-            // SAFETY: objects on the free list hold the next link in their
-            // first word.
-            cc.free = unsafe { *(head as *mut *mut u8) };
-            cc.len -= 1;
+            // SAFETY: objects on the free list hold the next link.
+            cc.free.set(unsafe { freelist::pop(head) });
+            cc.len.set(cc.len.get() - 1);
             bump(&cc.mallocs);
             return (head, false);
         }
@@ -142,24 +155,28 @@ impl ThreadCache {
     /// span (Go's `nextFreeFast`), out of line so the inlined part of every
     /// allocation stays small.
     #[inline(never)]
-    fn alloc_fresh(&mut self, class: usize) -> (*mut u8, bool) {
+    fn alloc_fresh(&self, class: usize) -> (*mut u8, bool) {
         // SAFETY: as in `alloc_inner`.
-        let cc = unsafe { self.classes.get_unchecked_mut(class) };
-        let s = cc.span;
-        // SAFETY: `span` is EMPTY_SPAN or a span this cache holds. EMPTY_SPAN
-        // is only read here: its cache is 0, so it never takes this branch.
-        unsafe {
-            let bit = (*s).alloc_cache.trailing_zeros() as usize;
-            if bit < 64 {
-                let idx = (*s).freeindex + bit;
-                let next = idx + 1;
-                if idx < (*s).nelems && (next % 64 != 0 || next == (*s).nelems) {
-                    (*s).alloc_cache = ((*s).alloc_cache >> bit) >> 1;
-                    (*s).freeindex = next;
-                    bump(&cc.mallocs);
-                    let p = ((*s).base + idx * (*s).elemsize) as *mut u8;
-                    return (p, idx >= (*s).fresh_mark);
-                }
+        let cc = unsafe { self.classes.get_unchecked(class) };
+        // SAFETY: `span` is EMPTY_SPAN or a span this cache holds; spans
+        // are never unmapped. EMPTY_SPAN's cache is 0, so it never takes
+        // the branch below.
+        let s = unsafe { &*cc.span.get() };
+        let cache = s.alloc_cache.get();
+        let bit = cache.trailing_zeros() as usize;
+        if bit < 64 {
+            let idx = s.freeindex.get() + bit;
+            let next = idx + 1;
+            if idx < s.nelems.get() && (next % 64 != 0 || next == s.nelems.get()) {
+                s.alloc_cache.set((cache >> bit) >> 1);
+                s.freeindex.set(next);
+                bump(&cc.mallocs);
+                s.note_handed_out(idx);
+                let p = (s.base.get() + idx * s.elemsize.get()) as *mut u8;
+                // SAFETY: a slot of the span, at least 16 bytes where the
+                // marker exists (checked builds have no 8-byte class).
+                unsafe { freelist::clear_mark(p) };
+                return (p, idx >= s.fresh_mark.get());
             }
         }
         (self.alloc_slow(class), false)
@@ -171,33 +188,33 @@ impl ThreadCache {
     ///
     /// `p` is a live object of size class `class` that the caller gives up.
     #[inline(always)]
-    pub(crate) unsafe fn free(&mut self, p: *mut u8, class: usize) {
+    pub(crate) unsafe fn free(&self, p: *mut u8, class: usize) {
         debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
         // SAFETY: as in `alloc`.
-        let cc = unsafe { self.classes.get_unchecked_mut(class) };
-        if cc.len >= cc.max {
+        let cc = unsafe { self.classes.get_unchecked(class) };
+        if cc.len.get() >= cc.max.get() {
             // SAFETY: forwarded contract.
             return unsafe { self.free_slow(p, class) };
         }
-        // SAFETY: `p` is an object of at least 8 bytes that we now own.
-        unsafe { *(p as *mut *mut u8) = cc.free };
-        cc.free = p;
-        cc.len += 1;
+        // SAFETY: `p` is an object we now own.
+        unsafe { freelist::push(p, cc.free.get()) };
+        cc.free.set(p);
+        cc.len.set(cc.len.get() + 1);
         bump(&cc.frees);
     }
 
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&mut self, class: usize) -> *mut u8 {
+    fn alloc_slow(&self, class: usize) -> *mut u8 {
         if let Some(p) = self.alloc_from_span(class) {
             return p;
         }
         // A batch another flush left in the transfer cache: one lock for a
         // whole list of objects, and likely still warm.
-        if let Some((head, n)) = HEAP.centrals[class].take_batch() {
-            let cc = &mut self.classes[class];
-            cc.free = head;
-            cc.len = n;
+        if let Some((head, n)) = self.heap.centrals[class].take_batch() {
+            let cc = &self.classes[class];
+            cc.free.set(head);
+            cc.len.set(n);
             return self.alloc_inner(class).0;
         }
         self.refill(class);
@@ -206,63 +223,84 @@ impl ThreadCache {
 
     /// Go's slow path within the cached span: reload the bitmap window and
     /// find the next free slot.
-    fn alloc_from_span(&mut self, class: usize) -> Option<*mut u8> {
-        let cc = &mut self.classes[class];
-        if cc.span == &raw mut EMPTY_SPAN {
+    fn alloc_from_span(&self, class: usize) -> Option<*mut u8> {
+        let cc = &self.classes[class];
+        if cc.span.get() == empty_span() {
             return None;
         }
         // SAFETY: a span this cache holds: ours alone.
-        let s = unsafe { &mut *cc.span };
+        let s = unsafe { &*cc.span.get() };
         let idx = s.next_free_index();
-        if idx < s.nelems {
+        if idx < s.nelems.get() {
             bump(&cc.mallocs);
-            return Some((s.base + idx * s.elemsize) as *mut u8);
+            s.note_handed_out(idx);
+            let p = (s.base.get() + idx * s.elemsize.get()) as *mut u8;
+            // SAFETY: a slot of our span being handed out.
+            unsafe { freelist::clear_mark(p) };
+            return Some(p);
         }
         None
     }
 
     /// Gives the used-up span back and takes another (Go's `refill`).
-    fn refill(&mut self, class: usize) {
-        crate::scavenger::trim_for_limit(self);
-        let central = &HEAP.centrals[class];
-        let old = self.classes[class].span;
-        if old != &raw mut EMPTY_SPAN {
-            self.classes[class].span = &raw mut EMPTY_SPAN;
+    fn refill(&self, class: usize) {
+        self.trim_for_limit();
+        let central = &self.heap.centrals[class];
+        let old = self.classes[class].span.replace(empty_span());
+        if old != empty_span() {
             // SAFETY: `old` is the span this cache held; we give it up.
-            unsafe { central.uncache_span(&HEAP, old) };
+            unsafe { central.uncache_span(self.heap, old as *mut Span) };
         }
-        let mut s = central.cache_span(&HEAP, class);
+        let mut s = central.cache_span(self.heap, class);
         if s.is_null() {
             // Out of memory, or at the hard memory limit: give back what
             // this thread holds (its lists may empty whole spans, whose
             // pages can then be reused or released) and try once more.
             self.flush_all();
-            s = central.cache_span(&HEAP, class);
+            s = central.cache_span(self.heap, class);
         }
         if !s.is_null() {
-            self.classes[class].span = s;
+            self.classes[class].span.set(s);
+        }
+    }
+
+    /// Under memory-limit pressure (releasing free pages did not bring the
+    /// heap under its limit): this cache and the central lists' transfer
+    /// caches and spare spans go back to their spans and the page heap,
+    /// where the next release (or reuse) finds them. Called by a refill.
+    fn trim_for_limit(&self) {
+        let limit = &self.heap.limit;
+        if !limit.take_pressure() {
+            return;
+        }
+        limit.trims.fetch_add(1, Relaxed);
+        self.flush_all();
+        for (class, c) in self.heap.centrals.iter().enumerate().skip(1) {
+            c.drain_batches(self.heap, class);
+            c.drop_spare(self.heap);
         }
     }
 
     #[cold]
     #[inline(never)]
-    unsafe fn free_slow(&mut self, p: *mut u8, class: usize) {
+    unsafe fn free_slow(&self, p: *mut u8, class: usize) {
         // The whole list goes to the central list's transfer cache as one
         // batch (a constant-time hand-over, TCMalloc's transfer cache); when
         // that is full, half of it goes back into its spans, from the head:
         // the central walks those objects anyway, so cutting the list there
         // costs nothing.
-        let cc = &mut self.classes[class];
-        let central = &HEAP.centrals[class];
-        if central.put_batch(cc.free, cc.len) {
-            cc.free = ptr::null_mut();
-            cc.len = 0;
+        let cc = &self.classes[class];
+        let central = &self.heap.centrals[class];
+        if central.put_batch(cc.free.get(), cc.len.get()) {
+            cc.free.set(ptr::null_mut());
+            cc.len.set(0);
         } else {
-            let nflush = cc.len - cc.max / 2;
+            let nflush = cc.len.get() - cc.max.get() / 2;
             // SAFETY: the list holds `len >= nflush` well-linked objects, of
             // which we give up the first `nflush`.
-            cc.free = unsafe { central.free_batch(&HEAP, class, cc.free, nflush as usize) };
-            cc.len -= nflush;
+            cc.free
+                .set(unsafe { central.free_batch(self.heap, class, cc.free.get(), nflush as usize) });
+            cc.len.set(cc.len.get() - nflush);
         }
         // SAFETY: forwarded contract; now there is room.
         unsafe { self.free(p, class) };
@@ -270,23 +308,50 @@ impl ThreadCache {
 
     /// Returns everything this cache holds to the central lists: at thread
     /// exit and when statistics or the scavenger ask for a flush.
-    pub(crate) fn flush_all(&mut self) {
+    pub(crate) fn flush_all(&self) {
         for class in 1..NUM_SIZE_CLASSES {
-            let cc = &mut self.classes[class];
-            if cc.len > 0 {
-                let (head, n) = (cc.free, cc.len);
-                cc.free = ptr::null_mut();
-                cc.len = 0;
+            let cc = &self.classes[class];
+            if cc.len.get() > 0 {
+                let (head, n) = (cc.free.replace(ptr::null_mut()), cc.len.replace(0));
                 // SAFETY: the cache's list is `n` well-linked objects.
-                unsafe { HEAP.centrals[class].free_batch(&HEAP, class, head, n as usize) };
+                unsafe { self.heap.centrals[class].free_batch(self.heap, class, head, n as usize) };
             }
-            let s = cc.span;
-            if s != &raw mut EMPTY_SPAN {
-                cc.span = &raw mut EMPTY_SPAN;
+            let s = cc.span.replace(empty_span());
+            if s != empty_span() {
                 // SAFETY: the span this cache held; we give it up.
-                unsafe { HEAP.centrals[class].uncache_span(&HEAP, s) };
+                unsafe { self.heap.centrals[class].uncache_span(self.heap, s as *mut Span) };
             }
         }
+    }
+
+    /// Where `p`, an object of `class`, sits in this cache if it is free
+    /// here: on the class's free list, or among the fresh slots of the
+    /// class's span. For the exact checks: only the owner, or a claimer
+    /// holding the cache.
+    pub(crate) fn holds_free(&self, p: *mut u8, class: usize) -> Option<&'static str> {
+        let cc = &self.classes[class];
+        let mut found = false;
+        // SAFETY: the owner's list is well formed and frozen for us.
+        unsafe {
+            crate::central::for_each_in_list(cc.free.get(), cc.len.get() as usize, |q| {
+                found |= q == p
+            })
+        };
+        if found {
+            return Some("on a thread cache's free list");
+        }
+        let s = cc.span.get();
+        if s != empty_span() {
+            // SAFETY: a span this cache holds.
+            let span = unsafe { &*s };
+            if (p as usize) >= span.base.get() && (p as usize) < span.limit() {
+                let (idx, _) = span.object_index(p as usize);
+                if span.is_unscanned_free(idx) {
+                    return Some("a free slot of a thread cache's span");
+                }
+            }
+        }
+        None
     }
 }
 
@@ -330,45 +395,18 @@ unsafe fn zero_object(p: *mut u8, size: usize) {
     }
 }
 
-/// Runs `f` on cache `c` as its owner: marks the cache busy so a reclaimer
-/// leaves it alone, and first waits out a reclaim in progress. The marks
-/// are plain stores ordered only by compiler fences; the reclaimer's
-/// `membarrier` supplies the hardware ordering (an asymmetric Dekker
-/// handshake: either the owner sees `reclaim` and waits, or the reclaimer
-/// sees `busy` and backs off).
+/// Runs `f` on cache `c` as its owner, inside its handshake (see
+/// `sync::handshake`): a claimer waits until `f` is done, and `f` waits
+/// out a claimer that holds the cache. Plain stores, no lock.
 ///
 /// # Safety
 ///
-/// `c` is the calling thread's own (non-null) cache, and `f` touches no
-/// other thread's cache.
+/// `c` is the calling thread's own cache, and `f` touches no other
+/// thread's cache.
 #[inline(always)]
-pub(crate) unsafe fn enter<R>(c: *mut ThreadCache, f: impl FnOnce(&mut ThreadCache) -> R) -> R {
-    // SAFETY: per the contract `c` is ours; the flags are atomics.
-    unsafe {
-        (*c).busy.store(true, Relaxed);
-        compiler_fence(Ordering::SeqCst);
-        if (*c).reclaim.load(Relaxed) {
-            wait_reclaim(c);
-        }
-        let r = f(&mut *c);
-        compiler_fence(Ordering::SeqCst);
-        (*c).busy.store(false, Relaxed);
-        r
-    }
-}
-
-/// Waits until a reclaimer is done with (or has backed off from) cache `c`.
-///
-/// # Safety
-///
-/// `c` is the calling thread's cache.
-#[cold]
-#[inline(never)]
-unsafe fn wait_reclaim(c: *mut ThreadCache) {
-    // SAFETY: the flag is an atomic; the Acquire load pairs with the
-    // reclaimer's Release store, so its changes to the cache are visible.
-    while unsafe { (*c).reclaim.load(Ordering::Acquire) } {
-        // SAFETY: sched_yield has no preconditions.
-        unsafe { libc::sched_yield() };
-    }
+pub(crate) unsafe fn enter<R>(c: &ThreadCache, f: impl FnOnce(&ThreadCache) -> R) -> R {
+    c.handshake.enter();
+    let r = f(c);
+    c.handshake.exit();
+    r
 }

@@ -3,10 +3,11 @@
 //!
 //! See the crate docs for the overview.
 
+use crate::freelist;
 use crate::heap::Heap;
+use crate::os::OS_PAGE_SIZE;
 use crate::report::fatal;
 use crate::sizeclass;
-use crate::os::OS_PAGE_SIZE;
 use crate::span::{Span, SpanList, SpanState, SPAN_INTERIOR_RELEASED};
 use crate::sync::Mutex;
 use core::ptr;
@@ -31,10 +32,10 @@ impl List {
     unsafe fn push(&mut self, s: *mut Span) {
         // SAFETY: per the contract, `s` and the current head are valid.
         unsafe {
-            (*s).prev = ptr::null_mut();
-            (*s).next = self.head;
+            (*s).prev.set(ptr::null());
+            (*s).next.set(self.head);
             if !self.head.is_null() {
-                (*self.head).prev = s;
+                (*self.head).prev.set(s);
             }
         }
         self.head = s;
@@ -47,17 +48,17 @@ impl List {
     unsafe fn remove(&mut self, s: *mut Span) {
         // SAFETY: per the contract, `s` and its neighbours are valid.
         unsafe {
-            let (prev, next) = ((*s).prev, (*s).next);
+            let (prev, next) = ((*s).prev.get(), (*s).next.get());
             if prev.is_null() {
-                self.head = next;
+                self.head = next as *mut Span;
             } else {
-                (*prev).next = next;
+                (*prev).next.set(next);
             }
             if !next.is_null() {
-                (*next).prev = prev;
+                (*next).prev.set(prev);
             }
-            (*s).next = ptr::null_mut();
-            (*s).prev = ptr::null_mut();
+            (*s).next.set(ptr::null());
+            (*s).prev.set(ptr::null());
         }
         self.len -= 1;
     }
@@ -87,8 +88,8 @@ pub(crate) struct CentralLists {
     /// their first word) handed over by one thread's flush and taken by
     /// another's (or the same one's) refill without touching their spans.
     /// A stack, so the most recent (warmest) batch goes out first.
-    batches: [(*mut u8, u32); TRANSFER_BATCHES],
-    nbatches: usize,
+    pub(crate) batches: [(*mut u8, u32); TRANSFER_BATCHES],
+    pub(crate) nbatches: usize,
 }
 
 /// Batches a transfer cache holds per class (each at most a thread list's
@@ -130,9 +131,9 @@ impl Central {
         let mut s = l.partial.head;
         while !s.is_null() {
             // SAFETY: spans on our list are valid and ours under the lock.
-            let span = unsafe { &mut *s };
+            let span = unsafe { &*s };
             let mut mask = span.unused_os_pages();
-            span.released |= mask;
+            span.released.set(span.released.get() | mask);
             while mask != 0 {
                 let first = mask.trailing_zeros() as usize;
                 let run = (mask >> first).trailing_ones() as usize;
@@ -141,7 +142,7 @@ impl Central {
                 // cache from taking the span meanwhile).
                 unsafe {
                     heap.os.decommit(
-                        (span.base + first * OS_PAGE_SIZE) as *mut u8,
+                        (span.base.get() + first * OS_PAGE_SIZE) as *mut u8,
                         run * OS_PAGE_SIZE,
                         lazy,
                     )
@@ -149,7 +150,7 @@ impl Central {
                 released += run * OS_PAGE_SIZE;
                 mask &= !(((1u64 << run) - 1) as u32).wrapping_shl(first as u32);
             }
-            s = span.next;
+            s = span.next.get() as *mut Span;
         }
         SPAN_INTERIOR_RELEASED.fetch_add(released, crate::sync::atomic::Ordering::Relaxed);
         released
@@ -167,8 +168,8 @@ impl Central {
             }
             if !s.is_null() {
                 // SAFETY: spans on our lists are valid and ours under the lock.
-                let span = unsafe { &mut *s };
-                span.list = SpanList::None;
+                let span = unsafe { &*s };
+                span.list.set(SpanList::None);
                 let avail = span.take_for_cache();
                 debug_assert!(avail > 0, "partial span with no free slot");
                 return s;
@@ -195,7 +196,7 @@ impl Central {
     pub(crate) unsafe fn uncache_span(&self, heap: &Heap, s: *mut Span) {
         let mut l = self.lists.lock();
         // SAFETY: the caller owned the span; now we hold the lock.
-        let span = unsafe { &mut *s };
+        let span = unsafe { &*s };
         span.release_from_cache();
         // SAFETY: `s` is on no list and valid.
         unsafe { self.file(&mut l, heap, s) };
@@ -209,16 +210,16 @@ impl Central {
     /// `s` is a valid span of this class, on no list, not cached.
     unsafe fn file(&self, l: &mut CentralLists, heap: &Heap, s: *mut Span) {
         // SAFETY: per the contract.
-        let span = unsafe { &mut *s };
+        let span = unsafe { &*s };
         if span.live() == 0 {
             // SAFETY: nothing in it is live and it is on no list.
             unsafe { self.empty(l, heap, s) };
-        } else if span.alloc_count - span.freed_count < span.nelems {
-            span.list = SpanList::Partial;
+        } else if span.live() < span.nelems.get() {
+            span.list.set(SpanList::Partial);
             // SAFETY: on no list.
             unsafe { l.partial.push(s) };
         } else {
-            span.list = SpanList::Full;
+            span.list.set(SpanList::Full);
             // SAFETY: on no list.
             unsafe { l.full.push(s) };
         }
@@ -227,7 +228,9 @@ impl Central {
     /// Returns the first `n` objects of a list of objects of this class
     /// (linked through their first word) to their spans, and returns the
     /// rest of the list. Detects objects that are not live objects of this
-    /// class and aborts with a report.
+    /// class (a second copy of an object already returned, a slot never
+    /// handed out, a pointer outside a span of the class) and aborts with a
+    /// report.
     ///
     /// # Safety
     ///
@@ -248,7 +251,8 @@ impl Central {
         for _ in 0..n {
             let obj = head;
             // SAFETY: the list is well formed per the contract.
-            head = unsafe { *(obj as *mut *mut u8) };
+            head = unsafe { freelist::read_link(obj) };
+            freelist::check_link(obj, head);
             let a = obj as usize;
             if a < lo || a >= hi {
                 if !s.is_null() {
@@ -264,28 +268,26 @@ impl Central {
                 // SAFETY: span structs stay mapped; the state check below
                 // rejects spans not in use.
                 let span = unsafe { &*s };
-                if span.state != SpanState::Small || span.class as usize != class {
+                if span.state() != SpanState::Small || span.class.get() as usize != class {
                     fatal!(
                         "free of {obj:p}: object is not a live {}-byte object (invalid free or heap corruption)",
                         sizeclass::class_size(class)
                     );
                 }
-                (lo, hi) = (span.base, span.limit());
+                (lo, hi) = (span.base.get(), span.limit());
             }
             // SAFETY: `s` is the in-use span holding `obj`; its freed bits
             // and counts are ours under the lock, cached or not.
-            let span = unsafe { &mut *s };
+            let span = unsafe { &*s };
             let (idx, exact) = span.object_index(a);
-            let word = idx / 64;
-            let bit = 1u64 << (idx % 64);
             if !exact
-                || span.freed_bits[word] & bit != 0
-                || (!span.cached && span.alloc_bits[word] & bit == 0)
+                || span.freed_bit(idx)
+                || (!span.cached.get() && !span.alloc_bit(idx))
+                || (crate::CHECKED && idx >= span.published_hw())
             {
                 report_bad_free(obj, span);
             }
-            span.freed_bits[word] |= bit;
-            span.freed_count += 1;
+            span.set_freed(idx);
         }
         if !s.is_null() {
             // SAFETY: as above.
@@ -303,8 +305,8 @@ impl Central {
     /// `s` is an in-use span of this class; the lock is held.
     unsafe fn settle(&self, l: &mut CentralLists, heap: &Heap, s: *mut Span) {
         // SAFETY: per the contract.
-        let span = unsafe { &mut *s };
-        if span.cached {
+        let span = unsafe { &*s };
+        if span.cached.get() {
             return;
         }
         if span.live() == 0 {
@@ -312,18 +314,18 @@ impl Central {
             unsafe { self.unlist(l, s) };
             // SAFETY: nothing is live in it, not cached, on no list.
             unsafe { self.empty(l, heap, s) };
-        } else if span.list == SpanList::Full {
+        } else if span.list.get() == SpanList::Full {
             // SAFETY: on the full list.
             unsafe { l.full.remove(s) };
-            span.list = SpanList::Partial;
+            span.list.set(SpanList::Partial);
             // SAFETY: now on no list.
             unsafe { l.partial.push(s) };
         }
     }
 
     /// A span of this class with nothing live: kept as the spare if there
-    /// is none (reset to fresh, so a stray free into it is caught as a
-    /// double free), else given back to the page heap.
+    /// is none (reset to empty, keeping its high-water mark, so a stray
+    /// free into it is still caught), else given back to the page heap.
     ///
     /// # Safety
     ///
@@ -332,8 +334,7 @@ impl Central {
     unsafe fn empty(&self, l: &mut CentralLists, heap: &Heap, s: *mut Span) {
         if l.spare.is_null() {
             // SAFETY: per the contract the span is ours and unused.
-            let span = unsafe { &mut *s };
-            span.init_small(span.class as usize, true);
+            unsafe { (*s).reset(true) };
             l.spare = s;
         } else {
             // SAFETY: nothing references it; heap lock after a central lock
@@ -366,23 +367,6 @@ impl Central {
         Some(l.batches[i])
     }
 
-    /// Debug checks: whether `p` sits in a transfer-cache batch (a double
-    /// free the thread-list check cannot see).
-    #[cfg(any(debug_assertions, feature = "debug-checks"))]
-    pub(crate) fn batches_contain(&self, p: *mut u8) -> bool {
-        let l = self.lists.lock();
-        l.batches[..l.nbatches].iter().any(|&(mut q, n)| {
-            for _ in 0..n {
-                if q == p {
-                    return true;
-                }
-                // SAFETY: batches are well-formed lists of `n` objects.
-                q = unsafe { *(q as *mut *mut u8) };
-            }
-            false
-        })
-    }
-
     /// Returns every batch in the transfer cache to its spans, so spans
     /// can empty (the scavenger when the heap is idle, `free_os_memory`,
     /// statistics-exact flushes).
@@ -411,12 +395,12 @@ impl Central {
     unsafe fn unlist(&self, l: &mut CentralLists, s: *mut Span) {
         // SAFETY: per the contract.
         unsafe {
-            match (*s).list {
+            match (*s).list.get() {
                 SpanList::Partial => l.partial.remove(s),
                 SpanList::Full => l.full.remove(s),
                 SpanList::None => {}
             }
-            (*s).list = SpanList::None;
+            (*s).list.set(SpanList::None);
         }
     }
 }
@@ -425,14 +409,30 @@ impl Central {
 #[cold]
 #[inline(never)]
 fn report_bad_free(obj: *mut u8, span: &Span) -> ! {
-    if !span.object_index(obj as usize).1 {
-        fatal!(
-            "free of {obj:p}: pointer into the middle of a {}-byte object",
-            span.elemsize
-        );
+    let (idx, exact) = span.object_index(obj as usize);
+    let size = span.elemsize.get();
+    if !exact {
+        fatal!("free of {obj:p}: pointer into the middle of a {size}-byte object");
     }
-    fatal!(
-        "free of {obj:p}: double free of a {}-byte object",
-        span.elemsize
-    )
+    if crate::CHECKED && idx >= span.published_hw() {
+        fatal!("free of {obj:p}: invalid free: this {size}-byte slot was never handed out");
+    }
+    fatal!("free of {obj:p}: double free of a {size}-byte object (it was already back in its span)")
+}
+
+/// Walks a list of `n` objects from `head`, calling `f` on each.
+///
+/// # Safety
+///
+/// `head` starts a well-formed free list of at least `n` objects that
+/// nobody changes meanwhile.
+pub(crate) unsafe fn for_each_in_list(mut head: *mut u8, n: usize, mut f: impl FnMut(*mut u8)) {
+    for _ in 0..n {
+        if head.is_null() {
+            return;
+        }
+        f(head);
+        // SAFETY: per the contract.
+        head = unsafe { freelist::read_link(head) };
+    }
 }

@@ -4,8 +4,8 @@
 //!
 //! See the crate docs for the overview.
 
-use crate::scavenger::{LimitSource, SCAVENGER};
-use crate::sync::atomic::Ordering::Relaxed;
+use crate::heap::Heap;
+use crate::limit::LimitSource;
 
 /// Longest path we build.
 const PATH_MAX: usize = 1024;
@@ -198,17 +198,11 @@ fn container_limit() -> Option<usize> {
 
 /// Sets the limit from `GOHEAP_MEMORY_LIMIT` if present, else from the
 /// container. Called once when the heap initialises.
-pub(crate) fn init_limit() {
+pub(crate) fn init_limit(heap: &Heap) {
     if let Some(v) = env(c"GOHEAP_MEMORY_LIMIT") {
         match parse_size(v) {
             Some(bytes) => {
-                SCAVENGER.limit.store(bytes, Relaxed);
-                let src = if bytes == usize::MAX {
-                    LimitSource::None
-                } else {
-                    LimitSource::Env
-                };
-                SCAVENGER.limit_source.store(src as u8, Relaxed);
+                heap.limit.set(bytes, LimitSource::Env);
             }
             None => crate::report::print(format_args!(
                 "GOHEAP_MEMORY_LIMIT={}: not a size (use e.g. 512MiB, 2GiB, max); ignored",
@@ -217,29 +211,23 @@ pub(crate) fn init_limit() {
         }
         return;
     }
-    refresh_limit();
+    refresh_limit(heap);
 }
 
 /// Re-reads the container limit when it is the limit in force (or none is
 /// set), so a resized container is honoured. The scavenger calls this
 /// about once a second.
-pub(crate) fn refresh_limit() {
-    let src = SCAVENGER.limit_source.load(Relaxed);
-    if src != LimitSource::None as u8 && src != LimitSource::Cgroup as u8 {
+pub(crate) fn refresh_limit(heap: &Heap) {
+    let src = heap.limit.source();
+    if src != LimitSource::None && src != LimitSource::Cgroup {
         return;
     }
     match container_limit() {
         Some(bytes) => {
-            SCAVENGER.limit.store(bytes, Relaxed);
-            SCAVENGER
-                .limit_source
-                .store(LimitSource::Cgroup as u8, Relaxed);
+            heap.limit.set(bytes, LimitSource::Cgroup);
         }
-        None if src == LimitSource::Cgroup as u8 => {
-            SCAVENGER.limit.store(usize::MAX, Relaxed);
-            SCAVENGER
-                .limit_source
-                .store(LimitSource::None as u8, Relaxed);
+        None if src == LimitSource::Cgroup => {
+            heap.limit.set(usize::MAX, LimitSource::None);
         }
         None => {}
     }

@@ -1,17 +1,20 @@
 //! The page heap (Go's mheap): arenas from the OS, pages to spans, spans
 //! back to pages.
 //!
-//! See the crate docs for the overview.
+//! See the crate docs for the overview. The heap knows nothing of the
+//! layers above it: the one service it needs from them (starting the
+//! scavenger when the first span is made) is a hook the composition root
+//! (`global.rs`) installs when it builds the process heap.
 
 use crate::arena::{ArenaMap, ARENA_BYTES};
 use crate::central::Central;
 use crate::fixalloc::FixAlloc;
+use crate::limit::Limit;
 use crate::os::Os;
 use crate::pagealloc::{PageAlloc, CHUNK_BYTES};
-use crate::scavenger::SCAVENGER;
 use crate::sizeclass::{NUM_SIZE_CLASSES, PAGE_SIZE};
 use crate::span::{Span, SpanState};
-use crate::sync::atomic::Ordering::Relaxed;
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use crate::sync::{Mutex, MutexGuard};
 use core::ptr;
 
@@ -45,6 +48,26 @@ pub(crate) struct HeapLocked {
     /// Spans allocated plus spans freed, ever: the scavenger compares it
     /// between ticks to tell a busy heap from an idle one.
     pub(crate) activity: u64,
+    /// A run of free pages claimed by [`Heap::release`] while it releases
+    /// them to the OS outside the lock (base, pages; 0 pages: none). A
+    /// child forked in that window has no thread to finish the job: its
+    /// fork handler gives the run back (see `fork::postfork_child`).
+    pub(crate) releasing: (usize, usize),
+}
+
+/// Services of the layers above that the heap calls (see the module docs).
+#[derive(Clone, Copy)]
+pub(crate) struct HeapHooks {
+    /// Called once, after the first span is made (and again after a fork,
+    /// see [`Heap::after_fork_in_child`]), with no lock held but maybe
+    /// inside an operation on the calling thread's cache.
+    pub(crate) first_span: fn(),
+}
+
+impl HeapHooks {
+    /// Hooks that do nothing (heaps built by tests).
+    #[cfg(test)]
+    pub(crate) const NONE: HeapHooks = HeapHooks { first_span: || {} };
 }
 
 /// The heap: one per process ([`HEAP`](crate::global::HEAP)); tests may
@@ -56,16 +79,30 @@ pub(crate) struct Heap {
     pub(crate) locked: Mutex<HeapLocked>,
     /// Page → span index. Read without locks; see [`ArenaMap`].
     pub(crate) arenas: ArenaMap,
-    /// One central list per size class (noscan; the GC heap adds its own).
+    /// One central list per size class.
     pub(crate) centrals: [Central; NUM_SIZE_CLASSES],
+    /// The memory limit and its counters.
+    pub(crate) limit: Limit,
+    /// Bytes of metadata that layers above the heap mapped for themselves
+    /// (thread caches), so the limit and the statistics can count them.
+    pub(crate) meta_outside: AtomicUsize,
+    /// Whether `hooks.first_span` has run.
+    started: AtomicBool,
+    hooks: HeapHooks,
 }
 
 /// First hint for arena placement (Go starts at 0x00c0 << 32 on amd64).
 const FIRST_ARENA_HINT: usize = 0x00c0 << 32;
 
 impl Heap {
-    /// A heap over `os`; nothing is reserved until first use.
+    /// A heap over `os` with no hooks; nothing is reserved until first use.
+    #[cfg(test)]
     pub(crate) const fn new(os: &'static dyn Os) -> Self {
+        Self::with_hooks(os, HeapHooks::NONE)
+    }
+
+    /// A heap over `os` that calls `hooks`.
+    pub(crate) const fn with_hooks(os: &'static dyn Os, hooks: HeapHooks) -> Self {
         Heap {
             os,
             locked: Mutex::new(HeapLocked {
@@ -84,9 +121,14 @@ impl Heap {
                 large_free_bytes: 0,
                 arena_meta_bytes: 0,
                 activity: 0,
+                releasing: (0, 0),
             }),
             arenas: ArenaMap::new(),
             centrals: [const { Central::new() }; NUM_SIZE_CLASSES],
+            limit: Limit::new(),
+            meta_outside: AtomicUsize::new(0),
+            started: AtomicBool::new(false),
+            hooks,
         }
     }
 
@@ -98,10 +140,8 @@ impl Heap {
             if !self.arenas.init(self.os) || !h.pages.init(self.os) {
                 return None;
             }
+            crate::freelist::init_secrets();
             h.initialized = true;
-            if core::ptr::eq(self, &crate::global::HEAP) {
-                crate::scavenger::init_from_env();
-            }
         }
         Some(h)
     }
@@ -113,7 +153,7 @@ impl Heap {
         &self,
         npages: usize,
         align_pages: usize,
-        init: impl FnOnce(&mut Span, bool),
+        init: impl FnOnce(&Span, bool),
     ) -> *mut Span {
         let Some(mut h) = self.lock() else {
             return ptr::null_mut();
@@ -145,20 +185,26 @@ impl Heap {
         let needzero = used_before && scav < npages;
         // SAFETY: `span_mem` is a fresh slot of span size, exclusively ours.
         let s = unsafe {
-            span_mem.write(Span::EMPTY);
-            &mut *span_mem
+            span_mem.write(Span::empty());
+            &*span_mem
         };
-        s.base = base;
-        s.npages = npages;
+        s.base.set(base);
+        s.npages.set(npages);
         init(s, needzero);
         h.inuse_pages += npages;
         h.activity += 1;
         self.arenas.set_spans(base, npages, span_mem);
         drop(h);
-        if SCAVENGER.thread.load(Relaxed) == 0 {
-            crate::scavenger::start_background();
+        if !self.started.load(Relaxed) && !self.started.swap(true, Relaxed) {
+            (self.hooks.first_span)();
         }
         span_mem
+    }
+
+    /// In a child after `fork`: the hook's work (the scavenger thread) did
+    /// not survive; the next span made calls it again.
+    pub(crate) fn after_fork_in_child(&self) {
+        self.started.store(false, Relaxed);
     }
 
     /// `npages` free pages aligned to `align_pages` pages, growing the heap
@@ -255,15 +301,15 @@ impl Heap {
     pub(crate) unsafe fn free_span(&self, s: *mut Span) {
         let mut h = self.locked.lock();
         // SAFETY: the caller passes an in-use span it owns.
-        let span = unsafe { &mut *s };
-        debug_assert!(span.state != SpanState::Free);
+        let span = unsafe { &*s };
+        debug_assert!(span.state() != SpanState::Free);
         span.forget_released();
         self.arenas
-            .set_spans(span.base, span.npages, ptr::null_mut());
-        h.pages.free(span.base, span.npages);
-        h.inuse_pages -= span.npages;
+            .set_spans(span.base.get(), span.npages.get(), ptr::null_mut());
+        h.pages.free(span.base.get(), span.npages.get());
+        h.inuse_pages -= span.npages.get();
         h.activity += 1;
-        span.state = SpanState::Free;
+        span.set_state(SpanState::Free);
         // SAFETY: `s` came from `h.spans` and is no longer referenced.
         unsafe { h.spans.free(s.cast()) };
     }
@@ -277,8 +323,8 @@ impl Heap {
     pub(crate) unsafe fn grow_large_in_place(&self, s: *mut Span, npages: usize) -> bool {
         let mut h = self.locked.lock();
         // SAFETY: the caller owns the span.
-        let span = unsafe { &mut *s };
-        let extra = npages - span.npages;
+        let span = unsafe { &*s };
+        let extra = npages - span.npages.get();
         let end = span.limit();
         if h.pages.alloc_at(end, extra).is_none() {
             return false;
@@ -289,8 +335,8 @@ impl Heap {
         self.arenas.set_spans(end, extra, s);
         h.inuse_pages += extra;
         h.large_alloc_bytes += (extra * PAGE_SIZE) as u64;
-        span.npages = npages;
-        span.elemsize = npages * PAGE_SIZE;
+        span.npages.set(npages);
+        span.elemsize.set(npages * PAGE_SIZE);
         true
     }
 
@@ -303,15 +349,15 @@ impl Heap {
     pub(crate) unsafe fn shrink_large(&self, s: *mut Span, npages: usize) {
         let mut h = self.locked.lock();
         // SAFETY: the caller owns the span.
-        let span = unsafe { &mut *s };
-        let tail = span.base + npages * PAGE_SIZE;
-        let extra = span.npages - npages;
+        let span = unsafe { &*s };
+        let tail = span.base.get() + npages * PAGE_SIZE;
+        let extra = span.npages.get() - npages;
         self.arenas.set_spans(tail, extra, ptr::null_mut());
         h.pages.free(tail, extra);
         h.inuse_pages -= extra;
         h.large_free_bytes += (extra * PAGE_SIZE) as u64;
-        span.npages = npages;
-        span.elemsize = npages * PAGE_SIZE;
+        span.npages.set(npages);
+        span.elemsize.set(npages * PAGE_SIZE);
     }
 }
 
@@ -416,10 +462,10 @@ mod tests {
 
     fn large_span(heap: &Heap, npages: usize, align_pages: usize) -> *mut Span {
         heap.alloc_span(npages, align_pages, |s, needzero| {
-            s.state = SpanState::Large;
-            s.elemsize = npages * PAGE_SIZE;
-            s.nelems = 1;
-            s.needzero = needzero;
+            s.set_state(SpanState::Large);
+            s.elemsize.set(npages * PAGE_SIZE);
+            s.nelems.set(1);
+            s.needzero.set(needzero);
         })
     }
 
@@ -441,13 +487,13 @@ mod tests {
         assert!(!s.is_null());
         // SAFETY: a span we just allocated and own.
         let span = unsafe { &*s };
-        assert_eq!(span.state, SpanState::Small);
+        assert_eq!(span.state(), SpanState::Small);
         assert_eq!(
-            span.base % ARENA_BYTES,
+            span.base.get() % ARENA_BYTES,
             0,
             "first span starts the first arena"
         );
-        assert_eq!(heap.arenas.span_of(span.base), s);
+        assert_eq!(heap.arenas.span_of(span.base.get()), s);
         assert!(
             MOCK.reserve_calls
                 .load(core::sync::atomic::Ordering::Relaxed)
@@ -455,7 +501,7 @@ mod tests {
         );
         // SAFETY: ours, nothing references it.
         unsafe { heap.free_span(s) };
-        assert!(heap.arenas.span_of(span.base).is_null());
+        assert!(heap.arenas.span_of(span.base.get()).is_null());
     }
 
     #[test]
@@ -465,7 +511,7 @@ mod tests {
         let first = small_span(&heap, 5);
         assert!(!first.is_null());
         // SAFETY: live span we own.
-        let first_base = unsafe { (*first).base };
+        let first_base = unsafe { (*first).base.get() };
         assert_eq!(first_base % ARENA_BYTES, 0);
 
         // A 100 MiB object needs more arenas than what is left.
@@ -520,14 +566,14 @@ mod tests {
         for s in [first, big, far] {
             // SAFETY: live spans we own.
             let span = unsafe { &*s };
-            assert_eq!(span.base % PAGE_SIZE, 0);
-            for p in 0..span.npages {
-                assert_eq!(heap.arenas.span_of(span.base + p * PAGE_SIZE), s);
+            assert_eq!(span.base.get() % PAGE_SIZE, 0);
+            for p in 0..span.npages.get() {
+                assert_eq!(heap.arenas.span_of(span.base.get() + p * PAGE_SIZE), s);
             }
             assert_eq!(heap.arenas.span_of(span.limit() - 1), s);
         }
         // SAFETY: live spans.
-        let (far_base, far_pages) = unsafe { ((*far).base, (*far).npages) };
+        let (far_base, far_pages) = unsafe { ((*far).base.get(), (*far).npages.get()) };
         assert_ne!(far_base, hint, "the blocked hint was not used");
         assert_eq!(
             far_base % ARENA_BYTES,
@@ -563,15 +609,15 @@ mod tests {
                 8,
                 PAGE_SIZE - 1,
                 PAGE_SIZE,
-                span.npages * PAGE_SIZE - 1,
+                span.npages.get() * PAGE_SIZE - 1,
             ] {
-                if off < span.npages * PAGE_SIZE {
-                    assert_eq!(heap.arenas.span_of(span.base + off), s, "offset {off}");
+                if off < span.npages.get() * PAGE_SIZE {
+                    assert_eq!(heap.arenas.span_of(span.base.get() + off), s, "offset {off}");
                 }
             }
         }
         // SAFETY: live spans.
-        let (a_base, c_limit) = unsafe { ((*a).base, (*c).limit()) };
+        let (a_base, c_limit) = unsafe { ((*a).base.get(), (*c).limit()) };
         // Below the first span: another arena's address, never mapped.
         assert!(heap.arenas.span_of(a_base - 1).is_null());
         // Just past the last span: free pages of the arena.
@@ -587,7 +633,7 @@ mod tests {
         }
         // Freed spans disappear from the map; the others stay.
         // SAFETY: a live span.
-        let b_base = unsafe { (*b).base };
+        let b_base = unsafe { (*b).base.get() };
         // SAFETY: ours, unreferenced.
         unsafe { heap.free_span(b) };
         for p in 0..3 {
@@ -598,7 +644,7 @@ mod tests {
         // The pages are reused (first fit) and the map follows.
         let d = large_span(&heap, 2, 1);
         // SAFETY: live span.
-        assert_eq!(unsafe { (*d).base }, b_base);
+        assert_eq!(unsafe { (*d).base.get() }, b_base);
         assert_eq!(heap.arenas.span_of(b_base + PAGE_SIZE), d);
         assert!(heap.arenas.span_of(b_base + 2 * PAGE_SIZE).is_null());
     }
@@ -614,11 +660,11 @@ mod tests {
             // SAFETY: live span.
             let span = unsafe { &*s };
             assert_eq!(
-                span.base % (align_pages * PAGE_SIZE),
+                span.base.get() % (align_pages * PAGE_SIZE),
                 0,
                 "align {align_pages} pages"
             );
-            assert_eq!(span.npages, 3);
+            assert_eq!(span.npages.get(), 3);
             // SAFETY: ours.
             unsafe { heap.free_span(s) };
         }
@@ -628,17 +674,17 @@ mod tests {
         // SAFETY: live span we own; the pages after it are free.
         unsafe {
             assert!(heap.grow_large_in_place(s, 10));
-            assert_eq!((*s).npages, 10);
-            assert_eq!(heap.arenas.span_of((*s).base + 9 * PAGE_SIZE), s);
+            assert_eq!((*s).npages.get(), 10);
+            assert_eq!(heap.arenas.span_of((*s).base.get() + 9 * PAGE_SIZE), s);
             heap.shrink_large(s, 2);
-            assert_eq!((*s).npages, 2);
-            assert!(heap.arenas.span_of((*s).base + 2 * PAGE_SIZE).is_null());
+            assert_eq!((*s).npages.get(), 2);
+            assert!(heap.arenas.span_of((*s).base.get() + 2 * PAGE_SIZE).is_null());
             assert_eq!(heap.locked.lock().inuse_pages, 1 + 2);
             // Blocked growth fails and changes nothing.
             let t = large_span(&heap, 1, 1);
-            assert_eq!((*t).base, (*s).limit());
+            assert_eq!((*t).base.get(), (*s).limit());
             assert!(!heap.grow_large_in_place(s, 3));
-            assert_eq!((*s).npages, 2);
+            assert_eq!((*s).npages.get(), 2);
             heap.free_span(t);
             heap.free_span(s);
             heap.free_span(pad);
@@ -653,7 +699,7 @@ mod tests {
         let alloc = |npages| {
             heap.alloc_span(npages, 1, |s, needzero| {
                 nz.set(Some(needzero));
-                s.state = SpanState::Large;
+                s.set_state(SpanState::Large);
             })
         };
         let a = alloc(4); // pages 0..4
@@ -664,7 +710,7 @@ mod tests {
         assert_eq!(nz.take(), Some(true), "reused pages");
         let c = alloc(4); // pages 2..6: two used before, two fresh
                           // SAFETY: live spans.
-        unsafe { assert_eq!((*c).base, (*b).limit()) };
+        unsafe { assert_eq!((*c).base.get(), (*b).limit()) };
         assert_eq!(nz.take(), Some(true), "partly reused");
         let d = alloc(1); // page 6
         assert_eq!(nz.take(), Some(false), "beyond everything handed out");
@@ -686,23 +732,25 @@ mod tests {
         let s = central.cache_span(&heap, class);
         assert!(!s.is_null());
         // SAFETY: the "cache" (this test) holds the span.
-        let span = unsafe { &mut *s };
-        assert!(span.cached);
+        let span = unsafe { &*s };
+        assert!(span.cached.get());
         let nelems = class_nelems(class);
         let mut objs = Vec::new();
         for _ in 0..nelems {
             let i = span.next_free_index();
-            objs.push(span.base + i * span.elemsize);
+            span.note_handed_out(i);
+            objs.push(span.base.get() + i * span.elemsize.get());
         }
         assert_eq!(span.next_free_index(), nelems);
         // SAFETY: we give the span up; it is full, so it goes on the full list.
         unsafe { central.uncache_span(&heap, s) };
         assert_eq!(central.lists.lock().full.len, 1);
         // Return all objects but one in a batch: the span goes partial.
-        for w in objs.windows(2) {
-            // SAFETY: linking objects through their first word: the memory is
+        for (i, &o) in objs.iter().enumerate() {
+            let next = objs.get(i + 1).map_or(ptr::null_mut(), |&n| n as *mut u8);
+            // SAFETY: linking objects as a free list: the memory is
             // committed and ours.
-            unsafe { *(w[0] as *mut usize) = w[1] };
+            unsafe { crate::freelist::push(o as *mut u8, next) };
         }
         // SAFETY: a well-formed list of `nelems - 1` objects we give up.
         unsafe { central.free_batch(&heap, class, objs[0] as *mut u8, nelems - 1) };
@@ -713,14 +761,14 @@ mod tests {
         assert_eq!(heap.locked.lock().inuse_pages, class_npages(class));
         // The last one: the span empties and becomes the class's spare
         // (kept to spare the page allocator churn), reset to fresh.
-        // SAFETY: the last object, given up.
+        // SAFETY: the last object, given up (its link is null).
         unsafe { central.free_batch(&heap, class, objs[nelems - 1] as *mut u8, 1) };
         {
             let l = central.lists.lock();
             assert_eq!((l.full.len, l.partial.len), (0, 0));
             assert_eq!(l.spare, s);
             // SAFETY: the spare is a valid span, read under the lock.
-            assert_eq!(unsafe { ((*s).alloc_count, (*s).freed_count, (*s).alloc_bits[0]) }, (0, 0, 0));
+            assert_eq!(unsafe { ((*s).alloc_count.get(), (*s).freed_count.get(), (*s).alloc_bits[0].get()) }, (0, 0, 0));
         }
         assert_eq!(heap.locked.lock().inuse_pages, class_npages(class));
         // A fresh request reuses the spare; emptied again and dropped, the

@@ -1,14 +1,17 @@
 //! The malloc front-end: size and alignment to a size class or to pages,
-//! explicit free, realloc, zeroed allocation.
+//! explicit free, realloc, zeroed allocation, over the process's heap.
 //!
-//! See the crate docs for the overview.
+//! See the crate docs for the overview, and "What is checked" there for
+//! the checks `free` makes.
 
 use crate::cache::enter;
-use crate::global::HEAP;
+use crate::freelist;
+use crate::global::{ensure_init, HEAP, THREADS};
 use crate::report::fatal;
-use crate::sizeclass::{self, MAX_SMALL_SIZE, NUM_SIZE_CLASSES, PAGE_SIZE};
+use crate::sizeclass::{self, MAX_SMALL_SIZE, PAGE_SIZE};
 use crate::span::{Span, SpanState};
 use crate::tls;
+use crate::CHECKED;
 use core::ptr;
 
 /// The largest request goheap accepts: beyond it, allocation returns null.
@@ -24,6 +27,11 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
             return None;
         }
         let class = sizeclass::size_to_class(size);
+        // Checked builds have no 8-byte class: a freed object needs a
+        // second word for its free marker.
+        if CHECKED && class == 1 {
+            return Some(2);
+        }
         // Every class is 8-aligned; all but 8 and 24 bytes are 16-aligned,
         // and the class after each of those (16, 32) is. (C's malloc asks
         // for 16 for everything above 8 bytes, so this stays inline.)
@@ -36,21 +44,14 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
 }
 
 /// The smallest class whose objects are all `align`-aligned and hold
-/// `size` bytes. Spans are page-aligned, so a class whose size is a
-/// multiple of `align` (≤ one page) aligns every object.
+/// `size` bytes (one table load), or `None` beyond a page of alignment.
 #[inline(never)]
 fn aligned_class(size: usize, align: usize) -> Option<usize> {
     if size > MAX_SMALL_SIZE || align > PAGE_SIZE {
         return None;
     }
-    let mut class = sizeclass::size_to_class(size);
-    while class < NUM_SIZE_CLASSES {
-        if sizeclass::class_size(class) % align == 0 {
-            return Some(class);
-        }
-        class += 1;
-    }
-    None
+    let class = sizeclass::aligned_class(sizeclass::size_to_class(size), align.trailing_zeros());
+    (class != 0).then_some(class)
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two). Null when
@@ -59,12 +60,12 @@ fn aligned_class(size: usize, align: usize) -> Option<usize> {
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
         Some(class) => {
-            let c = tls::cache();
-            if c.is_null() {
-                return tls::alloc_without_cache(class);
+            // SAFETY: a non-null cache pointer is the thread's own live cache.
+            match unsafe { tls::cache().as_ref() } {
+                // SAFETY: as above.
+                Some(c) => unsafe { enter(c, |c| c.alloc(class)) },
+                None => alloc_without_cache(class),
             }
-            // SAFETY: the thread's own cache.
-            unsafe { enter(c, |c| c.alloc(class)) }
         }
         None => alloc_large(size, align, false),
     }
@@ -75,19 +76,47 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
 pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
         Some(class) => {
-            let c = tls::cache();
-            if c.is_null() {
-                let p = tls::alloc_without_cache(class);
-                if !p.is_null() {
-                    // SAFETY: a new object of at least `size` bytes.
-                    unsafe { ptr::write_bytes(p, 0, size) };
+            // SAFETY: a non-null cache pointer is the thread's own live cache.
+            match unsafe { tls::cache().as_ref() } {
+                // SAFETY: as above.
+                Some(c) => unsafe { enter(c, |c| c.alloc_zeroed(class, size)) },
+                None => {
+                    let p = alloc_without_cache(class);
+                    if !p.is_null() {
+                        // SAFETY: a new object of at least `size` bytes.
+                        unsafe { ptr::write_bytes(p, 0, size) };
+                    }
+                    p
                 }
-                return p;
             }
-            // SAFETY: the thread's own cache.
-            unsafe { enter(c, |c| c.alloc_zeroed(class, size)) }
         }
         None => alloc_large(size, align, true),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_without_cache(class: usize) -> *mut u8 {
+    ensure_init();
+    THREADS.alloc_without_cache(class)
+}
+
+/// Frees small object `p` of `class` into the calling thread's cache.
+///
+/// # Safety
+///
+/// `p` is a live object of `class` that the caller gives up.
+#[inline(always)]
+unsafe fn free_small(p: *mut u8, class: usize) {
+    // SAFETY: a non-null cache pointer is the thread's own live cache.
+    match unsafe { tls::cache().as_ref() } {
+        // SAFETY: forwarded contract; the thread's own cache.
+        Some(c) => unsafe { enter(c, |c| c.free(p, class)) },
+        None => {
+            ensure_init();
+            // SAFETY: forwarded contract.
+            unsafe { THREADS.free_without_cache(p, class) }
+        }
     }
 }
 
@@ -95,20 +124,18 @@ pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 ///
 /// # Safety
 ///
-/// `p` is live and was allocated by goheap with this size and alignment.
+/// `p` is live and was allocated by goheap with this size and alignment
+/// (checked builds check it and abort with a report if not).
 #[inline(always)]
 pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     match class_for(size, align) {
         Some(class) => {
-            #[cfg(any(debug_assertions, feature = "debug-checks"))]
-            check_small_free(p, class);
-            let c = tls::cache();
-            if c.is_null() {
-                // SAFETY: forwarded contract.
-                return unsafe { tls::free_without_cache(p, class) };
+            if CHECKED {
+                // SAFETY: the pointer is checked before it is used.
+                return unsafe { free_checked(p, Some(class)) };
             }
-            // SAFETY: forwarded contract; the thread's own cache.
-            unsafe { enter(c, |c| c.free(p, class)) }
+            // SAFETY: forwarded contract.
+            unsafe { free_small(p, class) }
         }
         // SAFETY: forwarded contract.
         None => unsafe { free_large(p) },
@@ -116,7 +143,8 @@ pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
 }
 
 /// Frees `p` knowing only its address (C `free`). Null is ignored. Aborts
-/// with a report when `p` is not a live goheap object.
+/// with a report when `p` is not a live goheap object (see the crate docs
+/// for what each build catches).
 ///
 /// # Safety
 ///
@@ -125,44 +153,215 @@ pub(crate) unsafe fn free(p: *mut u8) {
     if p.is_null() {
         return;
     }
-    // Small objects: class and span start from the arena's page bytes,
-    // without touching the span struct.
-    if let Some((class, span_base)) = HEAP.arenas.small_class_of(p as usize) {
-        let off = p as usize - span_base;
-        let size = sizeclass::class_size(class);
-        if sizeclass::object_index(class, off) * size != off {
-            fatal!("free of {p:p}: pointer into the middle of a {size}-byte object");
+    // SAFETY: forwarded contract.
+    unsafe { free_checked(p, None) }
+}
+
+/// Frees `p`, allocated with `size` bytes at C's alignment (C23
+/// `free_sized`). Null is ignored.
+///
+/// # Safety
+///
+/// As [`free`].
+pub(crate) unsafe fn free_sized(p: *mut u8, size: usize) {
+    if p.is_null() {
+        return;
+    }
+    if size <= MAX_SMALL_SIZE {
+        // The class C's malloc would have used, or (an over-aligned
+        // allocation) a larger one: accept any class whose objects hold
+        // `size` and that the object's own class is.
+        if let Some(page) = HEAP.arenas.small_page(p as usize) {
+            let class = page.class;
+            if sizeclass::class_size(class) < size {
+                fatal!(
+                    "free_sized of {p:p} with size {size}: the object is {} bytes (wrong size)",
+                    sizeclass::class_size(class)
+                );
+            }
+            // SAFETY: forwarded contract.
+            return unsafe { free_checked(p, Some(class)) };
         }
-        let c = tls::cache();
-        if c.is_null() {
-            // SAFETY: a live small object per the caller.
-            return unsafe { tls::free_without_cache(p, class) };
-        }
-        // SAFETY: a live small object per the caller; the thread's own
-        // cache.
-        return unsafe {
-            enter(c, |c| {
-                // An immediate double free (`free(p); free(p)`) finds `p` at
-                // the head of this thread's list: one load to catch the most
-                // common case now; others are caught when the list is
-                // flushed.
-                if c.classes[class].free == p {
-                    fatal!("free of {p:p}: double free of a {size}-byte object");
-                }
-                c.free(p, class)
-            })
-        };
     }
     let s = HEAP.arenas.span_of(p as usize);
-    if s.is_null() {
-        fatal!("free of {p:p}: not a pointer goheap allocated (invalid free)");
+    // SAFETY: span structs are never unmapped.
+    if let Some(span) = unsafe { s.as_ref() } {
+        let too_big = match span.state() {
+            SpanState::Large => size.div_ceil(PAGE_SIZE) > span.npages.get(),
+            _ => size > span.elemsize.get(),
+        };
+        if too_big {
+            fatal!(
+                "free_sized of {p:p} with size {size}: the object is {} bytes (wrong size)",
+                span.elemsize.get()
+            );
+        }
     }
-    // SAFETY: spans in the arena map are valid structs (span structs are
-    // never unmapped); the state says whether it is in use.
-    match unsafe { (*s).state } {
+    // SAFETY: forwarded contract.
+    unsafe { free_checked(p, None) }
+}
+
+/// The checked free: `p` must be the start of a live object (of class
+/// `want`, when the caller knows it).
+///
+/// # Safety
+///
+/// `p` is non-null; if it is a live goheap object, the caller gives it up.
+#[inline(always)]
+unsafe fn free_checked(p: *mut u8, want: Option<usize>) {
+    // Small objects: class and span start from the arena's page bytes,
+    // without touching the span struct.
+    if let Some(page) = HEAP.arenas.small_page(p as usize) {
+        let class = page.class;
+        let (idx, size) = check_small_start(p, page.class, page.span_base);
+        if let Some(w) = want {
+            if w != class {
+                wrong_size(p, w, class);
+            }
+        }
+        if CHECKED {
+            if idx >= page.hw() {
+                never_handed_out(p, size);
+            }
+            // SAFETY: `p` starts a slot of at least 16 bytes of an in-use
+            // small span.
+            if unsafe { freelist::is_marked(p) } {
+                // SAFETY: forwarded contract.
+                return unsafe { free_marked(p, class) };
+            }
+            // SAFETY: a live small object of `class`, per the checks above.
+            return unsafe { free_small(p, class) };
+        }
+        // SAFETY: a non-null cache pointer is the thread's own live cache.
+        if let Some(c) = unsafe { tls::cache().as_ref() } {
+            // An immediate double free (`free(p); free(p)`) finds `p` at
+            // the head of this thread's list: one load catches the most
+            // common case in unchecked builds too; others are caught when
+            // the list is flushed.
+            if c.classes[class].free.get() == p {
+                fatal!("free of {p:p}: double free of a {size}-byte object");
+            }
+        }
         // SAFETY: forwarded contract.
-        SpanState::Large => unsafe { free_large(p) },
-        _ => fatal!("free of {p:p}: memory is not in use (double free?)"),
+        return unsafe { free_small(p, class) };
+    }
+    if want.is_some() {
+        if HEAP.arenas.span_of(p as usize).is_null() {
+            fatal!("free of {p:p}: not a pointer goheap allocated (invalid free)");
+        }
+        fatal!("free of {p:p}: not a small object (wrong size passed to dealloc, or invalid free)");
+    }
+    // SAFETY: forwarded contract.
+    unsafe { free_large(p) }
+}
+
+/// Checks that `p` starts an object of the span of `class` at `span_base`;
+/// returns its index and the class size.
+#[inline(always)]
+fn check_small_start(p: *mut u8, class: usize, span_base: usize) -> (usize, usize) {
+    let off = p as usize - span_base;
+    let size = sizeclass::class_size(class);
+    let idx = sizeclass::object_index(class, off);
+    if idx * size != off {
+        interior(p, size);
+    }
+    (idx, size)
+}
+
+#[cold]
+#[inline(never)]
+fn interior(p: *mut u8, size: usize) -> ! {
+    fatal!("free of {p:p}: pointer into the middle of a {size}-byte object")
+}
+
+#[cold]
+#[inline(never)]
+fn never_handed_out(p: *mut u8, size: usize) -> ! {
+    fatal!("free of {p:p}: invalid free: this {size}-byte slot was never handed out")
+}
+
+#[cold]
+#[inline(never)]
+fn wrong_size(p: *mut u8, want: usize, class: usize) -> ! {
+    fatal!(
+        "free of {p:p}: the object is {} bytes, but dealloc was given a layout of the {}-byte class \
+         (wrong layout passed to dealloc)",
+        sizeclass::class_size(class),
+        sizeclass::class_size(want)
+    )
+}
+
+/// A free of `p` whose free marker is set: a second free, unless `p` is a
+/// live object whose bytes happen to match. Decides exactly (see
+/// [`find_free_copy`]), aborts on a double free, else frees `p`.
+///
+/// # Safety
+///
+/// As [`free_checked`], with `p` a slot of `class`.
+#[cold]
+#[inline(never)]
+unsafe fn free_marked(p: *mut u8, class: usize) {
+    if let Some(place) = find_free_copy(p, class) {
+        fatal!(
+            "free of {p:p}: double free of a {}-byte object (it is already free: {place})",
+            sizeclass::class_size(class)
+        );
+    }
+    // SAFETY: not free anywhere, so live; forwarded contract.
+    unsafe { free_small(p, class) }
+}
+
+/// Where `p`, a slot of a small span of `class`, is free, or `None` if it
+/// is live: every thread's cache (free list and fresh slots of its span),
+/// the fallback cache, the class's transfer cache, and the span itself
+/// (returned objects and free slots), looked at with everything held
+/// still. Slow (it claims every thread's cache); only for frees whose free
+/// marker is set. The caller is not inside an operation on its own cache.
+pub(crate) fn find_free_copy(p: *mut u8, class: usize) -> Option<&'static str> {
+    let own = tls::cache();
+    THREADS.freeze_all(|registry, fallback| {
+        for c in registry.live() {
+            if let Some(place) = c.holds_free(p, class) {
+                return Some(if ptr::eq(c, own) {
+                    place_in("this thread's cache", place)
+                } else {
+                    place_in("another thread's cache", place)
+                });
+            }
+        }
+        if fallback.holds_free(p, class).is_some() {
+            return Some("in the shared fallback cache");
+        }
+        let l = HEAP.centrals[class].lists.lock();
+        let mut in_batch = false;
+        for &(head, n) in &l.batches[..l.nbatches] {
+            // SAFETY: batches are well-formed lists, frozen under the lock.
+            unsafe { crate::central::for_each_in_list(head, n as usize, |q| in_batch |= q == p) };
+        }
+        if in_batch {
+            return Some("in the central transfer cache");
+        }
+        let s = HEAP.arenas.span_of(p as usize);
+        // SAFETY: span structs are never unmapped; the fields read are
+        // under the central lock we hold (its cache owners are frozen).
+        let span = unsafe { s.as_ref()? };
+        let (idx, _) = span.object_index(p as usize);
+        if span.freed_bit(idx) {
+            return Some("returned to its span");
+        }
+        if !span.cached.get() && !span.alloc_bit(idx) {
+            return Some("a free slot of its span");
+        }
+        None
+    })
+}
+
+fn place_in(cache: &'static str, place: &'static str) -> &'static str {
+    match (cache, place.starts_with("on")) {
+        ("this thread's cache", true) => "on this thread's free list",
+        ("this thread's cache", false) => "a fresh slot of this thread's span",
+        (_, true) => "on another thread's free list",
+        (_, false) => "a fresh slot of another thread's span",
     }
 }
 
@@ -185,8 +384,8 @@ pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
     }
     // SAFETY: see `free`.
     let span = unsafe { &*s };
-    match span.state {
-        SpanState::Small => span.elemsize,
+    match span.state() {
+        SpanState::Small => span.elemsize.get(),
         SpanState::Large => span.limit() - p as usize,
         SpanState::Free => fatal!("usable size of {p:p}: memory is not in use"),
     }
@@ -207,7 +406,13 @@ pub(crate) unsafe fn realloc(
     let old_class = class_for(old_size, align);
     let new_class = class_for(new_size, align);
     match (old_class, new_class) {
-        (Some(a), Some(b)) if a == b => return p,
+        (Some(a), Some(b)) if a == b => {
+            if CHECKED {
+                // SAFETY: forwarded contract (checked here).
+                unsafe { check_live_small(p, "realloc") };
+            }
+            return p;
+        }
         (None, None) => {
             // SAFETY: forwarded contract.
             if let Some(q) = unsafe { realloc_large_in_place(p, new_size) } {
@@ -227,6 +432,28 @@ pub(crate) unsafe fn realloc(
     q
 }
 
+/// Checked builds: aborts with a report unless `p` is the start of a live
+/// small object (the checks `free` makes, without freeing).
+///
+/// # Safety
+///
+/// `p` lies in a small span (else it is reported).
+unsafe fn check_live_small(p: *mut u8, what: &str) {
+    let Some(page) = HEAP.arenas.small_page(p as usize) else {
+        fatal!("{what} of {p:p}: not a live small object");
+    };
+    let (idx, size) = check_small_start(p, page.class, page.span_base);
+    if idx >= page.hw() {
+        fatal!("{what} of {p:p}: invalid pointer: this {size}-byte slot was never handed out");
+    }
+    // SAFETY: `p` starts a slot of an in-use small span.
+    if unsafe { freelist::is_marked(p) } {
+        if let Some(place) = find_free_copy(p, page.class) {
+            fatal!("{what} of {p:p}: the {size}-byte object was freed already (it is {place})");
+        }
+    }
+}
+
 /// Resizes `p` knowing only its address (C `realloc`): the span says
 /// what it is.
 ///
@@ -239,17 +466,22 @@ pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new_size: usize) 
         fatal!("realloc of {p:p}: not a pointer goheap allocated (invalid realloc)");
     }
     // SAFETY: span structs are never unmapped; read-only fields.
-    let (state, class, elemsize, base) =
-        unsafe { ((*s).state, (*s).class as usize, (*s).elemsize, (*s).base) };
-    let old_size = match state {
+    let span = unsafe { &*s };
+    let old_size = match span.state() {
         SpanState::Small => {
-            if class_for(new_size, align) == Some(class) {
+            if CHECKED {
+                // SAFETY: `p` is in a small span.
+                unsafe { check_live_small(p, "realloc") };
+            } else if !span.object_index(p as usize).1 {
+                fatal!("realloc of {p:p}: pointer into the middle of an object");
+            }
+            if class_for(new_size, align) == Some(span.class.get() as usize) {
                 return p;
             }
-            elemsize
+            span.elemsize.get()
         }
         SpanState::Large => {
-            if base != p as usize {
+            if span.base.get() != p as usize {
                 fatal!("realloc of {p:p}: pointer into the middle of a large object");
             }
             // In place only if `p` meets the alignment asked for now, which
@@ -260,7 +492,7 @@ pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new_size: usize) 
                     return q;
                 }
             }
-            elemsize
+            span.elemsize.get()
         }
         SpanState::Free => fatal!("realloc of {p:p}: memory is not in use (freed already?)"),
     };
@@ -288,13 +520,14 @@ unsafe fn realloc_large_in_place(p: *mut u8, new_size: usize) -> Option<*mut u8>
     // At least one page, as in `alloc_large`: `raw::realloc(p, align, 0)`
     // must not shrink the span to nothing.
     let new_pages = new_size.max(1).div_ceil(PAGE_SIZE);
-    if new_pages == span.npages {
+    let npages = span.npages.get();
+    if new_pages == npages {
         return Some(p);
     }
-    if new_pages < span.npages {
+    if new_pages < npages {
         // Shrink only when it frees at least a quarter: avoids churn on
         // small oscillations.
-        if new_pages * 4 <= span.npages * 3 {
+        if new_pages * 4 <= npages * 3 {
             // SAFETY: our large span, `1 <= new_pages < npages`.
             unsafe { HEAP.shrink_large(s, new_pages) };
         }
@@ -311,14 +544,23 @@ unsafe fn realloc_large_in_place(p: *mut u8, new_size: usize) -> Option<*mut u8>
 fn large_span(p: *mut u8) -> *mut Span {
     let s = HEAP.arenas.span_of(p as usize);
     // SAFETY: span structs are never unmapped.
-    if s.is_null() || unsafe { (*s).state != SpanState::Large || (*s).base != p as usize } {
-        fatal!("free of {p:p}: not the start of a live large object (invalid or double free)");
+    let span = unsafe { s.as_ref() };
+    match span {
+        Some(span) if span.state() == SpanState::Large && span.base.get() == p as usize => s,
+        Some(span) if span.state() == SpanState::Large => {
+            fatal!("free of {p:p}: not the start of a live large object (pointer into its middle)")
+        }
+        _ if !HEAP.arenas.arena_of(p as usize).is_null() => fatal!(
+            "free of {p:p}: not the start of a live large object: no object is allocated there \
+             (double free, or a pointer goheap never returned)"
+        ),
+        _ => fatal!("free of {p:p}: not a pointer goheap allocated (invalid free)"),
     }
-    s
 }
 
 #[cold]
 fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
+    ensure_init();
     if size > MAX_ALLOC || align > MAX_ALLOC / 2 {
         return ptr::null_mut();
     }
@@ -327,18 +569,18 @@ fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
     }
     let npages = size.max(1).div_ceil(PAGE_SIZE);
     let align_pages = align.div_ceil(PAGE_SIZE).max(1);
-    let init = |s: &mut Span, needzero: bool| {
-        s.class = 0;
-        s.state = SpanState::Large;
-        s.elemsize = npages * PAGE_SIZE;
-        s.nelems = 1;
-        s.needzero = needzero;
+    let init = |s: &Span, needzero: bool| {
+        s.class.set(0);
+        s.set_state(SpanState::Large);
+        s.elemsize.set(npages * PAGE_SIZE);
+        s.nelems.set(1);
+        s.needzero.set(needzero);
     };
     let mut s = HEAP.alloc_span(npages, align_pages, init);
     if s.is_null() {
         // Out of memory or at the hard limit: return this thread's cached
         // objects (emptied spans free their pages) and try once more.
-        tls::flush_thread_cache();
+        THREADS.flush_thread_cache();
         s = HEAP.alloc_span(npages, align_pages, init);
         if s.is_null() {
             return ptr::null_mut();
@@ -349,10 +591,10 @@ fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
     {
         let mut h = HEAP.locked.lock();
         h.large_mallocs += 1;
-        h.large_alloc_bytes += span.elemsize as u64;
+        h.large_alloc_bytes += span.elemsize.get() as u64;
     }
-    let p = span.base as *mut u8;
-    if zero && span.needzero {
+    let p = span.base.get() as *mut u8;
+    if zero && span.needzero.get() {
         // SAFETY: the span's pages are ours.
         unsafe { ptr::write_bytes(p, 0, size) };
     }
@@ -390,57 +632,16 @@ unsafe fn free_large(p: *mut u8) {
         let mut h = HEAP.locked.lock();
         h.large_frees += 1;
         // SAFETY: `large_span` checked the span.
-        h.large_free_bytes += unsafe { (*s).elemsize } as u64;
+        h.large_free_bytes += unsafe { (*s).elemsize.get() } as u64;
     }
     // SAFETY: a live large span, given up by the caller.
     unsafe { HEAP.free_span(s) };
 }
 
-/// Debug builds: checks that `p` is the start of a live object of `class`.
-#[cfg(any(debug_assertions, feature = "debug-checks"))]
-fn check_small_free(p: *mut u8, class: usize) {
-    let s = HEAP.arenas.span_of(p as usize);
-    if s.is_null() {
-        fatal!("free of {p:p}: not a pointer goheap allocated (invalid free)");
-    }
-    // SAFETY: span structs are never unmapped; read-only fields.
-    let span = unsafe { &*s };
-    if span.state != SpanState::Small || span.class as usize != class {
-        fatal!(
-            "free of {p:p}: not a live {}-byte object (wrong size passed to dealloc, or invalid free)",
-            sizeclass::class_size(class)
-        );
-    }
-    if !span.object_index(p as usize).1 {
-        fatal!(
-            "free of {p:p}: pointer into the middle of a {}-byte object",
-            span.elemsize
-        );
-    }
-    // A double free while the first copy still sits in this thread's list.
-    let c = tls::cache();
-    // SAFETY: the calling thread's cache; read only.
-    let mut q = if c.is_null() { ptr::null_mut() } else { unsafe { (*c).classes[class].free } };
-    let mut n = 0;
-    while !q.is_null() && n < 4096 {
-        if q == p {
-            fatal!(
-                "free of {p:p}: double free of a {}-byte object",
-                span.elemsize
-            );
-        }
-        // SAFETY: list links are valid object pointers.
-        q = unsafe { *(q as *mut *mut u8) };
-        n += 1;
-    }
-    if HEAP.centrals[class].batches_contain(p) {
-        fatal!("free of {p:p}: double free of a {}-byte object", span.elemsize);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sizeclass::NUM_SIZE_CLASSES;
 
     /// `class_for` picks, for every small size and every alignment up to a
     /// page, the smallest class that holds the size with every object
@@ -451,7 +652,8 @@ mod tests {
         for shift in 0..=13 {
             let align = 1usize << shift;
             for size in 0..=MAX_SMALL_SIZE {
-                let want = (1..NUM_SIZE_CLASSES).find(|&c| {
+                let first = if CHECKED { 2 } else { 1 };
+                let want = (first..NUM_SIZE_CLASSES).find(|&c| {
                     let cs = sizeclass::class_size(c);
                     cs >= size && cs % align.max(8) == 0
                 });

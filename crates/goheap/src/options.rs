@@ -39,6 +39,8 @@ pub enum Opt {
     MadvFree = 5,
     /// `GOHEAP_HARD_LIMIT`.
     HardLimit = 6,
+    /// `GOHEAP_MEMBARRIER`.
+    Membarrier = 7,
 }
 
 impl Opt {
@@ -51,6 +53,7 @@ impl Opt {
         Opt::ScavTrace,
         Opt::MadvFree,
         Opt::HardLimit,
+        Opt::Membarrier,
     ];
 
     /// The option's row of [`OPTIONS`].
@@ -60,7 +63,7 @@ impl Opt {
 }
 
 /// Number of options.
-pub const NUM_OPTIONS: usize = 7;
+pub const NUM_OPTIONS: usize = 8;
 
 /// The table of every option (the C library's README repeats it).
 pub const OPTIONS: [OptionInfo; NUM_OPTIONS] = [
@@ -107,6 +110,14 @@ pub const OPTIONS: [OptionInfo; NUM_OPTIONS] = [
         default: false,
         description: "Make the memory limit hard: an allocation that would exceed it after \
                       releasing every free page fails (null / `ENOMEM`).",
+    },
+    OptionInfo {
+        name: c"GOHEAP_MEMBARRIER",
+        default: true,
+        description: "Coordinate with threads' caches (idle-cache reclaim, the exact double-free \
+                      check) through `membarrier(2)`, so a thread's own allocations pay no fence. \
+                      `0`, or a kernel without it, uses the fallback: a full fence per cache \
+                      operation. `goheap::metrics().cache_handshake` says which is in use.",
     },
 ];
 
@@ -221,6 +232,7 @@ mod tests {
         assert_eq!(OPTIONS[Opt::ScavTrace as usize].name, c"GOHEAP_SCAVTRACE");
         assert_eq!(OPTIONS[Opt::MadvFree as usize].name, c"GOHEAP_MADV_FREE");
         assert_eq!(OPTIONS[Opt::HardLimit as usize].name, c"GOHEAP_HARD_LIMIT");
+        assert_eq!(OPTIONS[Opt::Membarrier as usize].name, c"GOHEAP_MEMBARRIER");
     }
 
     #[test]

@@ -44,213 +44,71 @@
 //! Synchronous releases (memory limit, [`free_os_memory`]) ignore that
 //! rule.
 
-use crate::global::HEAP;
-use crate::heap::{Heap, HeapLocked};
+use crate::heap::Heap;
+use crate::limit::{BURST_PAGES, MIN_CUSHION};
 use crate::report;
 use crate::sizeclass::PAGE_SIZE;
-use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering::Relaxed};
+use crate::tls::Threads;
 use core::ptr;
 
 /// Pages per background step (512 KiB).
 const STEP_PAGES: usize = 64;
-/// Pages per idle-burst step (8 MiB).
-const BURST_PAGES: usize = 1024;
 /// Background tick.
 const TICK_NS: u64 = 10_000_000;
-/// Floor of the retained-heap cushion.
-const MIN_CUSHION: usize = 2 << 20;
 /// Ticks without heap activity after which the 10 % cushion is released.
 const IDLE_TICKS_NO_CUSHION: u32 = 10;
 /// CPU share of the paced background scavenger (Go: 1 %).
 const CPU_PERCENT: u64 = 1;
 
-/// Where the memory limit came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum LimitSource {
-    /// No limit.
-    None = 0,
-    /// `GOHEAP_MEMORY_LIMIT`.
-    Env = 1,
-    /// [`set_memory_limit`].
-    Api = 2,
-    /// The container: cgroup v2 `memory.max` or v1 `memory.limit_in_bytes`.
-    Cgroup = 3,
-}
-
-/// Scavenger and limit settings and counters (all atomics: read by
+/// The background scavenger's settings and counters (all atomics: read by
 /// statistics, written by the settings API and the scavenger).
 pub(crate) struct Scavenger {
-    /// Soft memory limit in bytes (`usize::MAX`: none).
-    pub(crate) limit: AtomicUsize,
-    pub(crate) limit_source: AtomicU8,
-    /// Allocation fails rather than exceed the limit.
-    pub(crate) hard: AtomicBool,
     /// The background scavenger may run.
     pub(crate) enabled: AtomicBool,
-    /// Release with `MADV_FREE` instead of `MADV_DONTNEED`.
-    pub(crate) lazy: AtomicBool,
     /// Print a line per background cycle that released memory.
     pub(crate) trace: AtomicBool,
     /// 0 not started, 1 starting, 2 running, 3 could not start.
     pub(crate) thread: AtomicU8,
-    /// Bytes released by the background scavenger, by synchronous
-    /// releases under the memory limit, and by `free_os_memory`.
+    /// Bytes released by the background scavenger and by `free_os_memory`.
     pub(crate) released_background: AtomicU64,
-    pub(crate) released_limit: AtomicU64,
     pub(crate) released_forced: AtomicU64,
     /// Background cycles that released something, and the scavenger
     /// thread's CPU time.
     pub(crate) cycles: AtomicU64,
     pub(crate) cpu_ns: AtomicU64,
-    /// Allocations refused by the hard limit.
-    pub(crate) limit_failures: AtomicU64,
-    /// Releasing free pages did not bring mapped memory under the limit:
-    /// the next thread to refill a span trims its cache and the central
-    /// lists' transfer caches and spare spans first.
-    pub(crate) pressure: AtomicBool,
-    /// Times a thread trimmed caches under memory-limit pressure.
-    pub(crate) limit_trims: AtomicU64,
+    /// The heap and threads the thread looks after (set before it starts).
+    heap: AtomicPtr<Heap>,
+    threads: AtomicPtr<Threads>,
 }
 
-/// The process's scavenger state.
+/// The process's scavenger.
 pub(crate) static SCAVENGER: Scavenger = Scavenger {
-    limit: AtomicUsize::new(usize::MAX),
-    limit_source: AtomicU8::new(LimitSource::None as u8),
-    hard: AtomicBool::new(false),
     enabled: AtomicBool::new(true),
-    lazy: AtomicBool::new(false),
     trace: AtomicBool::new(false),
     thread: AtomicU8::new(0),
     released_background: AtomicU64::new(0),
-    released_limit: AtomicU64::new(0),
     released_forced: AtomicU64::new(0),
     cycles: AtomicU64::new(0),
     cpu_ns: AtomicU64::new(0),
-    limit_failures: AtomicU64::new(0),
-    pressure: AtomicBool::new(false),
-    limit_trims: AtomicU64::new(0),
+    heap: AtomicPtr::new(ptr::null_mut()),
+    threads: AtomicPtr::new(ptr::null_mut()),
 };
-
-impl HeapLocked {
-    /// Heap bytes resident or able to become resident without asking the
-    /// OS: in use plus free-but-not-released.
-    pub(crate) fn retained(&self) -> usize {
-        self.heap_sys - self.pages.scavenged_pages() * PAGE_SIZE
-    }
-
-    /// Bytes of metadata goheap has mapped besides span structs and thread
-    /// caches: page-allocator metadata, arena metadata, and the touched
-    /// pages of the arena index.
-    pub(crate) fn other_sys(&self) -> usize {
-        self.pages.metadata_bytes() + self.arena_meta_bytes
-    }
-
-    /// The background scavenger's goal for `retained()`.
-    pub(crate) fn retained_goal(&self, metadata: usize) -> usize {
-        let inuse = self.inuse_pages * PAGE_SIZE;
-        let goal = inuse + inuse / 10 + MIN_CUSHION;
-        let limit = SCAVENGER.limit.load(Relaxed);
-        if limit == usize::MAX {
-            return goal;
-        }
-        goal.min((limit / 100 * 95).saturating_sub(metadata))
-    }
-}
-
-impl Heap {
-    /// Releases up to `bytes` of free pages to the OS with the heap lock
-    /// held throughout (synchronous paths). Returns bytes released.
-    pub(crate) fn release_locked(
-        &self,
-        h: &mut HeapLocked,
-        bytes: usize,
-        skip_dense: bool,
-    ) -> usize {
-        let lazy = SCAVENGER.lazy.load(Relaxed);
-        let mut done = 0;
-        while done < bytes {
-            let want = (bytes - done).div_ceil(PAGE_SIZE).min(BURST_PAGES);
-            let Some((base, n)) = h.pages.find_scavenge_candidate_in(want, skip_dense) else {
-                break;
-            };
-            // SAFETY: the run is free and claimed by the candidate search,
-            // so nobody uses its memory while we release it.
-            unsafe { self.os.decommit(base as *mut u8, n * PAGE_SIZE, lazy) };
-            h.pages.mark_scavenged(base, n);
-            done += n * PAGE_SIZE;
-        }
-        done
-    }
-
-    /// Releases up to `bytes` of free pages, taking the heap lock only to
-    /// find and to mark each run (the `madvise` runs unlocked). Returns
-    /// bytes released.
-    pub(crate) fn release(&self, bytes: usize, step_pages: usize, skip_dense: bool) -> usize {
-        let lazy = SCAVENGER.lazy.load(Relaxed);
-        let mut done = 0;
-        while done < bytes {
-            let want = (bytes - done).div_ceil(PAGE_SIZE).min(step_pages);
-            let cand = {
-                let Some(mut h) = self.lock() else { break };
-                h.pages.find_scavenge_candidate_in(want, skip_dense)
-            };
-            let Some((base, n)) = cand else { break };
-            // SAFETY: the run is claimed (allocated) in the page allocator
-            // until `mark_scavenged`, so nobody else uses it meanwhile.
-            unsafe { self.os.decommit(base as *mut u8, n * PAGE_SIZE, lazy) };
-            self.locked.lock().pages.mark_scavenged(base, n);
-            done += n * PAGE_SIZE;
-        }
-        done
-    }
-
-    /// Called under the heap lock before the heap grows by `ask` bytes:
-    /// under a memory limit, releases free pages first so the total stays
-    /// under it. Returns false if the hard limit forbids the growth.
-    pub(crate) fn make_room(&self, h: &mut HeapLocked, ask: usize) -> bool {
-        let limit = SCAVENGER.limit.load(Relaxed);
-        if limit == usize::MAX {
-            return true;
-        }
-        // `retained()` already counts pages just taken from the released
-        // pool (their scavenged bits are cleared on allocation).
-        let interior = crate::span::SPAN_INTERIOR_RELEASED.load(Relaxed);
-        let mapped = (h.retained() + h.spans.sys + h.other_sys() + crate::tls::cache_sys())
-            .saturating_sub(interior);
-        let after = mapped + ask;
-        if after <= limit {
-            return true;
-        }
-        let released = self.release_locked(h, after - limit, false);
-        SCAVENGER.released_limit.fetch_add(released as u64, Relaxed);
-        if released >= after - limit {
-            return true;
-        }
-        SCAVENGER.pressure.store(true, Relaxed);
-        if !SCAVENGER.hard.load(Relaxed) {
-            return true;
-        }
-        SCAVENGER.limit_failures.fetch_add(1, Relaxed);
-        false
-    }
-}
 
 /// Returns every free page to the OS now: flushes the calling thread's
 /// cache first so its objects' spans can empty, then releases all free
 /// pages regardless of density (Go's `debug.FreeOSMemory`, minus the GC).
 /// Returns the bytes released.
-pub fn free_os_memory() -> usize {
-    crate::tls::flush_thread_cache();
-    if let Some(mut h) = HEAP.lock() {
+pub(crate) fn free_os_memory(heap: &Heap, threads: &Threads) -> usize {
+    threads.flush_thread_cache();
+    if let Some(mut h) = heap.lock() {
         h.pages.rewind_scavenge();
     }
     // First, so the spans it empties are among the free pages released.
-    let interiors = release_central_surplus();
-    let released = HEAP.release(usize::MAX, BURST_PAGES, false) + interiors + release_metadata();
-    SCAVENGER
-        .released_forced
-        .fetch_add(released as u64, Relaxed);
+    let interiors = release_central_surplus(heap);
+    let released =
+        heap.release(usize::MAX, BURST_PAGES, false) + interiors + release_metadata(heap, threads);
+    SCAVENGER.released_forced.fetch_add(released as u64, Relaxed);
     released
 }
 
@@ -258,106 +116,48 @@ pub fn free_os_memory() -> usize {
 /// unused OS pages inside their partial spans: transfer-cache batches go
 /// back into their spans, spare spans to the page heap, then
 /// `Central::release_span_interiors`. Returns the bytes released.
-pub(crate) fn release_central_surplus() -> usize {
-    for (class, c) in HEAP.centrals.iter().enumerate().skip(1) {
-        c.drain_batches(&HEAP, class);
-        c.drop_spare(&HEAP);
+pub(crate) fn release_central_surplus(heap: &Heap) -> usize {
+    for (class, c) in heap.centrals.iter().enumerate().skip(1) {
+        c.drain_batches(heap, class);
+        c.drop_spare(heap);
     }
-    let lazy = SCAVENGER.lazy.load(Relaxed);
-    HEAP.centrals.iter().map(|c| c.release_span_interiors(&HEAP, lazy)).sum()
-}
-
-/// Under memory-limit pressure: the calling thread's cache and the central
-/// lists' transfer caches and spare spans go back to their spans and the
-/// page heap, where the next release (or reuse) finds them. Called by a
-/// cache refilling a span (its own cache is passed in).
-pub(crate) fn trim_for_limit(own: &mut crate::cache::ThreadCache) {
-    // A plain load first: refills are frequent, pressure is rare.
-    if !SCAVENGER.pressure.load(Relaxed) || !SCAVENGER.pressure.swap(false, Relaxed) {
-        return;
-    }
-    SCAVENGER.limit_trims.fetch_add(1, Relaxed);
-    own.flush_all();
-    for (class, c) in HEAP.centrals.iter().enumerate().skip(1) {
-        c.drain_batches(&HEAP, class);
-        c.drop_spare(&HEAP);
-    }
+    let lazy = heap.limit.lazy.load(Relaxed);
+    heap.centrals.iter().map(|c| c.release_span_interiors(heap, lazy)).sum()
 }
 
 /// Returns the memory of metadata chunks with nothing in use (span structs
 /// and thread caches) to the OS. Returns the bytes released.
-pub(crate) fn release_metadata() -> usize {
-    let caches = crate::tls::release_empty_caches();
-    let spans = match HEAP.lock() {
-        Some(mut h) => h.spans.release_empty(HEAP.os),
+pub(crate) fn release_metadata(heap: &Heap, threads: &Threads) -> usize {
+    let caches = threads.release_empty_caches();
+    let spans = match heap.lock() {
+        Some(mut h) => h.spans.release_empty(heap.os),
         None => 0,
     };
     caches + spans
 }
 
-/// Sets the soft memory limit (bytes; `usize::MAX` removes it) and
-/// returns the previous one. Under the limit goheap releases free memory
-/// before growing; with [`set_hard_limit`] it refuses to grow past it.
-pub fn set_memory_limit(bytes: usize) -> usize {
-    SCAVENGER.limit_source.store(
-        if bytes == usize::MAX {
-            LimitSource::None
-        } else {
-            LimitSource::Api
-        } as u8,
-        Relaxed,
-    );
-    let old = SCAVENGER.limit.swap(bytes, Relaxed);
-    if bytes != usize::MAX {
-        start_background();
-    }
-    old
-}
-
-/// The soft memory limit in bytes (`usize::MAX`: none).
-pub fn memory_limit() -> usize {
-    SCAVENGER.limit.load(Relaxed)
-}
-
-/// Makes the memory limit hard: allocations that would exceed it after
-/// releasing every free page fail (null / `ENOMEM`) instead.
-pub fn set_hard_limit(hard: bool) {
-    SCAVENGER.hard.store(hard, Relaxed);
-}
-
-/// Turns the background scavenger on or off (on by default). Off, RSS is
-/// still bounded by the memory limit and `free_os_memory`.
-pub fn set_background_scavenger(on: bool) {
-    SCAVENGER.enabled.store(on, Relaxed);
-}
-
-/// Reads the scavenger's and the limit's environment variables; called
-/// once when the process heap initialises (heap lock held: nothing here
-/// allocates or takes a lock).
-pub(crate) fn init_from_env() {
+/// Reads the scavenger's and the limit's switches from the options; called
+/// once at process set-up (nothing here allocates or takes a lock).
+pub(crate) fn init_from_env(heap: &Heap) {
     use crate::options::{self, Opt};
-    if !options::loaded() {
-        options::load();
-    }
     SCAVENGER.enabled.store(options::get(Opt::Scavenger), Relaxed);
-    SCAVENGER.lazy.store(options::get(Opt::MadvFree), Relaxed);
     SCAVENGER.trace.store(options::get(Opt::ScavTrace), Relaxed);
-    SCAVENGER.hard.store(options::get(Opt::HardLimit), Relaxed);
-    crate::stats::init_exit_stats();
-    crate::cgroup::init_limit();
+    heap.limit.lazy.store(options::get(Opt::MadvFree), Relaxed);
+    heap.limit.hard.store(options::get(Opt::HardLimit), Relaxed);
 }
 
 /// In a child after `fork`: the scavenger thread did not survive; let the
 /// next heap growth start a new one.
-pub(crate) fn forget_thread_after_fork() {
-    if SCAVENGER.thread.load(Relaxed) == 2 {
+pub(crate) fn after_fork_in_child() {
+    if SCAVENGER.thread.load(Relaxed) != 3 {
         SCAVENGER.thread.store(0, Relaxed);
     }
 }
 
-/// Starts the background scavenger thread if it is not running. Called
-/// with no allocator lock held (thread creation may allocate).
-pub(crate) fn start_background() {
+/// Starts the background scavenger thread for `heap` if it is not running.
+/// Creating a thread may allocate: the caller makes sure that is safe
+/// (no allocator lock held, not inside an operation on its cache).
+pub(crate) fn start(heap: &'static Heap, threads: &'static Threads) {
     if SCAVENGER.thread.load(Relaxed) != 0 || !SCAVENGER.enabled.load(Relaxed) {
         return;
     }
@@ -368,9 +168,14 @@ pub(crate) fn start_background() {
     {
         return;
     }
+    SCAVENGER.heap.store(heap as *const Heap as *mut Heap, Relaxed);
+    SCAVENGER
+        .threads
+        .store(threads as *const Threads as *mut Threads, Relaxed);
     let mut tid: libc::pthread_t = 0;
     // SAFETY: `scavenger_main` matches the start-routine signature and
-    // takes no argument; the thread is detached at once.
+    // takes no argument; the thread is detached at once. The stores above
+    // happen before the thread starts (pthread_create synchronises).
     let rc =
         unsafe { libc::pthread_create(&mut tid, ptr::null(), scavenger_main, ptr::null_mut()) };
     if rc != 0 {
@@ -406,13 +211,12 @@ fn sleep_ns(ns: u64) {
 }
 
 /// One look at the heap: (retained, goal, in use, activity counter).
-fn heap_state() -> Option<(usize, usize, usize, u64)> {
-    let meta_outside = crate::tls::cache_sys();
-    let h = HEAP.lock()?;
-    let meta = h.spans.sys + h.other_sys() + meta_outside;
+fn heap_state(heap: &Heap) -> Option<(usize, usize, usize, u64)> {
+    let h = heap.lock()?;
+    let meta = heap.metadata_sys(&h);
     Some((
         h.retained(),
-        h.retained_goal(meta),
+        h.retained_goal(&heap.limit, meta),
         h.inuse_pages * PAGE_SIZE,
         h.activity,
     ))
@@ -421,6 +225,14 @@ fn heap_state() -> Option<(usize, usize, usize, u64)> {
 /// The background scavenger thread. Never allocates: it only takes the
 /// heap lock, reads clocks and files through raw system calls, and sleeps.
 extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: `start` stored both before creating this thread; they are
+    // the process's statics.
+    let (heap, threads) = unsafe {
+        (
+            &*SCAVENGER.heap.load(Relaxed),
+            &*SCAVENGER.threads.load(Relaxed),
+        )
+    };
     let mut last_activity = u64::MAX;
     let mut tick_wall = now_ns(libc::CLOCK_MONOTONIC);
     let mut tick_cpu = now_ns(libc::CLOCK_THREAD_CPUTIME_ID);
@@ -431,7 +243,7 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         sleep_ns(TICK_NS);
         ticks += 1;
         if ticks % 100 == 0 {
-            crate::cgroup::refresh_limit();
+            crate::cgroup::refresh_limit(heap);
         }
         // Idle threads' caches: looked at every second, and at 100 and
         // 200 ms into an idle period of the whole heap (two looks with no
@@ -440,16 +252,16 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         let look = ticks % 100 == 0
             || idle_ticks == IDLE_TICKS_NO_CUSHION
             || idle_ticks == 2 * IDLE_TICKS_NO_CUSHION;
-        if look && SCAVENGER.enabled.load(Relaxed) && crate::tls::reclaim_idle_caches() > 0 {
+        if look && SCAVENGER.enabled.load(Relaxed) && threads.reclaim_idle_caches() > 0 {
             // Their cached objects went back to their spans: spans they
             // alone kept alive are now spares or free.
-            let n = release_central_surplus();
+            let n = release_central_surplus(heap);
             SCAVENGER.released_background.fetch_add(n as u64, Relaxed);
         }
         if !SCAVENGER.enabled.load(Relaxed) {
             continue;
         }
-        let Some((retained, goal, inuse, activity)) = heap_state() else {
+        let Some((retained, goal, inuse, activity)) = heap_state(heap) else {
             continue;
         };
         let idle = activity == last_activity;
@@ -475,7 +287,7 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         tick_cpu = cpu;
         if retained <= goal {
             if idle_ticks >= IDLE_TICKS_NO_CUSHION && !interiors_done {
-                let n = release_central_surplus();
+                let n = release_central_surplus(heap);
                 interiors_done = true;
                 SCAVENGER.released_background.fetch_add(n as u64, Relaxed);
             }
@@ -487,22 +299,22 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
             // Burst: the program is not allocating; return the excess now,
             // leaving dense chunks alone first, then anything left.
             let excess = retained - goal;
-            released += HEAP.release(excess, BURST_PAGES, true);
-            if released < excess && heap_state().is_some_and(|s| s.3 == activity) {
-                released += HEAP.release(excess - released, BURST_PAGES, false);
+            released += heap.release(excess, BURST_PAGES, true);
+            if released < excess && heap_state(heap).is_some_and(|s| s.3 == activity) {
+                released += heap.release(excess - released, BURST_PAGES, false);
             }
-            released += release_metadata();
+            released += release_metadata(heap, threads);
             if idle_ticks >= IDLE_TICKS_NO_CUSHION && !interiors_done {
                 // Long idle: also the free pages inside spans that a few
                 // survivors keep in use. Once per idle period.
-                released += release_central_surplus();
+                released += release_central_surplus(heap);
                 interiors_done = true;
             }
         } else if spent_before <= budget {
             // Paced: steps of 512 KiB until this tick's budget is used.
             let mut excess = retained - goal;
             while excess > 0 {
-                let n = HEAP.release(excess.min(STEP_PAGES * PAGE_SIZE), STEP_PAGES, true);
+                let n = heap.release(excess.min(STEP_PAGES * PAGE_SIZE), STEP_PAGES, true);
                 if n == 0 {
                     break;
                 }

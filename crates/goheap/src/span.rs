@@ -7,9 +7,10 @@
 //! by the central list clearing their bits (the `freed_bits` merge, the
 //! explicit-free twin of Go's sweep).
 
-use crate::sizeclass::{self, MAX_OBJS_PER_SPAN, PAGE_SIZE};
 use crate::os::OS_PAGE_SIZE;
-use crate::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use crate::sizeclass::{self, MAX_OBJS_PER_SPAN, PAGE_SIZE};
+use crate::sync::atomic::{AtomicU16, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use core::cell::Cell;
 use core::ptr;
 
 /// Bytes of in-use spans' memory released to the OS (see `Span::released`).
@@ -47,154 +48,264 @@ pub(crate) enum SpanList {
 
 /// A run of pages: the metadata goheap keeps for every in-use run.
 ///
-/// Field rules (who may touch what):
-/// - `base`, `npages`, `class`, `elemsize`, `nelems`, `state`: written by the
-///   heap under the heap lock before the span is published in the arena
-///   map; read-only while the span is in use.
-/// - `freeindex`, `alloc_cache`, `alloc_bits`: owned by the thread whose
-///   cache holds the span (`cached`); under the central lock otherwise.
+/// Spans are shared: a thread cache allocates from the span it holds while
+/// other threads free objects of it into the central list, and frees look
+/// spans up without a lock. So every mutable field is a `Cell` (or an
+/// atomic) and code only ever holds `&Span`, never `&mut Span`; who may
+/// touch which field is a rule of the protocol, not of the borrow checker:
+///
+/// - `base`, `npages`, `elemsize`, `nelems`, `class`, `hw_slot`: written by
+///   the heap under the heap lock before the span is published in the
+///   arena map; read-only while the span is in use, except `npages` and
+///   `elemsize` of a large span, which its object's owner resizes under
+///   the heap lock.
+/// - `state`: an atomic, because frees read it without a lock to reject
+///   pointers into spans that are not in use.
+/// - `freeindex`, `alloc_cache`, `alloc_bits`, `hw`: owned by the thread
+///   whose cache holds the span (`cached`); under the central lock
+///   otherwise.
 /// - `alloc_count`, `freed_bits`, `freed_count`, `cached`, `list`, `next`,
-///   `prev`, `fresh_mark`: under the central lock (the owning thread reads
-///   `fresh_mark` only while it holds the span).
+///   `prev`, `fresh_mark`, `released`, `needzero`: under the central lock
+///   (the owning thread reads `fresh_mark` only while it holds the span).
 #[repr(C)]
 pub(crate) struct Span {
     /// First byte of the span (8 KiB aligned).
-    pub(crate) base: usize,
+    pub(crate) base: Cell<usize>,
     /// Length in 8 KiB pages.
-    pub(crate) npages: usize,
+    pub(crate) npages: Cell<usize>,
     /// Bytes per object (whole span for a large object).
-    pub(crate) elemsize: usize,
+    pub(crate) elemsize: Cell<usize>,
     /// Objects in the span.
-    pub(crate) nelems: usize,
+    pub(crate) nelems: Cell<usize>,
     /// Next slot the `alloc_cache` scan looks at; slots below it are taken.
-    pub(crate) freeindex: usize,
+    pub(crate) freeindex: Cell<usize>,
     /// Inverted `alloc_bits` starting at `freeindex`: bit 0 set means slot
     /// `freeindex` is free.
-    pub(crate) alloc_cache: u64,
+    pub(crate) alloc_cache: Cell<u64>,
     /// Size class (0 for large).
-    pub(crate) class: u8,
-    pub(crate) state: SpanState,
-    pub(crate) list: SpanList,
+    pub(crate) class: Cell<u8>,
+    state: AtomicU8,
+    pub(crate) list: Cell<SpanList>,
     /// Held by a thread cache.
-    pub(crate) cached: bool,
+    pub(crate) cached: Cell<bool>,
     /// Large spans: pages are known to be zero (fresh or released).
-    pub(crate) needzero: bool,
+    pub(crate) needzero: Cell<bool>,
+    /// Checked builds: slots at or above this index have never been handed
+    /// out since the span was made (its high-water mark), mirrored in the
+    /// arena's per-page record at `hw_slot` for frees to read. Kept when the
+    /// span is reset as a spare: slots below it were handed out and freed,
+    /// and freed slots carry the free marker.
+    pub(crate) hw: Cell<u16>,
+    pub(crate) hw_slot: Cell<*const AtomicU16>,
     /// Slots at or above this index have not been handed out since the
     /// span's pages were last known zero.
-    pub(crate) fresh_mark: usize,
+    pub(crate) fresh_mark: Cell<usize>,
     /// OS pages (4 KiB) of this span whose memory was released to the OS
     /// while the span stayed in use, because no live or cached object
     /// touched them (bit i = OS page i of the span). Central lock; cleared
     /// when a cache takes the span or the heap takes it back.
-    pub(crate) released: u32,
+    pub(crate) released: Cell<u32>,
     /// Objects out of the span: with users or in thread caches. While a
     /// cache holds the span, every slot it has not used is counted too.
-    pub(crate) alloc_count: usize,
+    pub(crate) alloc_count: Cell<usize>,
     /// Objects returned to the span while it was cached or listed, not yet
     /// merged into `alloc_bits`.
-    pub(crate) freed_count: usize,
+    pub(crate) freed_count: Cell<usize>,
     /// Central list links.
-    pub(crate) next: *mut Span,
-    pub(crate) prev: *mut Span,
+    pub(crate) next: Cell<*const Span>,
+    pub(crate) prev: Cell<*const Span>,
     /// One bit per slot: set = taken.
-    pub(crate) alloc_bits: [u64; BITMAP_WORDS],
+    pub(crate) alloc_bits: [Cell<u64>; BITMAP_WORDS],
     /// One bit per slot: set = returned and awaiting merge.
-    pub(crate) freed_bits: [u64; BITMAP_WORDS],
+    pub(crate) freed_bits: [Cell<u64>; BITMAP_WORDS],
 }
+
+// SAFETY: spans are shared between threads under the field rules above:
+// each `Cell` has one writer at a time (the span's cache owner or the
+// holder of its central lock, handed over under that lock), and the only
+// field read without either is the atomic `state`.
+unsafe impl Sync for Span {}
 
 impl Span {
     /// A span with no slots: what a cache class points at while it holds
     /// no span, so its fast path always falls through to the slow path.
-    pub(crate) const EMPTY: Span = Span {
-        base: 0,
-        npages: 0,
-        elemsize: 0,
-        nelems: 0,
-        freeindex: 0,
-        alloc_cache: 0,
-        class: 0,
-        state: SpanState::Free,
-        list: SpanList::None,
-        cached: false,
-        needzero: true,
-        fresh_mark: 0,
-        released: 0,
-        alloc_count: 0,
-        freed_count: 0,
-        next: ptr::null_mut(),
-        prev: ptr::null_mut(),
-        alloc_bits: [0; BITMAP_WORDS],
-        freed_bits: [0; BITMAP_WORDS],
-    };
+    pub(crate) const fn empty() -> Span {
+        Span {
+        base: Cell::new(0),
+        npages: Cell::new(0),
+        elemsize: Cell::new(0),
+        nelems: Cell::new(0),
+        freeindex: Cell::new(0),
+        alloc_cache: Cell::new(0),
+        class: Cell::new(0),
+        state: AtomicU8::new(SpanState::Free as u8),
+        list: Cell::new(SpanList::None),
+        cached: Cell::new(false),
+        needzero: Cell::new(true),
+        hw: Cell::new(0),
+        hw_slot: Cell::new(ptr::null()),
+        fresh_mark: Cell::new(0),
+        released: Cell::new(0),
+        alloc_count: Cell::new(0),
+        freed_count: Cell::new(0),
+        next: Cell::new(ptr::null()),
+        prev: Cell::new(ptr::null()),
+        alloc_bits: [const { Cell::new(0) }; BITMAP_WORDS],
+        freed_bits: [const { Cell::new(0) }; BITMAP_WORDS],
+        }
+    }
 
-    /// Sets the span up for small objects of `class` over fresh pages.
-    pub(crate) fn init_small(&mut self, class: usize, needzero: bool) {
+    /// The span's state.
+    #[inline]
+    pub(crate) fn state(&self) -> SpanState {
+        match self.state.load(Relaxed) {
+            1 => SpanState::Small,
+            2 => SpanState::Large,
+            _ => SpanState::Free,
+        }
+    }
+
+    /// Sets the state (heap lock).
+    pub(crate) fn set_state(&self, s: SpanState) {
+        self.state.store(s as u8, Relaxed);
+    }
+
+    /// Sets the span up for small objects of `class` over its pages (its
+    /// high-water mark starts at 0).
+    pub(crate) fn init_small(&self, class: usize, needzero: bool) {
+        self.class.set(class as u8);
+        self.set_state(SpanState::Small);
+        self.elemsize.set(sizeclass::class_size(class));
+        self.nelems.set(sizeclass::class_nelems(class));
+        self.hw.set(0);
+        self.reset(needzero);
+    }
+
+    /// Makes the span empty again, as if fresh, keeping its class and its
+    /// high-water mark (the central list keeps an emptied span as its
+    /// spare this way).
+    pub(crate) fn reset(&self, needzero: bool) {
         self.forget_released();
-        self.class = class as u8;
-        self.state = SpanState::Small;
-        self.elemsize = sizeclass::class_size(class);
-        self.nelems = sizeclass::class_nelems(class);
-        self.freeindex = 0;
-        self.alloc_cache = !0;
-        self.list = SpanList::None;
-        self.cached = false;
-        self.needzero = needzero;
-        self.fresh_mark = if needzero { self.nelems } else { 0 };
-        self.alloc_count = 0;
-        self.freed_count = 0;
-        self.alloc_bits = [0; BITMAP_WORDS];
-        self.freed_bits = [0; BITMAP_WORDS];
+        self.freeindex.set(0);
+        self.alloc_cache.set(!0);
+        self.list.set(SpanList::None);
+        self.cached.set(false);
+        self.needzero.set(needzero);
+        self.fresh_mark.set(if needzero { self.nelems.get() } else { 0 });
+        self.alloc_count.set(0);
+        self.freed_count.set(0);
+        for w in 0..BITMAP_WORDS {
+            self.alloc_bits[w].set(0);
+            self.freed_bits[w].set(0);
+        }
     }
 
     /// One past the last byte.
     #[inline]
     pub(crate) fn limit(&self) -> usize {
-        self.base + self.npages * PAGE_SIZE
+        self.base.get() + self.npages.get() * PAGE_SIZE
     }
 
     /// Index of the object at `addr` and whether `addr` is its start.
     #[inline]
     pub(crate) fn object_index(&self, addr: usize) -> (usize, bool) {
-        let off = addr - self.base;
-        let idx = sizeclass::object_index(self.class as usize, off);
-        (idx, idx * self.elemsize == off)
+        let off = addr - self.base.get();
+        let idx = sizeclass::object_index(self.class.get() as usize, off);
+        (idx, idx * self.elemsize.get() == off)
+    }
+
+    /// Whether slot `i` is set in `alloc_bits`.
+    #[inline]
+    pub(crate) fn alloc_bit(&self, i: usize) -> bool {
+        self.alloc_bits[i / 64].get() & (1 << (i % 64)) != 0
+    }
+
+    /// Whether slot `i` is set in `freed_bits`.
+    #[inline]
+    pub(crate) fn freed_bit(&self, i: usize) -> bool {
+        self.freed_bits[i / 64].get() & (1 << (i % 64)) != 0
+    }
+
+    /// Records slot `i` as returned (central lock).
+    #[inline]
+    pub(crate) fn set_freed(&self, i: usize) {
+        let w = &self.freed_bits[i / 64];
+        w.set(w.get() | 1 << (i % 64));
+        self.freed_count.set(self.freed_count.get() + 1);
+    }
+
+    /// Records that slot `idx` is being handed out (the cache owner):
+    /// raises the high-water mark past it, in checked builds.
+    #[inline(always)]
+    pub(crate) fn note_handed_out(&self, idx: usize) {
+        if crate::CHECKED {
+            let next = idx as u16 + 1;
+            if next > self.hw.get() {
+                self.hw.set(next);
+                let slot = self.hw_slot.get();
+                if !slot.is_null() {
+                    // SAFETY: `hw_slot` points into the arena metadata of
+                    // the span's first page, which is never unmapped.
+                    unsafe { (*slot).store(next, Relaxed) };
+                }
+            }
+        }
+    }
+
+    /// The high-water mark as frees see it (the arena record's copy, which
+    /// any thread may read), or the span's own where it has no record.
+    pub(crate) fn published_hw(&self) -> usize {
+        let slot = self.hw_slot.get();
+        if slot.is_null() {
+            return self.nelems.get();
+        }
+        // SAFETY: `hw_slot` points into arena metadata, never unmapped.
+        unsafe { (*slot).load(Relaxed) as usize }
+    }
+
+    /// Whether slot `idx` is free in this span as its cache owner sees it:
+    /// not yet handed out in the current take (at or past `freeindex`,
+    /// clear in `alloc_bits`). Only for the owner, or a claimer that holds
+    /// the owner's cache.
+    pub(crate) fn is_unscanned_free(&self, idx: usize) -> bool {
+        idx >= self.freeindex.get() && idx < self.nelems.get() && !self.alloc_bit(idx)
     }
 
     /// Loads `alloc_cache` from the 64 slots starting at `freeindex`
     /// (a multiple of 64), inverted so set bits are free slots.
     #[inline]
-    fn refill_alloc_cache(&mut self) {
-        debug_assert!(self.freeindex % 64 == 0);
-        self.alloc_cache = !self.alloc_bits[self.freeindex / 64];
+    fn refill_alloc_cache(&self) {
+        debug_assert!(self.freeindex.get() % 64 == 0);
+        self.alloc_cache.set(!self.alloc_bits[self.freeindex.get() / 64].get());
     }
 
     /// Go's `nextFreeIndex`: the next free slot at or after `freeindex`, or
     /// `nelems` when the span has none left. Advances `freeindex` past it.
-    pub(crate) fn next_free_index(&mut self) -> usize {
-        let nelems = self.nelems;
-        let mut idx = self.freeindex;
+    pub(crate) fn next_free_index(&self) -> usize {
+        let nelems = self.nelems.get();
+        let mut idx = self.freeindex.get();
         if idx >= nelems {
             return nelems;
         }
-        let mut bit = self.alloc_cache.trailing_zeros() as usize;
+        let mut bit = self.alloc_cache.get().trailing_zeros() as usize;
         while bit == 64 {
             idx = (idx + 64) & !63;
             if idx >= nelems {
-                self.freeindex = nelems;
+                self.freeindex.set(nelems);
                 return nelems;
             }
-            self.freeindex = idx;
+            self.freeindex.set(idx);
             self.refill_alloc_cache();
-            bit = self.alloc_cache.trailing_zeros() as usize;
+            bit = self.alloc_cache.get().trailing_zeros() as usize;
         }
         let result = idx + bit;
         if result >= nelems {
-            self.freeindex = nelems;
+            self.freeindex.set(nelems);
             return nelems;
         }
-        self.alloc_cache = (self.alloc_cache >> bit) >> 1;
-        self.freeindex = result + 1;
-        if self.freeindex % 64 == 0 && self.freeindex != nelems {
+        self.alloc_cache.set((self.alloc_cache.get() >> bit) >> 1);
+        self.freeindex.set(result + 1);
+        if (result + 1) % 64 == 0 && result + 1 != nelems {
             self.refill_alloc_cache();
         }
         result
@@ -204,51 +315,53 @@ impl Span {
     /// merges returned objects into `alloc_bits`, rewinds `freeindex`, and
     /// counts every free slot as handed to the cache. Returns how many
     /// slots the cache may take.
-    pub(crate) fn take_for_cache(&mut self) -> usize {
+    pub(crate) fn take_for_cache(&self) -> usize {
         self.forget_released();
         self.merge_freed();
-        self.freeindex = 0;
+        self.freeindex.set(0);
         self.refill_alloc_cache();
-        let avail = self.nelems - self.alloc_count;
-        self.alloc_count = self.nelems;
-        self.cached = true;
+        let avail = self.nelems.get() - self.alloc_count.get();
+        self.alloc_count.set(self.nelems.get());
+        self.cached.set(true);
         avail
     }
 
     /// Called under the central lock when a thread cache gives the span
     /// back: marks the slots it used in `alloc_bits`, un-counts the ones it
     /// did not, and merges returned objects.
-    pub(crate) fn release_from_cache(&mut self) {
-        let used_below = self.freeindex.min(self.nelems);
+    pub(crate) fn release_from_cache(&self) {
+        let used_below = self.freeindex.get().min(self.nelems.get());
         // Every slot below freeindex is now taken.
         let full_words = used_below / 64;
-        for w in &mut self.alloc_bits[..full_words] {
-            *w = !0;
+        for w in &self.alloc_bits[..full_words] {
+            w.set(!0);
         }
         if used_below % 64 != 0 {
-            self.alloc_bits[full_words] |= (1u64 << (used_below % 64)) - 1;
+            let w = &self.alloc_bits[full_words];
+            w.set(w.get() | ((1u64 << (used_below % 64)) - 1));
         }
         // Slots at or above freeindex that are still clear were never used.
         let unused = self.count_clear_from(used_below);
-        self.alloc_count -= unused;
-        self.fresh_mark = self.fresh_mark.max(used_below);
-        self.cached = false;
+        self.alloc_count.set(self.alloc_count.get() - unused);
+        self.fresh_mark.set(self.fresh_mark.get().max(used_below));
+        self.cached.set(false);
         self.merge_freed();
     }
 
     fn count_clear_from(&self, from: usize) -> usize {
+        let nelems = self.nelems.get();
         let mut n = 0;
         let mut i = from;
-        while i < self.nelems {
+        while i < nelems {
             let w = i / 64;
             let lo = i % 64;
-            let hi = (self.nelems - w * 64).min(64);
+            let hi = (nelems - w * 64).min(64);
             let mask = if hi == 64 {
                 !0u64 << lo
             } else {
                 ((1u64 << hi) - 1) & (!0u64 << lo)
             };
-            n += (!self.alloc_bits[w] & mask).count_ones() as usize;
+            n += (!self.alloc_bits[w].get() & mask).count_ones() as usize;
             i = w * 64 + 64;
         }
         n
@@ -256,26 +369,28 @@ impl Span {
 
     /// Folds `freed_bits` into `alloc_bits` (only while no cache reads
     /// them: under the central lock, span not cached or being taken).
-    fn merge_freed(&mut self) {
-        if self.freed_count == 0 {
+    fn merge_freed(&self) {
+        if self.freed_count.get() == 0 {
             return;
         }
-        let words = self.nelems.div_ceil(64);
+        let words = self.nelems.get().div_ceil(64);
         for w in 0..words {
-            self.alloc_bits[w] &= !self.freed_bits[w];
-            self.freed_bits[w] = 0;
+            let a = &self.alloc_bits[w];
+            a.set(a.get() & !self.freed_bits[w].get());
+            self.freed_bits[w].set(0);
         }
-        self.alloc_count -= self.freed_count;
-        self.freed_count = 0;
+        self.alloc_count.set(self.alloc_count.get() - self.freed_count.get());
+        self.freed_count.set(0);
     }
 
     /// Clears `released`: the span's pages may be touched again (they read
     /// as zero, which is fine for free slots), so they count as resident.
-    pub(crate) fn forget_released(&mut self) {
-        if self.released != 0 {
-            let bytes = self.released.count_ones() as usize * OS_PAGE_SIZE;
+    pub(crate) fn forget_released(&self) {
+        let r = self.released.get();
+        if r != 0 {
+            let bytes = r.count_ones() as usize * OS_PAGE_SIZE;
             SPAN_INTERIOR_RELEASED.fetch_sub(bytes, Relaxed);
-            self.released = 0;
+            self.released.set(0);
         }
     }
 
@@ -284,18 +399,19 @@ impl Span {
     /// bitmask like `released`. A slot is unused when its `alloc_bits` bit
     /// is clear or its `freed_bits` bit is set.
     pub(crate) fn unused_os_pages(&self) -> u32 {
-        debug_assert!(!self.cached && self.state == SpanState::Small);
-        let ospages = (self.npages * PAGE_SIZE / OS_PAGE_SIZE).min(32);
+        debug_assert!(!self.cached.get() && self.state() == SpanState::Small);
+        let (elemsize, nelems) = (self.elemsize.get(), self.nelems.get());
+        let ospages = (self.npages.get() * PAGE_SIZE / OS_PAGE_SIZE).min(32);
         let mut mask = 0u32;
         for p in 0..ospages {
             let start = p * OS_PAGE_SIZE;
-            let first = start / self.elemsize;
-            let last = ((start + OS_PAGE_SIZE - 1) / self.elemsize).min(self.nelems.saturating_sub(1));
-            if first >= self.nelems || !self.any_live(first, last) {
+            let first = start / elemsize;
+            let last = ((start + OS_PAGE_SIZE - 1) / elemsize).min(nelems.saturating_sub(1));
+            if first >= nelems || !self.any_live(first, last) {
                 mask |= 1 << p;
             }
         }
-        mask & !self.released
+        mask & !self.released.get()
     }
 
     /// Whether any slot in `first..=last` holds a live or cached object.
@@ -305,14 +421,14 @@ impl Span {
             let lo = if w == w0 { first % 64 } else { 0 };
             let hi = if w == w1 { last % 64 } else { 63 };
             let range = (!0u64 >> (63 - hi)) & (!0u64 << lo);
-            self.alloc_bits[w] & !self.freed_bits[w] & range != 0
+            self.alloc_bits[w].get() & !self.freed_bits[w].get() & range != 0
         })
     }
 
     /// Live objects: out of the span and not yet returned.
     #[inline]
     pub(crate) fn live(&self) -> usize {
-        self.alloc_count - self.freed_count
+        self.alloc_count.get() - self.freed_count.get()
     }
 }
 
@@ -328,9 +444,9 @@ mod tests {
     /// A small span of `class` over made-up pages (the bitmaps never touch
     /// the memory).
     fn span(class: usize, needzero: bool) -> Box<Span> {
-        let mut s = Box::new(Span::EMPTY);
-        s.base = 0x7000_0000_0000;
-        s.npages = class_npages(class);
+        let s = Box::new(Span::empty());
+        s.base.set(0x7000_0000_0000);
+        s.npages.set(class_npages(class));
         s.init_small(class, needzero);
         s
     }
@@ -339,19 +455,15 @@ mod tests {
     /// 3 and 1 objects: multiples of 64 and not, one word and many.
     const CLASSES: [usize; 8] = [1, 3, 5, 10, 11, 32, 46, 67];
 
-    fn is_set(bits: &[u64; BITMAP_WORDS], i: usize) -> bool {
-        bits[i / 64] & (1 << (i % 64)) != 0
-    }
-
-    fn set(bits: &mut [u64; BITMAP_WORDS], i: usize) {
-        bits[i / 64] |= 1 << (i % 64);
+    fn set_alloc(s: &Span, i: usize) {
+        let w = &s.alloc_bits[i / 64];
+        w.set(w.get() | 1 << (i % 64));
     }
 
     /// What the central list does to a span when an object comes back.
-    fn give_back(s: &mut Span, idx: usize) {
-        assert!(!is_set(&s.freed_bits, idx), "test frees slot {idx} twice");
-        set(&mut s.freed_bits, idx);
-        s.freed_count += 1;
+    fn give_back(s: &Span, idx: usize) {
+        assert!(!s.freed_bit(idx), "test frees slot {idx} twice");
+        s.set_freed(idx);
     }
 
 
@@ -365,22 +477,22 @@ mod tests {
     #[test]
     fn next_free_index_walks_a_fresh_span_in_order() {
         for class in 1..NUM_SIZE_CLASSES {
-            let mut s = span(class, false);
-            let nelems = s.nelems;
+            let s = span(class, false);
+            let nelems = s.nelems.get();
             assert_eq!(s.take_for_cache(), nelems);
             for want in 0..nelems {
                 assert_eq!(s.next_free_index(), want, "class {class}");
-                assert_eq!(s.freeindex, want + 1);
+                assert_eq!(s.freeindex.get(), want + 1);
                 // Go's invariant: alloc_cache is the inverted bitmap from
                 // freeindex on (all free here), except at the end.
-                if s.freeindex % 64 != 0 && s.freeindex < nelems {
-                    let left = 64 - s.freeindex % 64;
-                    assert_eq!(s.alloc_cache, !0u64 >> (64 - left), "class {class}");
+                if s.freeindex.get() % 64 != 0 && s.freeindex.get() < nelems {
+                    let left = 64 - s.freeindex.get() % 64;
+                    assert_eq!(s.alloc_cache.get(), !0u64 >> (64 - left), "class {class}");
                 }
             }
             for _ in 0..3 {
                 assert_eq!(s.next_free_index(), nelems, "class {class}: past the end");
-                assert_eq!(s.freeindex, nelems);
+                assert_eq!(s.freeindex.get(), nelems);
             }
         }
     }
@@ -390,8 +502,8 @@ mod tests {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for &class in &CLASSES {
             for density in [0, 1, 2, 5, 8, 10] {
-                let mut s = span(class, false);
-                let nelems = s.nelems;
+                let s = span(class, false);
+                let nelems = s.nelems.get();
                 let mut taken = vec![false; nelems];
                 for (i, t) in taken.iter_mut().enumerate() {
                     // density/10 of the slots taken, with whole words taken
@@ -403,14 +515,14 @@ mod tests {
                         _ => density == 10,
                     };
                     if *t {
-                        set(&mut s.alloc_bits, i);
+                        set_alloc(&s, i);
                     }
                 }
                 let live = taken.iter().filter(|&&t| t).count();
-                s.alloc_count = live;
+                s.alloc_count.set(live);
                 let avail = s.take_for_cache();
                 assert_eq!(avail, nelems - live);
-                assert_eq!(s.alloc_count, nelems);
+                assert_eq!(s.alloc_count.get(), nelems);
                 let want: Vec<usize> = (0..nelems).filter(|&i| !taken[i]).collect();
                 let mut got = Vec::new();
                 loop {
@@ -431,34 +543,34 @@ mod tests {
     #[test]
     fn take_merges_freed_and_counts_everything_out() {
         for &class in &CLASSES {
-            let mut s = span(class, false);
-            let nelems = s.nelems;
+            let s = span(class, false);
+            let nelems = s.nelems.get();
             // Everything handed out once.
             s.take_for_cache();
             while s.next_free_index() < nelems {}
             s.release_from_cache();
-            assert_eq!(s.alloc_count, nelems);
+            assert_eq!(s.alloc_count.get(), nelems);
             assert_eq!(s.live(), nelems);
-            assert!(!s.cached);
-            assert_eq!(s.fresh_mark, nelems);
+            assert!(!s.cached.get());
+            assert_eq!(s.fresh_mark.get(), nelems);
             // Return every other object while the span sits on a list.
             let back: Vec<usize> = (0..nelems).step_by(2).collect();
             for &i in &back {
-                give_back(&mut s, i);
+                give_back(&s, i);
             }
             assert_eq!(s.live(), nelems - back.len());
             // Not merged until the span is taken.
-            assert!(is_set(&s.alloc_bits, 0));
+            assert!(s.alloc_bit(0));
             let avail = s.take_for_cache();
             assert_eq!(avail, back.len(), "class {class}");
-            assert!(s.cached);
-            assert_eq!(s.freeindex, 0);
-            assert_eq!(s.freed_count, 0);
-            assert!(s.freed_bits.iter().all(|&w| w == 0));
-            assert_eq!(s.alloc_count, nelems);
+            assert!(s.cached.get());
+            assert_eq!(s.freeindex.get(), 0);
+            assert_eq!(s.freed_count.get(), 0);
+            assert!(s.freed_bits.iter().all(|w| w.get() == 0));
+            assert_eq!(s.alloc_count.get(), nelems);
             for i in 0..nelems {
                 assert_eq!(
-                    is_set(&s.alloc_bits, i),
+                    s.alloc_bit(i),
                     i % 2 == 1,
                     "class {class} slot {i}"
                 );
@@ -480,19 +592,19 @@ mod tests {
         for &class in &CLASSES {
             let nelems = class_nelems(class);
             for used in [0, 1, nelems / 2, nelems.saturating_sub(1), nelems] {
-                let mut s = span(class, false);
+                let s = span(class, false);
                 s.take_for_cache();
                 for want in 0..used {
                     assert_eq!(s.next_free_index(), want);
                 }
                 s.release_from_cache();
-                assert!(!s.cached);
-                assert_eq!(s.alloc_count, used, "class {class} used {used}");
+                assert!(!s.cached.get());
+                assert_eq!(s.alloc_count.get(), used, "class {class} used {used}");
                 assert_eq!(s.live(), used);
                 for i in 0..nelems {
-                    assert_eq!(is_set(&s.alloc_bits, i), i < used);
+                    assert_eq!(s.alloc_bit(i), i < used);
                 }
-                assert_eq!(s.fresh_mark, used);
+                assert_eq!(s.fresh_mark.get(), used);
             }
         }
     }
@@ -500,15 +612,15 @@ mod tests {
     #[test]
     fn objects_freed_while_cached_are_merged_at_release() {
         for &class in &CLASSES {
-            let mut s = span(class, false);
-            let nelems = s.nelems;
+            let s = span(class, false);
+            let nelems = s.nelems.get();
             // First round: use everything, return the first half.
             s.take_for_cache();
             while s.next_free_index() < nelems {}
             s.release_from_cache();
             let half = nelems / 2;
             for i in 0..half {
-                give_back(&mut s, i);
+                give_back(&s, i);
             }
             // Second round: take (merges), use a few of the free slots,
             // and meanwhile other threads return objects of both rounds.
@@ -520,34 +632,34 @@ mod tests {
             }
             let mut returned = 0;
             if used > 0 {
-                give_back(&mut s, 0); // handed out this round, bit not yet set
+                give_back(&s, 0); // handed out this round, bit not yet set
                 returned += 1;
             }
             if nelems > half {
-                give_back(&mut s, nelems - 1); // from the first round
+                give_back(&s, nelems - 1); // from the first round
                 returned += 1;
             }
-            assert_eq!(s.freed_count, returned);
+            assert_eq!(s.freed_count.get(), returned);
             s.release_from_cache();
-            assert_eq!(s.freed_count, 0);
+            assert_eq!(s.freed_count.get(), 0);
             let expect_live = used + (nelems - half) - returned;
             assert_eq!(s.live(), expect_live, "class {class}");
-            assert_eq!(s.alloc_count, expect_live);
+            assert_eq!(s.alloc_count.get(), expect_live);
             for i in 0..nelems {
                 let live = (i < used && i != 0) || (i >= half && i != nelems - 1);
-                assert_eq!(is_set(&s.alloc_bits, i), live, "class {class} slot {i}");
+                assert_eq!(s.alloc_bit(i), live, "class {class} slot {i}");
             }
             // fresh_mark never goes down: slots of the first round were used.
-            assert_eq!(s.fresh_mark, nelems);
+            assert_eq!(s.fresh_mark.get(), nelems);
         }
     }
 
     #[test]
     fn fresh_mark_of_new_spans() {
         let s = span(5, false);
-        assert_eq!(s.fresh_mark, 0, "pages known zero: every slot fresh");
+        assert_eq!(s.fresh_mark.get(), 0, "pages known zero: every slot fresh");
         let s = span(5, true);
-        assert_eq!(s.fresh_mark, s.nelems, "pages may hold data: no slot fresh");
+        assert_eq!(s.fresh_mark.get(), s.nelems.get(), "pages may hold data: no slot fresh");
     }
 
     /// Random rounds of take / use / return / release against a model,
@@ -570,8 +682,8 @@ mod tests {
                 Some(&c) => c,
                 None => 1 + rng.below(NUM_SIZE_CLASSES - 1),
             };
-            let mut s = span(class, false);
-            let nelems = s.nelems;
+            let s = span(class, false);
+            let nelems = s.nelems.get();
             let mut live = vec![false; nelems];
             let mut returned = vec![false; nelems]; // in freed_bits
             let mut ever_used = vec![false; nelems];
@@ -579,7 +691,7 @@ mod tests {
                 // Objects come back while the span is listed.
                 for i in 0..nelems {
                     if live[i] && !returned[i] && rng.below(3) == 0 {
-                        give_back(&mut s, i);
+                        give_back(&s, i);
                         returned[i] = true;
                     }
                 }
@@ -597,7 +709,7 @@ mod tests {
                     }
                 }
                 assert_eq!(avail, nelems - n_live);
-                let fresh_mark = s.fresh_mark;
+                let fresh_mark = s.fresh_mark.get();
                 let budget = rng.below(nelems + 1);
                 let mut handed = 0;
                 while handed < budget {
@@ -618,7 +730,7 @@ mod tests {
                     // Sometimes it comes straight back through a central
                     // list while the span is still cached.
                     if rng.below(5) == 0 {
-                        give_back(&mut s, i);
+                        give_back(&s, i);
                         returned[i] = true;
                     }
                 }
@@ -629,14 +741,14 @@ mod tests {
                         live[i] = false;
                         returned[i] = false;
                     }
-                    assert_eq!(is_set(&s.alloc_bits, i), live[i], "class {class} slot {i}");
+                    assert_eq!(s.alloc_bit(i), live[i], "class {class} slot {i}");
                 }
-                assert_eq!(s.freed_count, 0);
+                assert_eq!(s.freed_count.get(), 0);
                 assert_eq!(s.live(), live.iter().filter(|&&l| l).count());
-                assert!(s.fresh_mark >= fresh_mark);
+                assert!(s.fresh_mark.get() >= fresh_mark);
                 for (i, &used) in ever_used.iter().enumerate() {
                     assert!(
-                        !used || i < s.fresh_mark,
+                        !used || i < s.fresh_mark.get(),
                         "slot {i} used but above fresh_mark"
                     );
                 }

@@ -1,10 +1,12 @@
 //! Statistics with Go's `runtime.MemStats` names.
 
 use crate::cache::ThreadCache;
-use crate::global::HEAP;
+use crate::heap::Heap;
+use crate::scavenger::SCAVENGER;
 use crate::sizeclass::{self, NUM_SIZE_CLASSES, PAGE_SIZE};
 use crate::sync::atomic::Ordering::Relaxed;
-use crate::tls::{FALLBACK, REGISTRY};
+use crate::sync::handshake;
+use crate::tls::Threads;
 
 /// Allocations and frees of one size class (Go's `MemStats.BySize` entry).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,7 +27,9 @@ pub struct MemStats {
     pub alloc: u64,
     /// Cumulative bytes allocated (Go: `TotalAlloc`).
     pub total_alloc: u64,
-    /// Bytes of memory obtained from the OS (Go: `Sys`).
+    /// Bytes of memory obtained from the OS (Go: `Sys`): everything goheap
+    /// has mapped and not unmapped, heap and metadata alike; equal to
+    /// [`Metrics::total`].
     pub sys: u64,
     /// Cumulative count of heap objects allocated (Go: `Mallocs`).
     pub mallocs: u64,
@@ -55,41 +59,33 @@ pub struct MemStats {
     pub by_size: [BySize; NUM_SIZE_CLASSES],
 }
 
-/// Reads goheap's statistics without stopping other threads and without
-/// allocating.
-///
-/// Per-thread counters are read while their threads keep running, so a
-/// snapshot taken during heavy allocation is consistent only to within
-/// the operations in flight; once threads are quiet it is exact.
-pub fn memstats() -> MemStats {
+/// Reads the statistics of `heap` and its `threads` (see
+/// [`crate::memstats`]).
+pub(crate) fn memstats(heap: &Heap, threads: &Threads) -> MemStats {
     let mut by_size = [BySize::default(); NUM_SIZE_CLASSES];
     for (class, b) in by_size.iter_mut().enumerate() {
         b.size = sizeclass::class_size(class) as u32;
     }
     let (mcache_inuse, mcache_sys) = {
-        let r = REGISTRY.lock();
+        let r = threads.registry.lock();
         for (class, b) in by_size.iter_mut().enumerate().skip(1) {
             b.mallocs += r.dead_mallocs[class];
             b.frees += r.dead_frees[class];
         }
-        let mut c = r.head;
-        while !c.is_null() {
-            // SAFETY: caches on the registry list stay valid while we hold
-            // its lock; the counters are atomics written by their owners.
-            let cache = unsafe { &*c };
+        for cache in r.live().chain(r.lost()) {
+            // The counters are atomics written by their owners.
             add_counts(&mut by_size, cache);
-            c = cache.next;
         }
         (
             (r.caches.inuse * r.caches.slot_size()) as u64,
             r.caches.sys as u64,
         )
     };
-    // SAFETY: the fallback's counters are atomics; reading them while its
-    // lock is held elsewhere is a benign race on relaxed atomics.
-    add_counts(&mut by_size, unsafe { &*FALLBACK.data_ptr() });
+    // SAFETY: the fallback's counters are atomics, which may be read while
+    // its lock is held elsewhere; nothing else of it is touched.
+    add_counts(&mut by_size, unsafe { &*threads.fallback.data_ptr() });
 
-    let h = HEAP.locked.lock();
+    let h = heap.locked.lock();
     let mut mallocs = h.large_mallocs;
     let mut frees = h.large_frees;
     let mut total_alloc = h.large_alloc_bytes;
@@ -106,11 +102,12 @@ pub fn memstats() -> MemStats {
     let heap_released = (h.pages.scavenged_pages() * PAGE_SIZE) as u64;
     let mspan_inuse = (h.spans.inuse * h.spans.slot_size()) as u64;
     let mspan_sys = h.spans.sys as u64;
+    let other = h.other_sys() as u64;
     drop(h);
     MemStats {
         alloc: heap_alloc,
         total_alloc,
-        sys: heap_sys + mspan_sys + mcache_sys,
+        sys: heap_sys + mspan_sys + mcache_sys + other,
         mallocs,
         frees,
         heap_alloc,
@@ -195,22 +192,35 @@ pub struct Metrics {
     /// Times a thread trimmed caches and central lists because releasing
     /// free pages did not bring mapped memory under the limit.
     pub limit_trims: u64,
+    /// How the idle-cache reclaimer (and the exact double-free check)
+    /// coordinate with threads' caches.
+    pub cache_handshake: CacheHandshake,
 }
 
-/// Reads the memory classes and the scavenger's state, without allocating
-/// and without stopping other threads.
-pub fn metrics() -> Metrics {
-    use crate::scavenger::SCAVENGER;
-    let ms = memstats();
-    let h = HEAP.locked.lock();
+/// The mechanism behind the handshake between a thread's cache and the
+/// threads that claim it (see `sync::handshake`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheHandshake {
+    /// Not chosen yet (no thread cache has been made).
+    Unset,
+    /// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`: owners pay nothing.
+    Membarrier,
+    /// `membarrier` is unavailable (or `GOHEAP_MEMBARRIER=0`): owners issue
+    /// a full fence per operation.
+    Fence,
+}
+
+/// Reads the memory classes of `heap` (see [`crate::metrics`]).
+pub(crate) fn metrics(heap: &Heap, threads: &Threads) -> Metrics {
+    let ms = memstats(heap, threads);
+    let h = heap.locked.lock();
     let heap_sys = h.heap_sys as u64;
     let heap_inuse = (h.inuse_pages * PAGE_SIZE) as u64;
     let heap_released = (h.pages.scavenged_pages() * PAGE_SIZE) as u64;
     let mspan_inuse = (h.spans.inuse * h.spans.slot_size()) as u64;
     let mspan_sys = h.spans.sys as u64;
     let other = h.other_sys() as u64;
-    let cache_meta = crate::tls::cache_sys();
-    let goal = h.retained_goal(h.spans.sys + h.other_sys() + cache_meta) as u64;
+    let goal = h.retained_goal(&heap.limit, heap.metadata_sys(&h)) as u64;
     drop(h);
     // Counters read a moment apart may disagree slightly under load; clamp
     // so the classes still partition the total exactly.
@@ -221,13 +231,8 @@ pub fn metrics() -> Metrics {
     let unused = heap_inuse - objects;
     let unused_released =
         (crate::span::SPAN_INTERIOR_RELEASED.load(Relaxed) as u64).min(unused);
-    let source = match SCAVENGER.limit_source.load(Relaxed) {
-        1 => crate::LimitSource::Env,
-        2 => crate::LimitSource::Api,
-        3 => crate::LimitSource::Cgroup,
-        _ => crate::LimitSource::None,
-    };
-    let limit = SCAVENGER.limit.load(Relaxed);
+    let source = heap.limit.source();
+    let limit = heap.limit.bytes.load(Relaxed);
     Metrics {
         heap_objects: objects,
         heap_unused: unused,
@@ -247,15 +252,20 @@ pub fn metrics() -> Metrics {
             limit as u64
         },
         limit_source: source,
-        hard_limit: SCAVENGER.hard.load(Relaxed),
+        hard_limit: heap.limit.hard.load(Relaxed),
         retained_goal: goal,
         scavenged_background: SCAVENGER.released_background.load(Relaxed),
-        scavenged_limit: SCAVENGER.released_limit.load(Relaxed),
+        scavenged_limit: heap.limit.released.load(Relaxed),
         scavenged_forced: SCAVENGER.released_forced.load(Relaxed),
         scavenger_cycles: SCAVENGER.cycles.load(Relaxed),
         scavenger_cpu_ns: SCAVENGER.cpu_ns.load(Relaxed),
-        limit_failures: SCAVENGER.limit_failures.load(Relaxed),
-        limit_trims: SCAVENGER.limit_trims.load(Relaxed),
+        limit_failures: heap.limit.failures.load(Relaxed),
+        limit_trims: heap.limit.trims.load(Relaxed),
+        cache_handshake: match handshake::mode() {
+            handshake::Mode::Unset => CacheHandshake::Unset,
+            handshake::Mode::Membarrier => CacheHandshake::Membarrier,
+            handshake::Mode::Fence => CacheHandshake::Fence,
+        },
     }
 }
 
@@ -298,12 +308,13 @@ pub fn process_rss() -> u64 {
     pages * page
 }
 
-/// Writes goheap's statistics as two lines, without allocating:
-/// `goheap: stats: ...` (the `MemStats` figures) and `goheap: memory: ...`
-/// (the memory classes, the process's RSS beside them, the limit and the
-/// scavenger's work).
-pub fn write_stats(w: &mut impl core::fmt::Write) -> core::fmt::Result {
-    let m = memstats();
+/// Writes the statistics of `heap` (see [`crate::write_stats`]).
+pub(crate) fn write_stats(
+    heap: &Heap,
+    threads: &Threads,
+    w: &mut impl core::fmt::Write,
+) -> core::fmt::Result {
+    let m = memstats(heap, threads);
     writeln!(
         w,
         "goheap: stats: mallocs={} frees={} heap_objects={} heap_alloc={} total_alloc={} heap_inuse={} \
@@ -321,7 +332,7 @@ pub fn write_stats(w: &mut impl core::fmt::Write) -> core::fmt::Result {
         m.mspan_inuse,
         m.mcache_inuse,
     )?;
-    let x = metrics();
+    let x = metrics(heap, threads);
     write!(
         w,
         "goheap: memory: objects={} unused={} (released {}) free={} released={} metadata={} total={} rss={} limit=",
@@ -353,11 +364,6 @@ pub fn write_stats(w: &mut impl core::fmt::Write) -> core::fmt::Result {
     )
 }
 
-/// Prints [`write_stats`] to stderr.
-pub fn print_stats() {
-    let mut w = crate::report::StderrWriter::new();
-    let _ = write_stats(&mut w);
-}
 
 static EXIT_STATS: crate::sync::atomic::AtomicBool = crate::sync::atomic::AtomicBool::new(false);
 
@@ -369,7 +375,7 @@ pub fn claim_exit_stats() -> bool {
 }
 
 extern "C" fn print_stats_at_exit() {
-    print_stats();
+    crate::print_stats();
 }
 
 /// At heap initialisation: with `GOHEAP_PRINT_STATS`, print statistics at

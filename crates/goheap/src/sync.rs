@@ -12,6 +12,8 @@ pub(crate) use core::sync::atomic;
 #[cfg(goheap_loom)]
 pub(crate) use loom::sync::atomic;
 
+pub mod handshake;
+
 use atomic::{AtomicPtr, AtomicU32, Ordering};
 #[cfg(not(goheap_loom))]
 use core::cell::UnsafeCell;
@@ -222,6 +224,18 @@ impl<T> DerefMut for MutexGuard<'_, T> {
 impl<T> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
         self.lock.unlock();
+    }
+}
+
+/// Waiting for another thread in a loop that may last a while: yields the
+/// CPU (the other thread may need it on a busy machine).
+fn spin_hint_or_yield() {
+    #[cfg(goheap_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(goheap_loom))]
+    // SAFETY: sched_yield has no preconditions.
+    unsafe {
+        libc::sched_yield();
     }
 }
 

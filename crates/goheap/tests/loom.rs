@@ -350,3 +350,127 @@ fn arena_map_relaxed_publication_is_caught() {
         free_map(&map, spans);
     });
 }
+
+// ---- The cache handshake (`goheap::sync::handshake`) ----
+//
+// The real `Handshake` code runs here: under `--cfg goheap_loom` its
+// owner-side fence and the claimer's barrier are both `fence(SeqCst)`,
+// which is what `membarrier` guarantees (and what the fence fallback
+// does). The owner's state is a loom cell, so loom reports any access by
+// the claimer that is not ordered after the owner's last operation (and
+// the other way round).
+
+use goheap::sync::handshake::{heavy_barrier, Handshake};
+
+/// The owner's state: a counter it bumps in every operation, which a
+/// claimer may reset.
+struct Owned {
+    hs: Handshake,
+    count: UnsafeCell<usize>,
+}
+
+// SAFETY: the handshake serialises every access to `count`, which is what
+// the model checks.
+unsafe impl Sync for Owned {}
+
+fn owner_op(o: &Owned) {
+    o.hs.enter();
+    // SAFETY: inside the handshake: no claimer uses the state.
+    o.count.with_mut(|c| unsafe { *c += 1 });
+    o.hs.exit();
+}
+
+/// The idle-cache reclaimer's pattern: claim, barrier, use the state only
+/// if the owner is not busy, release. Whatever the interleaving, the two
+/// never touch the state at once, and the claimer sees every operation the
+/// owner finished before it.
+#[test]
+fn handshake_claimer_skips_a_busy_owner_and_never_races() {
+    bounded(3).check(|| {
+        let o = Arc::new(Owned { hs: Handshake::new(), count: UnsafeCell::new(0) });
+        let owner = {
+            let o = Arc::clone(&o);
+            thread::spawn(move || {
+                owner_op(&o);
+                owner_op(&o);
+            })
+        };
+        o.hs.request();
+        assert!(heavy_barrier());
+        if !o.hs.is_busy() {
+            // SAFETY: claimed with the owner idle.
+            let seen = o.count.with_mut(|c| unsafe {
+                let v = *c;
+                *c = 100;
+                v
+            });
+            assert!(seen <= 2);
+        }
+        o.hs.release();
+        owner.join().unwrap();
+        // SAFETY: the owner has finished.
+        let end = o.count.with(|c| unsafe { *c });
+        assert!(end <= 2 || (100..=102).contains(&end), "count {end}");
+    });
+}
+
+/// The exclusive claimer (exact double-free check, heap checker): waits
+/// for the owner to be idle, then has the state; the owner's next
+/// operation waits for the release and sees the claimer's write.
+#[test]
+fn handshake_waiting_claimer_gets_the_state_and_owner_sees_its_writes() {
+    bounded(3).check(|| {
+        let o = Arc::new(Owned { hs: Handshake::new(), count: UnsafeCell::new(0) });
+        let owner = {
+            let o = Arc::clone(&o);
+            thread::spawn(move || {
+                owner_op(&o);
+                owner_op(&o);
+            })
+        };
+        o.hs.request();
+        heavy_barrier();
+        o.hs.wait_idle();
+        // SAFETY: the owner is idle and waits for our release.
+        o.count.with_mut(|c| unsafe { *c += 10 });
+        o.hs.release();
+        owner.join().unwrap();
+        // SAFETY: the owner has finished.
+        assert_eq!(o.count.with(|c| unsafe { *c }), 12);
+    });
+}
+
+/// Two owners and one claimer of both (one barrier for all of them, as
+/// the reclaimer does): no race with either.
+#[test]
+fn handshake_one_barrier_for_several_owners() {
+    // Three threads and the owners' wait loops make a large state space:
+    // one preemption covers each owner entering before, during and after
+    // the claim.
+    let mut b = bounded(1);
+    b.max_branches = 100_000;
+    b.check(|| {
+        let a = Arc::new(Owned { hs: Handshake::new(), count: UnsafeCell::new(0) });
+        let b = Arc::new(Owned { hs: Handshake::new(), count: UnsafeCell::new(0) });
+        let ta = {
+            let a = Arc::clone(&a);
+            thread::spawn(move || owner_op(&a))
+        };
+        let tb = {
+            let b = Arc::clone(&b);
+            thread::spawn(move || owner_op(&b))
+        };
+        a.hs.request();
+        b.hs.request();
+        heavy_barrier();
+        for o in [&a, &b] {
+            if !o.hs.is_busy() {
+                // SAFETY: claimed with its owner idle.
+                o.count.with_mut(|c| unsafe { *c += 10 });
+            }
+            o.hs.release();
+        }
+        ta.join().unwrap();
+        tb.join().unwrap();
+    });
+}

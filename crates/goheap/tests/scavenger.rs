@@ -298,6 +298,8 @@ fn hard_limit_makes_allocation_fail() {
 #[test]
 fn memory_classes_add_up_across_a_random_workload() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    goheap::set_background_scavenger(false);
+    let _on_again = OnDrop(|| goheap::set_background_scavenger(true));
     let mut rng = 0x9e3779b97f4a7c15u64;
     let mut next = || {
         rng ^= rng << 13;
@@ -344,14 +346,34 @@ fn memory_classes_add_up_across_a_random_workload() {
                 m.total - m.heap_released - m.heap_unused_released
             );
             assert!(m.heap_unused_released <= m.heap_unused);
-            assert!(m.total >= s.sys, "total {} < sys {}", m.total, s.sys);
+            // Everything goheap maps, counted once: MemStats::sys is the
+            // same total (the background scavenger is off meanwhile, so
+            // nothing is released between the two reads).
+            assert_eq!(m.total, s.sys, "metrics total vs MemStats::sys");
         }
+    }
+}
+
+/// Runs a closure when dropped (restores a setting even if the test fails).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
     }
 }
 
 #[test]
 fn idle_threads_caches_do_not_keep_spans_resident() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Run again by the test below with GOHEAP_MEMBARRIER=0: then the
+    // reclaimer must use the fence fallback, and say so.
+    let mechanism = goheap::metrics().cache_handshake;
+    match std::env::var("GOHEAP_EXPECT_HANDSHAKE").as_deref() {
+        Ok("fence") => assert_eq!(mechanism, goheap::CacheHandshake::Fence),
+        _ => assert_ne!(mechanism, goheap::CacheHandshake::Unset),
+    }
+    eprintln!("cache handshake: {mechanism:?}");
     clean_base();
     let before = goheap::memstats().heap_inuse;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -423,4 +445,31 @@ fn over_the_soft_limit_caches_and_central_lists_are_trimmed() {
         m.limit_failures, before.limit_failures,
         "a soft limit never fails allocation"
     );
+}
+
+/// The same without `membarrier` (as on old kernels, under seccomp filters
+/// or gVisor): `GOHEAP_MEMBARRIER=0` forces the fence fallback, and the
+/// idle thread's cache must still be emptied. In a child process, since
+/// the mechanism is chosen once per process.
+#[test]
+fn idle_threads_caches_are_reclaimed_without_membarrier() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "idle_threads_caches_do_not_keep_spans_resident",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GOHEAP_MEMBARRIER", "0")
+        .env("GOHEAP_EXPECT_HANDSHAKE", "fence")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child: {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stderr.contains("cache handshake: Fence"), "{stderr}");
 }

@@ -63,6 +63,26 @@ pub fn lib_so() -> PathBuf {
     lib_dir().join("libgoheap.so")
 }
 
+/// `libgoheap.so` built with `--release` whatever the profile of the tests
+/// (once per test binary): for tests that must see the checks the shipped
+/// library makes, not the extra ones of a debug build.
+pub fn release_lib_so() -> &'static Path {
+    static SO: OnceLock<PathBuf> = OnceLock::new();
+    SO.get_or_init(|| {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--release", "-p", "goheap-capi"])
+            .arg("--target-dir")
+            .arg(target_dir())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build --release");
+        assert!(st.success(), "cargo build --release -p goheap-capi failed");
+        let so = target_dir().join("release").join("libgoheap.so");
+        assert!(so.exists(), "no {}", so.display());
+        so
+    })
+}
+
 /// Directory for this test's files.
 pub fn work_dir(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR"))

@@ -48,6 +48,43 @@ pub fn size_to_class(size: usize) -> usize {
     }
 }
 
+/// The smallest class at or above `class` whose object size is a multiple
+/// of `1 << align_shift` (32 B to 8 KiB), or 0 if there is none: every
+/// object of such a class is aligned, since spans are page-aligned. One
+/// table load, for requests aligned above 16 bytes.
+#[inline]
+pub fn aligned_class(class: usize, align_shift: u32) -> usize {
+    debug_assert!((ALIGNED_MIN_SHIFT..=PAGE_SHIFT).contains(&align_shift));
+    ALIGNED_CLASS[(align_shift - ALIGNED_MIN_SHIFT) as usize][class] as usize
+}
+
+/// Smallest alignment (as a shift) [`aligned_class`] answers for.
+pub const ALIGNED_MIN_SHIFT: u32 = 5;
+
+/// `ALIGNED_CLASS[shift - 5][class]`: see [`aligned_class`].
+static ALIGNED_CLASS: [[u8; NUM_SIZE_CLASSES]; (PAGE_SHIFT - ALIGNED_MIN_SHIFT + 1) as usize] = {
+    let mut t = [[0u8; NUM_SIZE_CLASSES]; (PAGE_SHIFT - ALIGNED_MIN_SHIFT + 1) as usize];
+    let mut row = 0;
+    while row < t.len() {
+        let align = 1usize << (row as u32 + ALIGNED_MIN_SHIFT);
+        // From the top down: the answer for `c` is `c` itself if aligned,
+        // else the answer for `c + 1`.
+        let mut c = NUM_SIZE_CLASSES - 1;
+        while c >= 1 {
+            t[row][c] = if CLASS_TO_SIZE[c] as usize % align == 0 {
+                c as u8
+            } else if c + 1 < NUM_SIZE_CLASSES {
+                t[row][c + 1]
+            } else {
+                0
+            };
+            c -= 1;
+        }
+        row += 1;
+    }
+    t
+};
+
 /// Bytes per object of class `class`.
 #[inline(always)]
 pub fn class_size(class: usize) -> usize {

@@ -1,0 +1,215 @@
+//! What a freed small object holds while it waits on a free list: the
+//! link to the next object, encoded (safe-linking), and the free marker
+//! that makes a second free of it cheap to suspect.
+//!
+//! See the crate docs ("What is checked") for how these fit with the
+//! exact checks. In checked builds ([`CHECKED`]) a freed object holds
+//!
+//! ```text
+//! word 0: next ^ (address of word 0 >> 12) ^ LINK_SECRET   (glibc 2.32's safe-linking, plus a secret)
+//! word 1: FREE_MARK                                        (like glibc's tcache key)
+//! ```
+//!
+//! A use-after-free write over word 0 without both secrets decodes to an
+//! address that is almost surely misaligned or outside goheap's arenas,
+//! which the pop of that link reports ([`check_link`]) instead of handing
+//! out memory the attacker chose. Word 1 is cleared whenever an object is
+//! handed out, so a `free` that finds `FREE_MARK` there is freeing an
+//! object that is already free (or, with odds of 2^-64, a live object
+//! whose bytes happen to match): it takes the exact, slower check.
+//!
+//! Both secrets come from `getrandom` when the first span is made, before
+//! any object can be freed. Unchecked builds store the plain link and no
+//! marker, and every function here compiles to a load or a store.
+
+use crate::report::fatal;
+use crate::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use crate::CHECKED;
+
+/// The secrets and the heap's address range, on one cache line: every
+/// push and pop reads them.
+#[repr(C, align(64))]
+struct Secrets {
+    /// XORed into every stored link.
+    link: AtomicUsize,
+    /// Written into word 1 of every freed object.
+    mark: AtomicUsize,
+    /// Lowest arena address and the length of the range up to the end of
+    /// the highest arena: every valid link lies in `[lo, lo + span)`.
+    lo: AtomicUsize,
+    span: AtomicUsize,
+}
+
+static SECRETS: Secrets = Secrets {
+    link: AtomicUsize::new(0),
+    mark: AtomicUsize::new(0),
+    lo: AtomicUsize::new(usize::MAX),
+    span: AtomicUsize::new(0),
+};
+
+/// Draws the secrets, once per process (later calls do nothing). Called
+/// when a heap makes its first span, so before any object is freed.
+pub(crate) fn init_secrets() {
+    if !CHECKED || SECRETS.mark.load(Relaxed) != 0 {
+        return;
+    }
+    let mut bytes = [0u8; 16];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into our buffer;
+    // GRND_NONBLOCK keeps it from blocking early in boot.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), libc::GRND_NONBLOCK) };
+    let (mut link, mut mark) = (
+        usize::from_ne_bytes(bytes[..8].try_into().unwrap_or([0; 8])),
+        usize::from_ne_bytes(bytes[8..].try_into().unwrap_or([0; 8])),
+    );
+    if n != 16 {
+        // No entropy yet: the clock and addresses are weaker, but the
+        // checks stay exact; only the cost of forging a link goes down.
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: a valid out-parameter.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let t = (ts.tv_sec as usize).wrapping_mul(1_000_000_007) ^ ts.tv_nsec as usize;
+        link = splitmix(t ^ (&bytes as *const _ as usize));
+        mark = splitmix(link);
+    }
+    // The marker must never be 0: fresh memory and cleared words are 0.
+    mark |= 1;
+    if SECRETS
+        .mark
+        .compare_exchange(0, mark, Relaxed, Relaxed)
+        .is_ok()
+    {
+        SECRETS.link.store(link, Relaxed);
+    }
+}
+
+fn splitmix(mut z: usize) -> usize {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Records that `[base, base + len)` is arena memory: links may point
+/// there. Heap lock held (arenas are added under it).
+pub(crate) fn add_heap_range(base: usize, len: usize) {
+    let lo = SECRETS.lo.load(Relaxed);
+    let hi = if lo == usize::MAX { 0 } else { lo + SECRETS.span.load(Relaxed) };
+    let (lo, hi) = (lo.min(base), hi.max(base + len));
+    SECRETS.lo.store(lo, Relaxed);
+    SECRETS.span.store(hi - lo, Relaxed);
+}
+
+/// The value stored in word 0 of `obj` for a link to `next`.
+#[inline(always)]
+fn encode(next: *mut u8, obj: *mut u8) -> usize {
+    if CHECKED {
+        next as usize ^ (obj as usize >> 12) ^ SECRETS.link.load(Relaxed)
+    } else {
+        next as usize
+    }
+}
+
+/// Reads the link stored in `obj` (no check).
+///
+/// # Safety
+///
+/// `obj` is an object on a free list (its word 0 holds a link).
+#[inline(always)]
+pub(crate) unsafe fn read_link(obj: *mut u8) -> *mut u8 {
+    // SAFETY: per the contract.
+    let stored = unsafe { obj.cast::<usize>().read() };
+    if CHECKED {
+        (stored ^ (obj as usize >> 12) ^ SECRETS.link.load(Relaxed)) as *mut u8
+    } else {
+        stored as *mut u8
+    }
+}
+
+/// Links `obj` in front of `next` and marks it free.
+///
+/// # Safety
+///
+/// `obj` is a free object of at least 16 bytes (8 in unchecked builds)
+/// that the caller owns.
+#[inline(always)]
+pub(crate) unsafe fn push(obj: *mut u8, next: *mut u8) {
+    // SAFETY: per the contract, both words are ours to write.
+    unsafe {
+        obj.cast::<usize>().write(encode(next, obj));
+        if CHECKED {
+            obj.cast::<usize>().add(1).write(SECRETS.mark.load(Relaxed));
+        }
+    }
+}
+
+/// Takes `obj` off a list for handing out: returns its (checked) link and
+/// clears its free marker.
+///
+/// # Safety
+///
+/// `obj` is the head of a free list the caller owns.
+#[inline(always)]
+pub(crate) unsafe fn pop(obj: *mut u8) -> *mut u8 {
+    // SAFETY: per the contract.
+    unsafe {
+        let next = read_link(obj);
+        if CHECKED {
+            check_link(obj, next);
+            obj.cast::<usize>().add(1).write(0);
+        }
+        next
+    }
+}
+
+/// Clears the free marker of an object about to be handed out from its
+/// span's fresh slots (the slot may hold a marker from an earlier life).
+///
+/// # Safety
+///
+/// `obj` is a slot of at least 16 bytes the caller is handing out.
+#[inline(always)]
+pub(crate) unsafe fn clear_mark(obj: *mut u8) {
+    if CHECKED {
+        // SAFETY: per the contract.
+        unsafe { obj.cast::<usize>().add(1).write(0) };
+    }
+}
+
+/// Whether `obj` carries the free marker: it is on a free list, or back
+/// in its span after being freed, unless its owner wrote the marker's
+/// value itself. Always false in unchecked builds.
+///
+/// # Safety
+///
+/// `obj` is the start of a slot of at least 16 bytes in an in-use span.
+#[inline(always)]
+pub(crate) unsafe fn is_marked(obj: *const u8) -> bool {
+    // SAFETY: per the contract, word 1 is readable.
+    CHECKED && unsafe { obj.cast::<usize>().add(1).read() } == SECRETS.mark.load(Relaxed)
+}
+
+/// Checks a link read from `obj`: null (end of list) or an 8-aligned
+/// address inside goheap's arenas. Reports and aborts otherwise: a
+/// use-after-free write over `obj` would otherwise steer an allocation to
+/// an address of the writer's choice.
+#[inline(always)]
+pub(crate) fn check_link(obj: *mut u8, next: *mut u8) {
+    if !CHECKED {
+        return;
+    }
+    // One compare for both rules: misalignment rotates the low bits to the
+    // top, far above the range length.
+    let off = (next as usize).wrapping_sub(SECRETS.lo.load(Relaxed)).rotate_right(3);
+    if off >= SECRETS.span.load(Relaxed) >> 3 && !next.is_null() {
+        corrupt_link(obj, next);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn corrupt_link(obj: *mut u8, next: *mut u8) -> ! {
+    fatal!(
+        "corrupt free list: the freed object at {obj:p} links to {next:p}, which is not a goheap \
+         object (a write to freed memory: use after free or heap overflow)"
+    )
+}

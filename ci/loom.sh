@@ -8,10 +8,10 @@
 # binary, e.g. `ci/loom.sh mutex`. LOOM_MAX_PREEMPTIONS, LOOM_LOG and
 # LOOM_CHECKPOINT_* are honoured by loom.
 #
-# LOOM_MAX_PREEMPTIONS defaults to 2 here (CI's bound, well under a minute
-# of model checking): it bounds the models that set no bound of their own;
-# the two that pin one (3) keep it unless LOOM_MAX_PREEMPTIONS is higher.
-# The long soak raises it: LOOM_MAX_PREEMPTIONS=3 ci/loom.sh.
+# LOOM_MAX_PREEMPTIONS defaults to 2 here (CI's bound): it bounds the
+# models that set no bound of their own; those that pin one with
+# bounded(n) keep it (some state spaces are too large for more). The long
+# soak raises it: LOOM_MAX_PREEMPTIONS=3 ci/loom.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/loom}"

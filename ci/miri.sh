@@ -1,7 +1,103 @@
 #!/usr/bin/env bash
-# Miri over the pure bookkeeping that does not need the OS: span bitmaps
-# and counts. (The rest of goheap maps memory with mmap/mprotect, which
-# Miri does not model.) Needs the nightly toolchain with the miri component.
+# Miri, with tree borrows, over the goheap unit tests of the modules that do
+# not need the OS: the span bitmaps and counts, the size-class table. (The
+# rest of goheap reserves address space with PROT_NONE mmap and commits it
+# with mprotect, which Miri does not model; see MIRI_MODULES below.)
+#
+#   ci/miri.sh            install Miri if missing, run the tests
+#   ci/miri.sh --setup    only install Miri (nightly toolchain with the miri
+#                         and rust-src components) and build its sysroot
+#   ci/miri.sh ARGS...    extra arguments for the test binary (--skip NAME,
+#                         --exact, -Zunstable-options --report-time)
+#
+# Without Miri (and rustup cannot add it) this fails under CI (the CI
+# environment variable set and not empty) and prints that it skipped
+# elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo +nightly miri test -p goheap --lib span::
+
+# The test-name filters run under Miri, one libtest substring filter each
+# (a module path with its trailing ::). To put another module under Miri,
+# add it here; every filter must run at least one test, so a typo fails.
+# Not yet: fixalloc:: (its test takes chunks from os::mock::MockOs, which
+# reserves with PROT_NONE mmap: "Miri does not support calls to mmap with
+# protections other than PROT_READ|PROT_WRITE"); pagealloc::, cache::,
+# central:: and heap:: are being made to run under Miri.
+# MIRI_MODULES="..." ci/miri.sh tries another list.
+MIRI_MODULES="${MIRI_MODULES:-span:: sizeclass::}"
+
+# Tree borrows; isolation stays on (the tests read no clock, file or
+# environment that needs the host).
+export MIRIFLAGS="-Zmiri-tree-borrows${MIRIFLAGS:+ $MIRIFLAGS}"
+
+in_ci() { [ -n "${CI:-}" ]; }
+
+have_miri() {
+    cargo +nightly miri --version >/dev/null 2>&1
+}
+
+# Installs what is missing, quietly; the log is shown only on failure.
+ensure_miri() {
+    have_miri && return 0
+    local log
+    log=$(mktemp)
+    echo "miri.sh: installing the nightly toolchain's miri and rust-src components"
+    local toolchains
+    toolchains=$(rustup toolchain list 2>/dev/null || true)
+    if grep -q '^nightly' <<<"$toolchains"; then
+        rustup component add --toolchain nightly miri rust-src >"$log" 2>&1 || true
+    else
+        rustup toolchain install nightly --profile minimal \
+            --component miri --component rust-src >"$log" 2>&1 || true
+    fi
+    if have_miri; then
+        rm -f "$log"
+        return 0
+    fi
+    cat "$log" >&2
+    rm -f "$log"
+    if in_ci; then
+        echo "miri.sh: FAILED: Miri is missing (nightly toolchain with the miri component) and rustup could not install it" >&2
+        exit 1
+    fi
+    echo "miri.sh: skipped: Miri is missing (rustup component add --toolchain nightly miri rust-src failed)"
+    exit 0
+}
+
+ensure_miri
+if [ "${1:-}" = "--setup" ]; then
+    # Builds Miri's sysroot now rather than in the test step.
+    if ! out=$(cargo +nightly miri setup 2>&1); then
+        echo "$out" >&2
+        echo "miri.sh: FAILED: cargo miri setup" >&2
+        exit 1
+    fi
+    exit 0
+fi
+
+read -r -a filters <<<"$MIRI_MODULES"
+if [ ${#filters[@]} -eq 0 ]; then
+    echo "miri.sh: FAILED: MIRI_MODULES is empty" >&2
+    exit 1
+fi
+echo "miri.sh: MIRIFLAGS=$MIRIFLAGS; filters: ${filters[*]}"
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# One run with every filter (libtest takes several after --); its output
+# is kept to check what each filter ran.
+cargo +nightly miri test -p goheap --lib -- "${filters[@]}" "$@" 2>&1 | tee "$log"
+
+# Each filter must have run (not only matched an ignored test) at least
+# one test. Parse the "test NAME ... ok" lines libtest prints.
+passed=$(sed -n 's/^test \([^ ]*\) \.\.\. ok.*$/\1/p' "$log")
+missing=()
+for f in "${filters[@]}"; do
+    n=$(grep -cF -- "$f" <<<"$passed" || true)
+    echo "miri.sh: $f: $n tests passed under Miri"
+    [ "$n" -gt 0 ] || missing+=("$f")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "miri.sh: FAILED: no test ran under Miri for filter(s): ${missing[*]} (a typo in MIRI_MODULES, or every test of it ignored under Miri)" >&2
+    exit 1
+fi

@@ -65,51 +65,81 @@ fn case(name: &str) {
 
 #[test]
 fn basic() {
+    if !need("cc") {
+        return;
+    }
     case("basic");
 }
 
 #[test]
 fn size_class_boundaries() {
+    if !need("cc") {
+        return;
+    }
     case("classes");
 }
 
 #[test]
 fn alignments_1_to_1mib() {
+    if !need("cc") {
+        return;
+    }
     case("align");
 }
 
 #[test]
 fn huge_sizes_fail_with_enomem() {
+    if !need("cc") {
+        return;
+    }
     case("huge");
 }
 
 #[test]
 fn calloc_overflow_and_zeroing() {
+    if !need("cc") {
+        return;
+    }
     case("calloc");
 }
 
 #[test]
 fn realloc_family() {
+    if !need("cc") {
+        return;
+    }
     case("realloc");
 }
 
 #[test]
 fn threads_free_each_others_memory() {
+    if !need("cc") {
+        return;
+    }
     case("threads");
 }
 
 #[test]
 fn fork_from_threaded_parent() {
+    if !need("cc") {
+        return;
+    }
     case("fork");
 }
 
 #[test]
 fn trim_and_flush() {
+    if !need("cc") {
+        return;
+    }
     case("trim");
 }
 
 #[test]
 fn memstats_and_print_stats() {
+    if !need("cc") {
+        return;
+    }
     let r = run_api(api(), "stats", &[]);
     r.assert_ok("stats");
     let m = r.stats_mallocs();
@@ -124,6 +154,9 @@ fn memstats_and_print_stats() {
 
 #[test]
 fn static_library() {
+    if !need("cc") {
+        return;
+    }
     for name in ["basic", "classes", "threads", "fork", "stats"] {
         run_api(api_static(), name, &[]).assert_ok(name);
     }
@@ -134,6 +167,9 @@ fn static_library() {
 
 #[test]
 fn options_verbose_and_print_stats() {
+    if !need("cc") {
+        return;
+    }
     let r = run_api(
         api(),
         "basic",
@@ -198,21 +234,33 @@ fn misuse(bin: &PathBuf, name: &str, expect: &str) {
 
 #[test]
 fn free_of_stack_address_aborts() {
+    if !need("cc") {
+        return;
+    }
     misuse(api(), "free_stack", "not a pointer goheap allocated");
 }
 
 #[test]
 fn free_of_static_data_aborts() {
+    if !need("cc") {
+        return;
+    }
     misuse(api(), "free_static", "not a pointer goheap allocated");
 }
 
 #[test]
 fn free_of_interior_pointer_aborts() {
+    if !need("cc") {
+        return;
+    }
     misuse(api(), "free_interior", "middle of a 64-byte object");
 }
 
 #[test]
 fn double_free_aborts() {
+    if !need("cc") {
+        return;
+    }
     misuse(api(), "double_free", "double free");
     misuse(api(), "double_free_later", "double free");
     misuse(api(), "double_free_large", "free of");
@@ -220,12 +268,18 @@ fn double_free_aborts() {
 
 #[test]
 fn realloc_and_usable_size_of_foreign_pointer_abort() {
+    if !need("cc") {
+        return;
+    }
     misuse(api(), "realloc_foreign", "realloc of");
     misuse(api(), "usable_foreign", "usable size of");
 }
 
 #[test]
 fn ignore_invalid_free_option() {
+    if !need("cc") {
+        return;
+    }
     let r = run_api(
         api(),
         "ignored_frees",
@@ -273,6 +327,9 @@ fn containers_linked() -> &'static PathBuf {
 
 #[test]
 fn cxx_operator_new_delete() {
+    if !need("c++") {
+        return;
+    }
     let mut cmd = Command::new(containers_linked());
     cmd.arg("check").env_remove("LD_PRELOAD");
     let r = run(cmd, LIMIT);
@@ -282,6 +339,9 @@ fn cxx_operator_new_delete() {
 
 #[test]
 fn cxx_throwing_new_failure_aborts_with_a_report() {
+    if !need("c++") {
+        return;
+    }
     let mut cmd = Command::new(containers_linked());
     cmd.arg("throw").env_remove("LD_PRELOAD");
     let r = run(cmd, LIMIT);
@@ -301,6 +361,9 @@ fn cxx_throwing_new_failure_aborts_with_a_report() {
 
 #[test]
 fn dlopen_a_library_linked_with_goheap() {
+    if !need("cc") {
+        return;
+    }
     let dir = work_dir("dlopen");
     let plugin = dir.join("libplugin.so");
     let mut c = cc(false);
@@ -337,6 +400,9 @@ fn dlopen_a_library_linked_with_goheap() {
 
 #[test]
 fn header_compiles_in_c_and_cxx_dialects() {
+    if !(need("cc") && need("c++")) {
+        return;
+    }
     let dir = work_dir("header");
     let src = dir.join("h.c");
     std::fs::write(
@@ -376,8 +442,7 @@ fn header_compiles_in_c_and_cxx_dialects() {
 /// unloaded (`NODELETE`).
 #[test]
 fn shared_library_uses_dynamic_tls_and_is_never_unloaded() {
-    if !have("readelf") {
-        eprintln!("skipped: readelf is not installed");
+    if !need("readelf") {
         return;
     }
     let out = Command::new("readelf")

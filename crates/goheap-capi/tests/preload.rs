@@ -65,21 +65,26 @@ fn compare(name: &str, min_mallocs: u64, make_cmd: impl Fn(&Path) -> Command) ->
 }
 
 /// The real interpreter behind `python3` (not a pyenv shim script).
-fn python() -> Option<PathBuf> {
+fn python() -> PathBuf {
     let out = Command::new("python3")
         .args(["-c", "import sys; print(sys.executable)"])
         .output()
-        .ok()?;
-    let p = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    (out.status.success() && !p.is_empty()).then(|| PathBuf::from(p))
+        .expect("run python3");
+    let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && !p.is_empty(),
+        "python3 did not print its executable: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(p)
 }
 
 #[test]
 fn python_with_pythonmalloc_malloc() {
-    let Some(py) = python() else {
-        eprintln!("skipped: no python3");
+    if !need("python3") {
         return;
-    };
+    }
+    let py = python();
     let script = work_dir("preload-python").join("work.py");
     std::fs::write(
         &script,
@@ -120,10 +125,10 @@ print(sorted(out))
 
 #[test]
 fn python_fork_from_threads() {
-    let Some(py) = python() else {
-        eprintln!("skipped: no python3");
+    if !need("python3") {
         return;
-    };
+    }
+    let py = python();
     let script = work_dir("preload-python-fork").join("fork.py");
     std::fs::write(
         &script,
@@ -162,6 +167,9 @@ if __name__ == "__main__":
 
 #[test]
 fn cxx_containers() {
+    if !need("c++") {
+        return;
+    }
     let bin = work_dir("preload-cxx").join("containers");
     let mut c = cc(true);
     c.arg(c_src("containers.cc")).arg("-o").arg(&bin);
@@ -193,6 +201,9 @@ fn text_file(path: &Path, lines: usize) {
 
 #[test]
 fn sort_large_file() {
+    if !need("sort") {
+        return;
+    }
     let input = work_dir("preload-sort").join("input.txt");
     text_file(&input, 300_000);
     compare("sort", 100, |dir| {
@@ -210,6 +221,9 @@ fn sort_large_file() {
 
 #[test]
 fn gcc_compiles_a_file() {
+    if !need("gcc") {
+        return;
+    }
     let r = compare("gcc", 1000, |dir| {
         let mut c = Command::new("gcc");
         c.args(["-O2", "-c", "-pthread"])
@@ -229,8 +243,7 @@ fn gcc_compiles_a_file() {
 
 #[test]
 fn sqlite3_queries() {
-    if !have("sqlite3") {
-        eprintln!("skipped: sqlite3 is not installed");
+    if !need("sqlite3") {
         return;
     }
     let sql = "CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT, c REAL);\n\
@@ -256,8 +269,7 @@ fn sqlite3_queries() {
 
 #[test]
 fn git_commit_and_log() {
-    if !have("git") {
-        eprintln!("skipped: git is not installed");
+    if !(need("sh") && need("git")) {
         return;
     }
     compare("git", 1000, |dir| {
@@ -294,6 +306,9 @@ fn git_commit_and_log() {
 
 #[test]
 fn awk_aggregates() {
+    if !need("awk") {
+        return;
+    }
     let input = work_dir("preload-awk").join("input.txt");
     text_file(&input, 100_000);
     compare("awk", 1000, |_| {
@@ -310,6 +325,9 @@ fn awk_aggregates() {
 
 #[test]
 fn tar_and_gzip_pipeline() {
+    if !(need("sh") && need("tar") && need("gzip") && need("cksum")) {
+        return;
+    }
     let src = work_dir("preload-tar").join("src");
     std::fs::create_dir_all(&src).expect("src dir");
     for i in 0..20 {

@@ -15,13 +15,12 @@ use loom::sync::Arc;
 use loom::thread;
 use std::ptr;
 
-/// A model with a bound on preemptions (for the bigger state spaces);
-/// `LOOM_MAX_PREEMPTIONS` still overrides it.
+/// A model with its own bound on preemptions (for the bigger state
+/// spaces), whatever `LOOM_MAX_PREEMPTIONS` says: that variable bounds the
+/// models that set none (2 in `ci/loom.sh` unless set).
 fn bounded(preemptions: usize) -> loom::model::Builder {
     let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(preemptions);
-    }
+    b.preemption_bound = Some(preemptions);
     b
 }
 
@@ -388,7 +387,10 @@ fn owner_op(o: &Owned) {
 #[test]
 fn handshake_claimer_skips_a_busy_owner_and_never_races() {
     bounded(3).check(|| {
-        let o = Arc::new(Owned { hs: Handshake::new(), count: UnsafeCell::new(0) });
+        let o = Arc::new(Owned {
+            hs: Handshake::new(),
+            count: UnsafeCell::new(0),
+        });
         let owner = {
             let o = Arc::clone(&o);
             thread::spawn(move || {
@@ -421,7 +423,10 @@ fn handshake_claimer_skips_a_busy_owner_and_never_races() {
 #[test]
 fn handshake_waiting_claimer_gets_the_state_and_owner_sees_its_writes() {
     bounded(3).check(|| {
-        let o = Arc::new(Owned { hs: Handshake::new(), count: UnsafeCell::new(0) });
+        let o = Arc::new(Owned {
+            hs: Handshake::new(),
+            count: UnsafeCell::new(0),
+        });
         let owner = {
             let o = Arc::clone(&o);
             thread::spawn(move || {
@@ -451,8 +456,14 @@ fn handshake_one_barrier_for_several_owners() {
     let mut b = bounded(1);
     b.max_branches = 100_000;
     b.check(|| {
-        let a = Arc::new(Owned { hs: Handshake::new(), count: UnsafeCell::new(0) });
-        let b = Arc::new(Owned { hs: Handshake::new(), count: UnsafeCell::new(0) });
+        let a = Arc::new(Owned {
+            hs: Handshake::new(),
+            count: UnsafeCell::new(0),
+        });
+        let b = Arc::new(Owned {
+            hs: Handshake::new(),
+            count: UnsafeCell::new(0),
+        });
         let ta = {
             let a = Arc::clone(&a);
             thread::spawn(move || owner_op(&a))

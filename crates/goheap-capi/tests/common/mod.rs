@@ -113,6 +113,31 @@ pub fn have(prog: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether this run is CI's: the `CI` environment variable is set (and not
+/// empty), as `.ci/run` is run.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// The rule for a test that runs an external program (a compiler,
+/// `readelf`, `python3`, `sqlite3`, `git`, `awk`, `tar`, ...): it starts
+/// with `if !need("tool") { return; }`. When `tool` is on PATH this
+/// returns true. When it is missing, under CI ([`in_ci`]) the test fails
+/// here, since CI installs every tool the tests use (`.ci/run`); outside CI
+/// the test prints that it skipped and returns false.
+pub fn need(tool: &str) -> bool {
+    if have(tool) {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "{tool} is not installed, and under CI a missing tool is a failure, not a skip \
+         (.ci/run installs what the tests need)"
+    );
+    eprintln!("skipped: {tool} is not installed");
+    false
+}
+
 /// Runs a compiler command and panics with its output if it fails.
 pub fn compile(mut cmd: Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));

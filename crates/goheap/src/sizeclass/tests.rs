@@ -124,6 +124,10 @@ fn constants_agree_with_generator_and_table() {
 }
 
 #[test]
+// Every size to 32 KiB against a linear search (a million steps): over ten
+// minutes under Miri, and it checks arithmetic only, which Miri adds
+// nothing to.
+#[cfg_attr(miri, ignore)]
 fn size_to_class_is_smallest_fit() {
     assert_eq!(size_to_class(0), 1, "size 0 gets the 8-byte class");
     for size in 0..=MAX_SMALL_SIZE {
@@ -135,6 +139,9 @@ fn size_to_class_is_smallest_fit() {
 }
 
 #[test]
+// Every offset of every class's span (two million divisions): four and a
+// half minutes under Miri, for arithmetic only.
+#[cfg_attr(miri, ignore)]
 fn object_index_divides_exactly() {
     for (class, size, span) in spans() {
         assert_eq!(
@@ -179,6 +186,9 @@ fn write_table_matches_generated_comment() {
 /// The "check-generated" test: `table.rs` is exactly what the generator
 /// writes today.
 #[test]
+// The generator checks every offset of every span too (two million
+// divisions): over five minutes under Miri, for arithmetic only.
+#[cfg_attr(miri, ignore)]
 fn table_rs_is_generated() {
     let want = rules::generate().expect("the generator's checks pass");
     let have = include_str!("table.rs").replace("\r\n", "\n");

@@ -19,7 +19,12 @@ pub(crate) const ARENA_BYTES: usize = 1 << ARENA_SHIFT;
 pub(crate) const PAGES_PER_ARENA: usize = ARENA_BYTES / PAGE_SIZE;
 /// Bits of user address space covered (x86-64 and aarch64 with 4-level
 /// page tables).
+#[cfg(not(miri))]
 pub(crate) const ADDR_BITS: u32 = 48;
+/// (Miri: as the page allocator's `HEAP_ADDR_BITS`, to keep the index
+/// small.)
+#[cfg(miri)]
+pub(crate) const ADDR_BITS: u32 = 40;
 /// Entries of the arena index (Go's L2; our L1 has a single entry).
 pub(crate) const ARENA_INDEX_LEN: usize = 1 << (ADDR_BITS - ARENA_SHIFT);
 

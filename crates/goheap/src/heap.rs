@@ -505,6 +505,9 @@ mod tests {
     }
 
     #[test]
+    // It blocks the next arena's hint with a PROT_NONE mapping, which Miri
+    // does not model.
+    #[cfg_attr(miri, ignore)]
     fn arenas_are_64mib_aligned_contiguous_or_not() {
         let os = Logged::leak();
         let heap = Heap::new(os);
@@ -827,6 +830,8 @@ mod tests {
     // judged on its own log: it may only fail because the OS said no.
 
     #[test]
+    // Builds dozens of heaps: too slow for Miri.
+    #[cfg_attr(miri, ignore)]
     fn refused_reservations_give_null_not_panic() {
         let full = {
             let os = Logged::leak();
@@ -864,6 +869,8 @@ mod tests {
     }
 
     #[test]
+    // Builds dozens of heaps: too slow for Miri.
+    #[cfg_attr(miri, ignore)]
     fn refused_commits_give_null_not_panic() {
         let sizes = {
             let os = Logged::leak();

@@ -356,6 +356,16 @@ impl ChunkBits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rounds of a randomized test: fewer under Miri, which runs them
+    /// thousands of times slower (the tables above still run in full).
+    fn miri_scaled(n: usize) -> usize {
+        if cfg!(miri) {
+            n / 300
+        } else {
+            n
+        }
+    }
     use crate::testing::Rng;
 
     /// A chunk whose allocated pages are the given `(first, count)` ranges.
@@ -457,7 +467,7 @@ mod tests {
     #[test]
     fn summarize_matches_reference() {
         let mut rng = Rng(0x9e3779b97f4a7c15);
-        for _ in 0..5000 {
+        for _ in 0..miri_scaled(5000) {
             let c = ChunkBits {
                 alloc: random_bits(&mut rng),
                 scavenged: PageBits::default(),
@@ -514,7 +524,7 @@ mod tests {
     #[test]
     fn find_matches_reference() {
         let mut rng = Rng(0x1234_5678_9abc_def1);
-        for _ in 0..3000 {
+        for _ in 0..miri_scaled(3000) {
             let c = ChunkBits {
                 alloc: random_bits(&mut rng),
                 scavenged: PageBits::default(),
@@ -555,7 +565,7 @@ mod tests {
         assert_eq!(fill_groups(1 << 63, 32), 0xffff_ffff_0000_0000);
         assert_eq!(fill_groups(1 << 40, 64), u64::MAX);
         let mut rng = Rng(77);
-        for _ in 0..2000 {
+        for _ in 0..miri_scaled(2000) {
             let x = rng.next() & rng.next() & rng.next();
             for m in [1, 2, 4, 8, 16, 32, 64] {
                 let want = (0..64 / m).fold(0u64, |acc, g| {
@@ -623,7 +633,7 @@ mod tests {
     #[test]
     fn scavenge_candidate_matches_reference() {
         let mut rng = Rng(0xfeed_beef);
-        for _ in 0..3000 {
+        for _ in 0..miri_scaled(3000) {
             let alloc = random_bits(&mut rng);
             let mut scavenged = random_bits(&mut rng);
             for w in 0..WORDS {

@@ -123,13 +123,16 @@ const SUMMARY_OFFSET: [usize; LEVELS] = {
     let mut l = 0;
     while l < LEVELS {
         offset[l] = next;
-        next += level_entries(l) * SUMMARY_BYTES;
+        // Each level starts on a grain (a small address space, as under
+        // Miri, has levels smaller than one).
+        next += (level_entries(l) * SUMMARY_BYTES).next_multiple_of(GRAIN);
         l += 1;
     }
     offset
 };
 /// Bytes of the arrays whose grains are tracked.
-const TRACKED_BYTES: usize = SUMMARY_OFFSET[LEAF] + level_entries(LEAF) * SUMMARY_BYTES;
+const TRACKED_BYTES: usize =
+    SUMMARY_OFFSET[LEAF] + (level_entries(LEAF) * SUMMARY_BYTES).next_multiple_of(GRAIN);
 const COMMIT_MAP_OFFSET: usize = TRACKED_BYTES;
 const COMMIT_MAP_BYTES: usize = (TRACKED_BYTES / GRAIN).div_ceil(8).next_multiple_of(GRAIN);
 const RESERVED_BYTES: usize = COMMIT_MAP_OFFSET + COMMIT_MAP_BYTES;

@@ -96,7 +96,7 @@ impl ThreadCache {
                     frees: AtomicU64::new(0),
                 }
             }; NUM_SIZE_CLASSES],
-            handshake: Handshake::new(),
+            handshake: Handshake::new_fenced(),
             heap,
             seen_activity: AtomicU64::new(0),
             reclaimed_activity: AtomicU64::new(u64::MAX),

@@ -6,11 +6,11 @@
 //! exact checks. In checked builds ([`CHECKED`]) a freed object holds
 //!
 //! ```text
-//! word 0: next ^ (address of word 0 >> 12) ^ LINK_SECRET   (glibc 2.32's safe-linking, plus a secret)
+//! word 0: next ^ LINK_SECRET   (safe-linking, as glibc 2.32, with a random secret)
 //! word 1: FREE_MARK                                        (like glibc's tcache key)
 //! ```
 //!
-//! A use-after-free write over word 0 without both secrets decodes to an
+//! A use-after-free write over word 0 without the secret decodes to an
 //! address that is almost surely misaligned or outside goheap's arenas,
 //! which the pop of that link reports ([`check_link`]) instead of handing
 //! out memory the attacker chose. Word 1 is cleared whenever an object is
@@ -100,11 +100,11 @@ pub(crate) fn add_heap_range(base: usize, len: usize) {
     SECRETS.span8.store((hi - lo) / 8, Relaxed);
 }
 
-/// The value stored in word 0 of `obj` for a link to `next`.
+/// The value stored in word 0 of a freed object for a link to `next`.
 #[inline(always)]
-fn encode(next: *mut u8, obj: *mut u8) -> usize {
+fn encode(next: *mut u8) -> usize {
     if CHECKED {
-        next as usize ^ (obj as usize >> 12) ^ SECRETS.link.load(Relaxed)
+        next as usize ^ SECRETS.link.load(Relaxed)
     } else {
         next as usize
     }
@@ -120,7 +120,7 @@ pub(crate) unsafe fn read_link(obj: *mut u8) -> *mut u8 {
     // SAFETY: per the contract.
     let stored = unsafe { obj.cast::<usize>().read() };
     if CHECKED {
-        (stored ^ (obj as usize >> 12) ^ SECRETS.link.load(Relaxed)) as *mut u8
+        (stored ^ SECRETS.link.load(Relaxed)) as *mut u8
     } else {
         stored as *mut u8
     }
@@ -136,7 +136,7 @@ pub(crate) unsafe fn read_link(obj: *mut u8) -> *mut u8 {
 pub(crate) unsafe fn push(obj: *mut u8, next: *mut u8) {
     // SAFETY: per the contract, both words are ours to write.
     unsafe {
-        obj.cast::<usize>().write(encode(next, obj));
+        obj.cast::<usize>().write(encode(next));
         if CHECKED {
             obj.cast::<usize>().add(1).write(SECRETS.mark.load(Relaxed));
         }

@@ -161,8 +161,7 @@
 //!   freed normally. So a double free is reported wherever the first copy
 //!   sits, and exactly, as long as the program did not overwrite the freed
 //!   object's second word (a use after free);
-//! - and its free-list link is stored encoded with the slot's address and
-//!   a per-process secret, checked when popped (8-aligned, inside
+//! - and its free-list link is stored XORed with a per-process secret, checked when popped (8-aligned, inside
 //!   goheap's arenas) and when a batch returns to its spans (a slot of a
 //!   span of its class).
 //!

@@ -17,7 +17,7 @@ use crate::fixalloc::FixAlloc;
 use crate::heap::Heap;
 use crate::sizeclass::NUM_SIZE_CLASSES;
 use crate::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
-use crate::sync::handshake;
+use crate::sync::handshake::{self, Handshake};
 use crate::sync::{Mutex, MutexGuard};
 use core::cell::Cell;
 use core::ptr;
@@ -204,6 +204,8 @@ impl Threads {
             // SAFETY: a fresh slot of ThreadCache size, ours alone.
             unsafe {
                 c.write(ThreadCache::empty(self.heap));
+                // Its handshake takes the mode chosen at process set-up.
+                core::ptr::addr_of_mut!((*c).handshake).write(Handshake::new());
                 (*c).set_bounds();
                 (*c).next.set(r.head);
                 if !r.head.is_null() {

@@ -87,16 +87,20 @@ pub fn init(want_membarrier: bool) -> Mode {
     m
 }
 
-/// The owner's fence between its store of `busy` and its load of `claim`.
+/// The owner's fence between its store of `busy` and its load of `claim`:
+/// a full fence unless `membarrier` stands in for it (`fenced` false).
 #[inline(always)]
-fn light_fence() {
+fn light_fence(fenced: bool) {
     #[cfg(goheap_loom)]
-    fence(Ordering::SeqCst);
-    #[cfg(not(goheap_loom))]
-    if MODE.load(Ordering::Relaxed) == Mode::Membarrier as u8 {
-        core::sync::atomic::compiler_fence(Ordering::SeqCst);
-    } else {
+    {
+        let _ = fenced;
         fence(Ordering::SeqCst);
+    }
+    #[cfg(not(goheap_loom))]
+    if fenced {
+        fence(Ordering::SeqCst);
+    } else {
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
     }
 }
 
@@ -132,6 +136,12 @@ pub struct Handshake {
     /// A claimer wants, or is using, the owner's state. Written only by
     /// claimers, which serialise among themselves (a lock of the caller's).
     claim: AtomicBool,
+    /// Whether the owner's fence is a real one: the mode when the
+    /// handshake was made, kept here so the owner reads it from its own
+    /// (hot) state. Fixed for the handshake's life (the mode is chosen
+    /// before any owner exists; a handshake made earlier fences, which is
+    /// always correct).
+    fenced: bool,
 }
 
 impl Default for Handshake {
@@ -141,12 +151,25 @@ impl Default for Handshake {
 }
 
 impl Handshake {
-    /// Neither busy nor claimed.
+    /// Neither busy nor claimed, with the owner's fence the current mode
+    /// asks for.
     #[cfg(not(goheap_loom))]
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
         Handshake {
             busy: AtomicBool::new(false),
             claim: AtomicBool::new(false),
+            fenced: MODE.load(Ordering::Relaxed) != Mode::Membarrier as u8,
+        }
+    }
+
+    /// Neither busy nor claimed, with a real owner fence (for handshakes
+    /// built in constant context, before the mode can be known).
+    #[cfg(not(goheap_loom))]
+    pub const fn new_fenced() -> Self {
+        Handshake {
+            busy: AtomicBool::new(false),
+            claim: AtomicBool::new(false),
+            fenced: true,
         }
     }
 
@@ -156,6 +179,7 @@ impl Handshake {
         Handshake {
             busy: AtomicBool::new(false),
             claim: AtomicBool::new(false),
+            fenced: true,
         }
     }
 
@@ -164,7 +188,7 @@ impl Handshake {
     #[inline(always)]
     pub fn enter(&self) {
         self.busy.store(true, Ordering::Relaxed);
-        light_fence();
+        light_fence(self.fenced);
         if self.claim.load(Ordering::Acquire) {
             self.enter_contended();
         }
@@ -188,7 +212,7 @@ impl Handshake {
                 super::spin_hint_or_yield();
             }
             self.busy.store(true, Ordering::Relaxed);
-            light_fence();
+            light_fence(self.fenced);
             if !self.claim.load(Ordering::Acquire) {
                 return;
             }

@@ -43,9 +43,11 @@ pub(crate) struct ClassCache {
 /// statistics readers touch only the atomics.
 #[repr(C)]
 pub(crate) struct ThreadCache {
-    pub(crate) classes: [ClassCache; NUM_SIZE_CLASSES],
     /// Brackets every operation of the owner (see [`enter`]).
     pub(crate) handshake: Handshake,
+    /// The free-list secrets, on the cache's first line (owner only).
+    pub(crate) guard: freelist::Guard,
+    pub(crate) classes: [ClassCache; NUM_SIZE_CLASSES],
     /// The heap this cache takes spans from and returns objects to.
     pub(crate) heap: &'static Heap,
     /// The reclaimer's bookkeeping (registry lock): activity seen at its
@@ -97,6 +99,7 @@ impl ThreadCache {
                 }
             }; NUM_SIZE_CLASSES],
             handshake: Handshake::new_fenced(),
+            guard: freelist::Guard::new(),
             heap,
             seen_activity: AtomicU64::new(0),
             reclaimed_activity: AtomicU64::new(u64::MAX),
@@ -105,8 +108,10 @@ impl ThreadCache {
         }
     }
 
-    /// Sets each class's flush bound, making an empty cache usable.
+    /// Sets each class's flush bound and copies the free-list secrets,
+    /// making an empty cache usable.
     pub(crate) fn set_bounds(&self) {
+        self.guard.refresh();
         for class in 1..NUM_SIZE_CLASSES {
             self.classes[class].max.set(class_max(class));
         }
@@ -143,7 +148,7 @@ impl ThreadCache {
         let head = cc.free.get();
         if !head.is_null() {
             // SAFETY: objects on the free list hold the next link.
-            cc.free.set(unsafe { freelist::pop(head) });
+            cc.free.set(unsafe { self.guard.pop(head) });
             cc.len.set(cc.len.get() - 1);
             bump(&cc.mallocs);
             return (head, false);
@@ -197,7 +202,7 @@ impl ThreadCache {
             return unsafe { self.free_slow(p, class) };
         }
         // SAFETY: `p` is an object we now own.
-        unsafe { freelist::push(p, cc.free.get()) };
+        unsafe { self.guard.push(p, cc.free.get()) };
         cc.free.set(p);
         cc.len.set(cc.len.get() + 1);
         bump(&cc.frees);

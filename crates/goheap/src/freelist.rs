@@ -23,8 +23,9 @@
 //! marker, and every function here compiles to a load or a store.
 
 use crate::report::fatal;
-use crate::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use crate::sync::atomic::{AtomicU8, AtomicUsize, Ordering::{Acquire, Relaxed, Release}};
 use crate::CHECKED;
+use core::cell::Cell;
 
 /// The secrets and the heap's address range, on one cache line: every
 /// push and pop reads them.
@@ -48,10 +49,20 @@ static SECRETS: Secrets = Secrets {
     span8: AtomicUsize::new(0),
 };
 
-/// Draws the secrets, once per process (later calls do nothing). Called
-/// when a heap makes its first span, so before any object is freed.
+/// 0: secrets not drawn; 1: being drawn; 2: drawn (Release after both).
+static DRAWN: AtomicU8 = AtomicU8::new(0);
+
+/// Draws the secrets, once per process (later calls do nothing, or wait
+/// for the thread drawing them). Called before a cache is made and when a
+/// heap makes its first span, so before any object is freed.
 pub(crate) fn init_secrets() {
-    if !CHECKED || SECRETS.mark.load(Relaxed) != 0 {
+    if !CHECKED || DRAWN.load(Acquire) == 2 {
+        return;
+    }
+    if DRAWN.compare_exchange(0, 1, Acquire, Acquire).is_err() {
+        while DRAWN.load(Acquire) != 2 {
+            core::hint::spin_loop();
+        }
         return;
     }
     let mut bytes = [0u8; 16];
@@ -74,13 +85,9 @@ pub(crate) fn init_secrets() {
     }
     // The marker must never be 0: fresh memory and cleared words are 0.
     mark |= 1;
-    if SECRETS
-        .mark
-        .compare_exchange(0, mark, Relaxed, Relaxed)
-        .is_ok()
-    {
-        SECRETS.link.store(link, Relaxed);
-    }
+    SECRETS.link.store(link, Relaxed);
+    SECRETS.mark.store(mark, Relaxed);
+    DRAWN.store(2, Release);
 }
 
 fn splitmix(mut z: usize) -> usize {
@@ -100,16 +107,6 @@ pub(crate) fn add_heap_range(base: usize, len: usize) {
     SECRETS.span8.store((hi - lo) / 8, Relaxed);
 }
 
-/// The value stored in word 0 of a freed object for a link to `next`.
-#[inline(always)]
-fn encode(next: *mut u8) -> usize {
-    if CHECKED {
-        next as usize ^ SECRETS.link.load(Relaxed)
-    } else {
-        next as usize
-    }
-}
-
 /// Reads the link stored in `obj` (no check).
 ///
 /// # Safety
@@ -123,42 +120,6 @@ pub(crate) unsafe fn read_link(obj: *mut u8) -> *mut u8 {
         (stored ^ SECRETS.link.load(Relaxed)) as *mut u8
     } else {
         stored as *mut u8
-    }
-}
-
-/// Links `obj` in front of `next` and marks it free.
-///
-/// # Safety
-///
-/// `obj` is a free object of at least 16 bytes (8 in unchecked builds)
-/// that the caller owns.
-#[inline(always)]
-pub(crate) unsafe fn push(obj: *mut u8, next: *mut u8) {
-    // SAFETY: per the contract, both words are ours to write.
-    unsafe {
-        obj.cast::<usize>().write(encode(next));
-        if CHECKED {
-            obj.cast::<usize>().add(1).write(SECRETS.mark.load(Relaxed));
-        }
-    }
-}
-
-/// Takes `obj` off a list for handing out: returns its (checked) link and
-/// clears its free marker.
-///
-/// # Safety
-///
-/// `obj` is the head of a free list the caller owns.
-#[inline(always)]
-pub(crate) unsafe fn pop(obj: *mut u8) -> *mut u8 {
-    // SAFETY: per the contract.
-    unsafe {
-        let next = read_link(obj);
-        if CHECKED {
-            check_link(obj, next);
-            obj.cast::<usize>().add(1).write(0);
-        }
-        next
     }
 }
 
@@ -213,4 +174,103 @@ fn corrupt_link(obj: *mut u8, next: *mut u8) -> ! {
         "corrupt free list: the freed object at {obj:p} links to {next:p}, which is not a goheap \
          object (a write to freed memory: use after free or heap overflow)"
     )
+}
+
+/// A thread cache's copy of the secrets and the heap's range, on a line of
+/// the cache it touches anyway: the fast paths read no global (which a
+/// shared library reaches through the GOT). The secrets never change once
+/// drawn; the range only grows, so a link outside the copy's range is
+/// checked again against the global one (and the copy refreshed) before it
+/// is reported.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    link: Cell<usize>,
+    mark: Cell<usize>,
+    lo: Cell<usize>,
+    span8: Cell<usize>,
+}
+
+impl Guard {
+    /// An empty copy (fill it with [`refresh`](Self::refresh)).
+    pub(crate) const fn new() -> Self {
+        Guard {
+            link: Cell::new(0),
+            mark: Cell::new(0),
+            lo: Cell::new(0),
+            span8: Cell::new(0),
+        }
+    }
+
+    /// Copies the process's secrets (drawing them if nobody has yet) and
+    /// the heap's current range.
+    pub(crate) fn refresh(&self) {
+        init_secrets();
+        // `init_secrets` returned after an Acquire load of DRAWN == 2 (or
+        // drew them itself): both secrets are visible.
+        self.link.set(SECRETS.link.load(Relaxed));
+        self.mark.set(SECRETS.mark.load(Relaxed));
+        self.lo.set(SECRETS.lo.load(Relaxed));
+        self.span8.set(SECRETS.span8.load(Relaxed));
+    }
+
+    /// Links `obj` in front of `next` and marks it free.
+    ///
+    /// # Safety
+    ///
+    /// `obj` is a free object of at least 16 bytes (8 in unchecked builds)
+    /// that the caller owns.
+    #[inline(always)]
+    pub(crate) unsafe fn push(&self, obj: *mut u8, next: *mut u8) {
+        // SAFETY: per the contract, both words are ours to write.
+        unsafe {
+            if CHECKED {
+                obj.cast::<usize>().write(next as usize ^ self.link.get());
+                obj.cast::<usize>().add(1).write(self.mark.get());
+            } else {
+                obj.cast::<*mut u8>().write(next);
+            }
+        }
+    }
+
+    /// Takes `obj` off a list for handing out: returns its link, checked
+    /// (see [`check_link`]), and clears its free marker.
+    ///
+    /// # Safety
+    ///
+    /// `obj` is the head of a free list the caller owns.
+    #[inline(always)]
+    pub(crate) unsafe fn pop(&self, obj: *mut u8) -> *mut u8 {
+        // SAFETY: per the contract.
+        unsafe {
+            if !CHECKED {
+                return obj.cast::<*mut u8>().read();
+            }
+            let next = (obj.cast::<usize>().read() ^ self.link.get()) as *mut u8;
+            let off = (next as usize).wrapping_sub(self.lo.get()).rotate_right(3);
+            if off >= self.span8.get() && !next.is_null() {
+                self.recheck_link(obj, next);
+            }
+            obj.cast::<usize>().add(1).write(0);
+            next
+        }
+    }
+
+    /// A link outside this copy's range: the heap may have grown since.
+    #[cold]
+    #[inline(never)]
+    fn recheck_link(&self, obj: *mut u8, next: *mut u8) {
+        check_link(obj, next);
+        self.refresh();
+    }
+
+    /// [`is_marked`], with this copy of the marker.
+    ///
+    /// # Safety
+    ///
+    /// As [`is_marked`].
+    #[inline(always)]
+    pub(crate) unsafe fn is_marked(&self, obj: *const u8) -> bool {
+        // SAFETY: per the contract, word 1 is readable.
+        CHECKED && unsafe { obj.cast::<usize>().add(1).read() } == self.mark.get()
+    }
 }

@@ -749,11 +749,13 @@ mod tests {
         unsafe { central.uncache_span(&heap, s) };
         assert_eq!(central.lists.lock().full.len, 1);
         // Return all objects but one in a batch: the span goes partial.
+        let guard = crate::freelist::Guard::new();
+        guard.refresh();
         for (i, &o) in objs.iter().enumerate() {
             let next = objs.get(i + 1).map_or(ptr::null_mut(), |&n| n as *mut u8);
             // SAFETY: linking objects as a free list: the memory is
             // committed and ours.
-            unsafe { crate::freelist::push(o as *mut u8, next) };
+            unsafe { guard.push(o as *mut u8, next) };
         }
         // SAFETY: a well-formed list of `nelems - 1` objects we give up.
         unsafe { central.free_batch(&heap, class, objs[0] as *mut u8, nelems - 1) };

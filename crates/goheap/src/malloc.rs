@@ -223,14 +223,24 @@ unsafe fn free_checked(p: *mut u8, want: Option<usize>) {
             if idx >= page.hw() {
                 never_handed_out(p, size);
             }
-            // SAFETY: `p` starts a slot of at least 16 bytes of an in-use
-            // small span.
-            if unsafe { freelist::is_marked(p) } {
-                // SAFETY: forwarded contract.
-                return unsafe { free_marked(p, class) };
-            }
-            // SAFETY: a live small object of `class`, per the checks above.
-            return unsafe { free_small(p, class) };
+            // SAFETY: a non-null cache pointer is the thread's own live cache.
+            return match unsafe { tls::cache().as_ref() } {
+                Some(c) => {
+                    // SAFETY: `p` starts a slot of at least 16 bytes of an
+                    // in-use small span.
+                    if unsafe { c.guard.is_marked(p) } {
+                        // SAFETY: forwarded contract.
+                        return unsafe { free_marked(p, class) };
+                    }
+                    // SAFETY: a live small object of `class`, per the checks
+                    // above; the thread's own cache.
+                    unsafe { enter(c, |c| c.free(p, class)) }
+                }
+                // SAFETY: as above, with the process's marker.
+                None if unsafe { freelist::is_marked(p) } => unsafe { free_marked(p, class) },
+                // SAFETY: a live small object, per the checks above.
+                None => unsafe { free_small(p, class) },
+            };
         }
         // SAFETY: a non-null cache pointer is the thread's own live cache.
         if let Some(c) = unsafe { tls::cache().as_ref() } {

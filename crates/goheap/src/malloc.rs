@@ -112,12 +112,20 @@ unsafe fn free_small(p: *mut u8, class: usize) {
     match unsafe { tls::cache().as_ref() } {
         // SAFETY: forwarded contract; the thread's own cache.
         Some(c) => unsafe { enter(c, |c| c.free(p, class)) },
-        None => {
-            ensure_init();
-            // SAFETY: forwarded contract.
-            unsafe { THREADS.free_without_cache(p, class) }
-        }
+        // SAFETY: forwarded contract.
+        None => unsafe { free_without_cache(p, class) },
     }
+}
+
+/// # Safety
+///
+/// As [`free_small`].
+#[cold]
+#[inline(never)]
+unsafe fn free_without_cache(p: *mut u8, class: usize) {
+    ensure_init();
+    // SAFETY: forwarded contract.
+    unsafe { THREADS.free_without_cache(p, class) }
 }
 
 /// Frees `p`, allocated with this `size` and `align`.
@@ -239,7 +247,7 @@ unsafe fn free_checked(p: *mut u8, want: Option<usize>) {
                 // SAFETY: as above, with the process's marker.
                 None if unsafe { freelist::is_marked(p) } => unsafe { free_marked(p, class) },
                 // SAFETY: a live small object, per the checks above.
-                None => unsafe { free_small(p, class) },
+                None => unsafe { free_without_cache(p, class) },
             };
         }
         // SAFETY: a non-null cache pointer is the thread's own live cache.

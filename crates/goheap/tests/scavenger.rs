@@ -453,6 +453,9 @@ fn over_the_soft_limit_caches_and_central_lists_are_trimmed() {
 /// the mechanism is chosen once per process.
 #[test]
 fn idle_threads_caches_are_reclaimed_without_membarrier() {
+    // Serial too: running the child allocates in this process, which must
+    // not happen while another test has made the memory limit hard.
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",

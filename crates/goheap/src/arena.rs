@@ -256,8 +256,14 @@ impl ArenaMap {
             return None;
         }
         let span_base = (addr & !(PAGE_SIZE - 1)) - index as usize * PAGE_SIZE;
-        // Small spans are at most a few pages and never cross an arena: the
-        // first page is in the same arena.
+        // A span may start in the arena below, when the heap grew into the
+        // next arena up and the page allocator gave a run across the seam;
+        // the high-water record sits at the span's first page.
+        let arena = if page < index as usize {
+            self.arena_of(span_base)
+        } else {
+            arena
+        };
         Some(SmallPage {
             class: class as usize,
             span_base,

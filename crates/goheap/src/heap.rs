@@ -935,6 +935,47 @@ mod tests {
         }
     }
 
+    /// When the heap grows into the arena above, a small span can sit
+    /// across the seam; a free of an object past the seam must find the
+    /// span's high-water mark at its first page, in the arena below (the
+    /// C `free` once read the upper arena's record and called a handed-out
+    /// slot "never handed out").
+    #[test]
+    fn small_span_across_an_arena_seam() {
+        let heap = Heap::new(Logged::leak());
+        // The class with the most pages per span.
+        let class = (1..crate::sizeclass::NUM_SIZE_CLASSES)
+            .max_by_key(|&c| class_npages(c))
+            .unwrap();
+        assert!(class_npages(class) >= 2);
+        // Fill the first arena but for one page.
+        let fill = large_span(&heap, PAGES_PER_ARENA - 1, 1);
+        assert!(!fill.is_null());
+        // SAFETY: a live span.
+        let fill_base = unsafe { (*fill).base.get() };
+        assert_eq!(fill_base % ARENA_BYTES, 0, "the first span starts its arena");
+        let s = small_span(&heap, class);
+        assert!(!s.is_null());
+        // SAFETY: a live span.
+        let span = unsafe { &*s };
+        assert_eq!(
+            span.base.get(),
+            fill_base + ARENA_BYTES - PAGE_SIZE,
+            "the next arena is reserved right above the first, so the span crosses the seam"
+        );
+        let size = span.elemsize.get();
+        let past_seam = (0..span.nelems.get())
+            .find(|&i| span.base.get() + i * size >= fill_base + ARENA_BYTES)
+            .expect("an object past the seam");
+        span.note_handed_out(past_seam);
+        let obj = span.base.get() + past_seam * size;
+        let page = heap.arenas.small_page(obj).expect("a small page");
+        assert_eq!(page.class, class);
+        assert_eq!(page.span_base, span.base.get());
+        assert_eq!(page.hw(), past_seam + 1);
+        assert_eq!(span.published_hw(), past_seam + 1);
+    }
+
     #[test]
     fn arena_map_covers_whole_arenas() {
         assert_eq!(PAGES_PER_ARENA * PAGE_SIZE, ARENA_BYTES);

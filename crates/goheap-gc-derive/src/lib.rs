@@ -144,6 +144,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let body;
     let no_gc_value;
     let mut outside = TokenStream2::new();
+    let mut drop_only_handles = TokenStream2::new();
     if no_gc {
         // Assertions that every traced field is NO_GC. Those whose type
         // names no generic parameter (nor `Self`) are checked now, in a
@@ -229,6 +230,24 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             };
         }
 
+        // The type has no `Drop` of its own (the impl below forbids one),
+        // so its drop glue is its fields'.
+        let field_drop_only_handles = arms.iter().flat_map(|arm| &arm.fields).map(|field| {
+            let ty = &field.ty;
+            // A recursive field is asked too: only containers that hold
+            // their element inline ask the element's, and a type cannot
+            // hold itself inline.
+            if field.skip {
+                // Not necessarily `Trace`.
+                quote_spanned!(ty.span()=> && !::core::mem::needs_drop::<#ty>())
+            } else {
+                quote_spanned!(ty.span()=> && (<#ty as ::goheap_gc::Trace>::DROP_ONLY_HANDLES
+                    || !::core::mem::needs_drop::<#ty>()))
+            }
+        });
+        drop_only_handles =
+            quote!(const DROP_ONLY_HANDLES: bool = true #(#field_drop_only_handles)*;);
+
         let no_drop = Ident::new(NO_DROP_TRAIT, name.span());
         outside = quote_spanned! {name.span()=>
             // A type that may hold `Gc` handles must not implement `Drop`:
@@ -248,6 +267,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             for #name #ty_generics #trace_where_clause
         {
             const NO_GC: bool = #no_gc_value;
+            #drop_only_handles
             #[inline]
             #body
         }

@@ -1,27 +1,209 @@
-//! STUB: replaced by the collector. A `Gc<T>` that leaks its value, so that
-//! the tracing layer and its tests compile against the real signatures.
+//! [`Gc<T>`]: handles to objects of the collected heap, and the objects'
+//! layout.
+//!
+//! An object whose type may hold handles, or has a `Drop`, starts with a
+//! header: a pointer to its type's [`TypeInfo`] (how to trace it, how to
+//! drop it, where its value starts). Objects of types with neither are
+//! headerless and go in noscan spans (under 16 bytes: the tiny
+//! allocator). A handle points at the value, so `Deref` is a plain load.
 
+use core::fmt;
+use core::marker::PhantomData;
+use core::mem::{align_of, needs_drop, size_of};
 use core::ops::Deref;
 use core::ptr::NonNull;
+use std::alloc::Layout;
 
+use crate::mutator;
+use crate::visitor::VisitMode;
 use crate::{Trace, Visitor};
 
-/// A handle to a `T` in the garbage-collected heap.
+/// What the collector needs to know about an object's type.
+pub(crate) struct TypeInfo {
+    /// Visits the value's handles (`None`: the type holds none).
+    pub(crate) trace: Option<unsafe fn(*const u8, &mut Visitor<'_>)>,
+    /// Runs the value's `Drop` glue (`None`: it has none).
+    pub(crate) drop: Option<unsafe fn(*mut u8)>,
+    /// Bytes from the object's start (its header) to its value.
+    pub(crate) offset: usize,
+}
+
+/// The header's size: one pointer.
+const HEADER: usize = size_of::<usize>();
+
+struct Info<T>(PhantomData<T>);
+
+impl<T: Trace + 'static> Info<T> {
+    /// Whether objects of `T` carry a header.
+    const HEADERED: bool = !T::NO_GC || needs_drop::<T>();
+    /// From the object's start to the value.
+    const OFFSET: usize = if Self::HEADERED {
+        if align_of::<T>() > HEADER {
+            align_of::<T>()
+        } else {
+            HEADER
+        }
+    } else {
+        0
+    };
+    /// Whether a dead object's `Drop` must run (not when it would only
+    /// drop handles, which were never counted).
+    const DROPS: bool = needs_drop::<T>() && !T::DROP_ONLY_HANDLES;
+    const INFO: TypeInfo = TypeInfo {
+        trace: if T::NO_GC {
+            None
+        } else {
+            Some(trace_value::<T>)
+        },
+        drop: if Self::DROPS {
+            Some(drop_value::<T>)
+        } else {
+            None
+        },
+        offset: Self::OFFSET,
+    };
+}
+
+/// # Safety
 ///
-/// STUB: replaced by the collector. This one never frees: `new` leaks a
-/// `Box`, and there are no roots and no collection.
+/// `value` points at a live `T`.
+unsafe fn trace_value<T: Trace>(value: *const u8, v: &mut Visitor<'_>) {
+    // SAFETY: per the contract.
+    unsafe { (*value.cast::<T>()).trace(v) }
+}
+
+/// # Safety
+///
+/// `value` points at a `T` nobody will use again.
+unsafe fn drop_value<T>(value: *mut u8) {
+    // SAFETY: per the contract.
+    unsafe { value.cast::<T>().drop_in_place() }
+}
+
+/// The type information of the headered object starting at `base`.
+///
+/// # Safety
+///
+/// `base` starts an initialised object of a scan span.
+pub(crate) unsafe fn type_info(base: *mut u8) -> &'static TypeInfo {
+    // SAFETY: per the contract, the first word is the header.
+    unsafe { *base.cast::<&'static TypeInfo>() }
+}
+
+/// A handle to a `T` in the collected heap.
+///
+/// `Gc::new` moves a value there; the handle derefs to it (`&T` only: to
+/// change a field after allocation, put it in a [`GcRefCell`](crate::GcRefCell)
+/// or a `Cell`). Handles are cloned with [`Clone`] (not `Copy`: each
+/// handle outside the heap counts as a root; see the crate docs) and may
+/// be kept anywhere: locals, arguments, `Vec`s and maps on the stack or in
+/// other objects, closures, other threads when `T: Send + Sync`. The object
+/// lives while a handle outside the collected heap reaches it, directly or
+/// through other objects; after that a collection runs its `Drop` and
+/// frees it.
 pub struct Gc<T: Trace + 'static> {
     ptr: NonNull<T>,
+    /// Owns a `T` as far as auto traits and drop check go.
+    _owns: PhantomData<T>,
+}
+
+impl<T: Trace + Send + 'static> Gc<T> {
+    /// Moves `value` into the collected heap (Go's `new`). May run a
+    /// collection first, when the pacer says so.
+    ///
+    /// `T: Send` because a dead object's `Drop` runs on whichever thread
+    /// collects.
+    ///
+    /// # Panics
+    ///
+    /// Aborts through [`std::alloc::handle_alloc_error`] when memory is
+    /// exhausted even after a collection (or the memory limit is hard and
+    /// reached).
+    #[inline]
+    pub fn new(value: T) -> Gc<T> {
+        let size = Info::<T>::OFFSET + size_of::<T>();
+        let align = align_of::<T>().max(if Info::<T>::HEADERED { HEADER } else { 1 });
+        let noscan = !Info::<T>::HEADERED;
+        let drops = Info::<T>::DROPS;
+        let Some(m) = mutator::mutator() else {
+            no_thread_state();
+        };
+        let mut value = core::mem::ManuallyDrop::new(value);
+        let mut retried = false;
+        loop {
+            let r = m.op(|log| {
+                // SAFETY: inside the bracket, the owner's cache.
+                let (base, refilled) = unsafe { m.cache.alloc(size.max(1), align, noscan, drops) };
+                if base.is_null() {
+                    return Err(());
+                }
+                m.allocs.set(m.allocs.get() + 1);
+                m.alloc_bytes.set(m.alloc_bytes.get() + size as u64);
+                // SAFETY: a fresh slot of at least `size` bytes at `align`;
+                // the collector cannot see it before the bracket ends.
+                let ptr = unsafe {
+                    if Info::<T>::HEADERED {
+                        base.cast::<&'static TypeInfo>().write(&Info::<T>::INFO);
+                    }
+                    let p = base.add(Info::<T>::OFFSET).cast::<T>();
+                    p.write(core::mem::ManuallyDrop::take(&mut value));
+                    NonNull::new_unchecked(p)
+                };
+                // The handles the value holds are inside the heap now: they
+                // stop counting as roots. The new handle starts counting.
+                // SAFETY: the value was just written.
+                let v = unsafe { ptr.as_ref() };
+                if !T::NO_GC {
+                    v.trace(&mut Visitor::counting(log, VisitMode::Unroot));
+                }
+                log.push(ptr.as_ptr() as usize, 1);
+                Ok((ptr, refilled))
+            });
+            match r {
+                Ok((ptr, refilled)) => {
+                    if refilled {
+                        crate::collector::maybe_collect(m);
+                    }
+                    return Gc {
+                        ptr,
+                        _owns: PhantomData,
+                    };
+                }
+                Err(()) if !retried => {
+                    retried = true;
+                    crate::collect();
+                }
+                Err(()) => {
+                    // SAFETY: a power-of-two alignment and a size that fit
+                    // a `Layout` (they came from a `T`).
+                    let layout = unsafe { Layout::from_size_align_unchecked(size.max(1), align) };
+                    std::alloc::handle_alloc_error(layout)
+                }
+            }
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn no_thread_state() -> ! {
+    eprintln!(
+        "goheap-gc: fatal error: Gc::new on a thread whose thread-locals are being destroyed"
+    );
+    std::process::abort()
 }
 
 impl<T: Trace + 'static> Gc<T> {
-    /// Moves `value` into the GC heap.
-    ///
-    /// STUB: replaced by the collector. Leaks a `Box`.
-    pub fn new(value: T) -> Gc<T> {
-        Gc {
-            ptr: NonNull::from(Box::leak(Box::new(value))),
-        }
+    /// Whether two handles are to the same object.
+    #[inline]
+    pub fn ptr_eq(this: &Gc<T>, other: &Gc<T>) -> bool {
+        this.ptr == other.ptr
+    }
+
+    /// The address of the value.
+    #[inline]
+    pub fn as_ptr(this: &Gc<T>) -> *const T {
+        this.ptr.as_ptr()
     }
 
     /// The address of the object (what a visit of this handle records).
@@ -32,23 +214,68 @@ impl<T: Trace + 'static> Gc<T> {
 }
 
 impl<T: Trace + 'static> Clone for Gc<T> {
+    /// A second handle to the same object: one entry in the thread's root
+    /// log, no shared counter.
+    #[inline]
     fn clone(&self) -> Gc<T> {
-        Gc { ptr: self.ptr }
+        mutator::log(self.ptr.as_ptr() as usize, 1);
+        Gc {
+            ptr: self.ptr,
+            _owns: PhantomData,
+        }
+    }
+}
+
+impl<T: Trace + 'static> Drop for Gc<T> {
+    /// One entry in the thread's root log (none while the thread drops dead
+    /// objects, whose handles were never counted).
+    #[inline]
+    fn drop(&mut self) {
+        mutator::log(self.ptr.as_ptr() as usize, -1);
     }
 }
 
 impl<T: Trace + 'static> Deref for Gc<T> {
     type Target = T;
 
+    #[inline]
     fn deref(&self) -> &T {
-        // SAFETY: `ptr` came from `Box::leak`, which the stub never frees,
-        // and is only ever read through shared references.
+        // SAFETY: this handle is counted as a root (or sits inside an
+        // object reachable from one, borrowed through it), so the object
+        // is live for as long as `&self` is; objects are only read through
+        // shared references.
         unsafe { self.ptr.as_ref() }
     }
 }
 
+impl<T: Trace + fmt::Debug + 'static> fmt::Debug for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Trace + fmt::Display + 'static> fmt::Display for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+impl<T: Trace + PartialEq + 'static> PartialEq for Gc<T> {
+    fn eq(&self, other: &Gc<T>) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Trace + Eq + 'static> Eq for Gc<T> {}
+
+impl<T: Trace + core::hash::Hash + 'static> core::hash::Hash for Gc<T> {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
 // SAFETY: a `Gc<T>` gives `&T` to any thread holding a clone, so `T: Sync`,
-// and the last handle's thread may drop the `T`, so `T: Send`.
+// and a dead object's `Drop` may run on any thread, so `T: Send`.
 unsafe impl<T: Trace + Send + Sync + 'static> Send for Gc<T> {}
 
 // SAFETY: `&Gc<T>` gives `&T` and can be cloned into a `Gc<T>` on another
@@ -58,6 +285,7 @@ unsafe impl<T: Trace + Send + Sync + 'static> Sync for Gc<T> {}
 // SAFETY: a handle owns exactly itself, and visits itself once.
 unsafe impl<T: Trace + 'static> Trace for Gc<T> {
     const NO_GC: bool = false;
+    const DROP_ONLY_HANDLES: bool = true;
     #[inline]
     fn trace(&self, v: &mut Visitor<'_>) {
         v.visit_raw(self.ptr.as_ptr().cast_const().cast());

@@ -94,6 +94,11 @@ wrapper! {
     Wrapping => |this| &this.0,
 }
 
+/// Whether dropping a `T` does nothing but drop `Gc` handles.
+const fn only_handles<T: Trace>() -> bool {
+    T::DROP_ONLY_HANDLES || !core::mem::needs_drop::<T>()
+}
+
 /// Tuples: each element in order.
 macro_rules! tuple {
     ($(($($name:ident),+))*) => {
@@ -101,6 +106,7 @@ macro_rules! tuple {
             // SAFETY: visits each element once, through its own `trace`.
             unsafe impl<$($name: Trace),+> Trace for ($($name,)+) {
                 const NO_GC: bool = true $(&& $name::NO_GC)+;
+                const DROP_ONLY_HANDLES: bool = true $(&& only_handles::<$name>())+;
                 #[inline]
                 #[allow(non_snake_case, reason = "the bindings are named after the type parameters")]
                 fn trace(&self, v: &mut Visitor<'_>) {
@@ -167,6 +173,7 @@ unsafe impl<T: Trace> Trace for [T] {
 
 // SAFETY: the same as for `[T]`.
 unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
+    const DROP_ONLY_HANDLES: bool = only_handles::<T>();
     const NO_GC: bool = T::NO_GC;
     #[inline]
     fn trace(&self, v: &mut Visitor<'_>) {
@@ -177,6 +184,7 @@ unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
 // SAFETY: visits the value if there is one.
 unsafe impl<T: Trace> Trace for Option<T> {
     const NO_GC: bool = T::NO_GC;
+    const DROP_ONLY_HANDLES: bool = only_handles::<T>();
     #[inline]
     fn trace(&self, v: &mut Visitor<'_>) {
         if let Some(value) = self {
@@ -188,6 +196,7 @@ unsafe impl<T: Trace> Trace for Option<T> {
 // SAFETY: visits whichever value there is.
 unsafe impl<T: Trace, E: Trace> Trace for Result<T, E> {
     const NO_GC: bool = T::NO_GC && E::NO_GC;
+    const DROP_ONLY_HANDLES: bool = only_handles::<T>() && only_handles::<E>();
     #[inline]
     fn trace(&self, v: &mut Visitor<'_>) {
         match self {

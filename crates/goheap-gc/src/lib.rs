@@ -103,14 +103,19 @@
 // The derive names `::goheap_gc`, also inside this crate (its tests).
 extern crate self as goheap_gc;
 
+mod cell;
+mod collector;
 mod gc;
 mod impls;
+mod mutator;
 mod trace;
 mod visitor;
 
 #[cfg(test)]
 mod tests;
 
+pub use cell::{write_barrier, BorrowError, GcRef, GcRefCell, GcRefMut};
+pub use collector::{collect, free_os_memory, set_gc_percent, stats, GcStats, MIN_HEAP_GOAL};
 pub use gc::Gc;
 pub use trace::{DynTrace, Trace};
 pub use visitor::Visitor;

@@ -40,6 +40,14 @@ pub unsafe trait Trace {
     /// noscan span and never scanned.
     const NO_GC: bool = false;
 
+    /// True when dropping a value of this type does nothing but drop `Gc`
+    /// handles (`Option<Gc<T>>`, a derived struct of such fields): the
+    /// collector then skips the `Drop` of dead objects of the type, which
+    /// would only drop handles that were never counted. False (the
+    /// default) is always correct; a wrong `true` only leaks what the skipped
+    /// drop would have freed.
+    const DROP_ONLY_HANDLES: bool = false;
+
     /// Passes `v` to every `Gc` handle `self` owns, each exactly once.
     fn trace(&self, v: &mut Visitor<'_>);
 }
@@ -56,7 +64,7 @@ pub unsafe trait Trace {
 /// trait Shape: DynTrace {
 ///     fn area(&self) -> f64;
 /// }
-/// goheap_gc::impl_trace_for_dyn!(dyn Shape);
+/// goheap_gc::impl_trace_for_dyn!(dyn Shape + Send);
 ///
 /// #[derive(Trace)]
 /// struct Square(f64);
@@ -66,7 +74,7 @@ pub unsafe trait Trace {
 ///     }
 /// }
 ///
-/// let shapes: Gc<Vec<Box<dyn Shape>>> = Gc::new(vec![Box::new(Square(2.0))]);
+/// let shapes: Gc<Vec<Box<dyn Shape + Send>>> = Gc::new(vec![Box::new(Square(2.0))]);
 /// assert_eq!(shapes[0].area(), 4.0);
 /// ```
 ///

@@ -179,7 +179,20 @@ impl ArenaMap {
     /// Heap lock held; the arenas exist.
     pub(crate) fn set_spans(&self, base: usize, npages: usize, span: *mut Span) {
         // SAFETY: a non-null span is a live span whose class is set.
-        let class = if span.is_null() { 0 } else { unsafe { (*span).class.get() } };
+        // Only malloc's small spans have page bytes (the C `free` reads
+        // them); the collected heap's spans are 0 there, like large ones.
+        let class = if span.is_null() {
+            0
+        } else {
+            // SAFETY: as above.
+            unsafe {
+                if (*span).state() == crate::span::SpanState::Small {
+                    (*span).class.get()
+                } else {
+                    0
+                }
+            }
+        };
         if !span.is_null() && class != 0 {
             // A new small span: it has handed nothing out yet.
             // SAFETY: as above; the arena of `base` exists.

@@ -18,8 +18,12 @@ pub(crate) struct List {
     pub(crate) len: usize,
 }
 
+// SAFETY: a list is only used under the lock of the structure holding it,
+// which hands the spans on it from thread to thread with the lock.
+unsafe impl Send for List {}
+
 impl List {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         List {
             head: ptr::null_mut(),
             len: 0,
@@ -29,7 +33,7 @@ impl List {
     /// # Safety
     ///
     /// `s` is a valid span on no list; the list's lock is held.
-    unsafe fn push(&mut self, s: *mut Span) {
+    pub(crate) unsafe fn push(&mut self, s: *mut Span) {
         // SAFETY: per the contract, `s` and the current head are valid.
         unsafe {
             (*s).prev.set(ptr::null());
@@ -45,7 +49,7 @@ impl List {
     /// # Safety
     ///
     /// `s` is on this list; the list's lock is held.
-    unsafe fn remove(&mut self, s: *mut Span) {
+    pub(crate) unsafe fn remove(&mut self, s: *mut Span) {
         // SAFETY: per the contract, `s` and its neighbours are valid.
         unsafe {
             let (prev, next) = ((*s).prev.get(), (*s).next.get());
@@ -63,7 +67,7 @@ impl List {
         self.len -= 1;
     }
 
-    fn pop(&mut self) -> *mut Span {
+    pub(crate) fn pop(&mut self) -> *mut Span {
         let s = self.head;
         if !s.is_null() {
             // SAFETY: `s` is this list's head.

@@ -211,7 +211,8 @@ pub(crate) fn check_heap(heap: &Heap, threads: &Threads) -> HeapCheck {
                             }
                         }
                     },
-                    SpanState::Large => {}
+                    // The collected heap's spans are its own (gcheap).
+                    SpanState::Large | SpanState::GcSmall | SpanState::GcLarge => {}
                     SpanState::Free => ck.problem(format_args!("the map points at the free span struct at {:#x}", span.base.get())),
                 }
                 page += span.npages.get().max(1);

@@ -197,6 +197,7 @@ not_under_loom! {
     mod fixalloc;
     mod fork;
     mod freelist;
+    mod gcheap;
     mod global;
     mod heap;
     mod limit;
@@ -307,6 +308,29 @@ not_under_loom! {
     /// goheap's own operations never call it).
     pub fn check_heap() -> HeapCheck {
         check::check_heap(&HEAP, &THREADS)
+    }
+
+    /// The collected heap's allocator half (span classes, per-thread span
+    /// caches with the tiny allocator, mark bits, sweeping), for the
+    /// `goheap-gc` crate, which is its only intended user. Not a stable
+    /// API; see the module docs of `gcheap.rs` in the source.
+    #[doc(hidden)]
+    pub mod gc_support {
+        pub use crate::gcheap::{
+            GcCache, GcHeap, GcHeapStats, Marked, GC_HEAP, NUM_GC_SPAN_CLASSES, TINY_SIZE,
+        };
+
+        /// Process set-up (options, the handshake's mechanism, the memory
+        /// limit): before the first handshake is made.
+        pub fn ensure_init() {
+            crate::global::ensure_init();
+        }
+
+        /// Bytes goheap has mapped and resident or retained, as the memory
+        /// limit counts them (page heap and metadata).
+        pub fn mapped_bytes() -> usize {
+            crate::global::HEAP.mapped_bytes()
+        }
     }
 
     /// goheap's internal structures, exposed for benchmarks and integration

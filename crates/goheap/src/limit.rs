@@ -179,6 +179,15 @@ impl Heap {
     /// Called under the heap lock before the heap grows by `ask` bytes:
     /// under a memory limit, releases free pages first so the total stays
     /// under it. Returns false if the hard limit forbids the growth.
+    /// What the memory limit compares with: retained pages and metadata.
+    pub(crate) fn mapped_bytes(&self) -> usize {
+        let Some(h) = self.lock() else {
+            return 0;
+        };
+        let interior = crate::span::SPAN_INTERIOR_RELEASED.load(Relaxed);
+        (h.retained() + self.metadata_sys(&h)).saturating_sub(interior)
+    }
+
     pub(crate) fn make_room(&self, h: &mut HeapLocked, ask: usize) -> bool {
         let limit = self.limit.bytes.load(Relaxed);
         if limit == usize::MAX {

@@ -407,6 +407,9 @@ pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
         SpanState::Small => span.elemsize.get(),
         SpanState::Large => span.limit() - p as usize,
         SpanState::Free => fatal!("usable size of {p:p}: memory is not in use"),
+        SpanState::GcSmall | SpanState::GcLarge => {
+            fatal!("usable size of {p:p}: an object of the collected heap, not malloc memory")
+        }
     }
 }
 
@@ -514,6 +517,9 @@ pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new_size: usize) 
             span.elemsize.get()
         }
         SpanState::Free => fatal!("realloc of {p:p}: memory is not in use (freed already?)"),
+        SpanState::GcSmall | SpanState::GcLarge => {
+            fatal!("realloc of {p:p}: an object of the collected heap, not malloc memory")
+        }
     };
     let q = alloc(new_size, align);
     if !q.is_null() {
@@ -566,6 +572,9 @@ fn large_span(p: *mut u8) -> *mut Span {
     let span = unsafe { s.as_ref() };
     match span {
         Some(span) if span.state() == SpanState::Large && span.base.get() == p as usize => s,
+        Some(span) if matches!(span.state(), SpanState::GcSmall | SpanState::GcLarge) => {
+            fatal!("free of {p:p}: an object of the collected heap (Gc), which is never freed explicitly")
+        }
         Some(span) if span.state() == SpanState::Large => {
             fatal!("free of {p:p}: not the start of a live large object (pointer into its middle)")
         }

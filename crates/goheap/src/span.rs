@@ -32,6 +32,11 @@ pub(crate) enum SpanState {
     Small = 1,
     /// Holds one large object.
     Large = 2,
+    /// Holds small objects of one size class for the collected heap
+    /// (`gcheap`): never freed explicitly, swept by mark bits.
+    GcSmall = 3,
+    /// Holds one large object of the collected heap.
+    GcLarge = 4,
 }
 
 /// Which list a small span is on (guarded by its central's lock).
@@ -116,8 +121,17 @@ pub(crate) struct Span {
     pub(crate) prev: Cell<*const Span>,
     /// One bit per slot: set = taken.
     pub(crate) alloc_bits: [Cell<u64>; BITMAP_WORDS],
-    /// One bit per slot: set = returned and awaiting merge.
+    /// One bit per slot: set = returned and awaiting merge. In a span of
+    /// the collected heap, nothing is returned explicitly, and these are
+    /// Go's `gcmarkBits` instead: set = marked in the current cycle.
     pub(crate) freed_bits: [Cell<u64>; BITMAP_WORDS],
+    /// Collected heap: the span's objects hold no `Gc` handles (noscan)...
+    pub(crate) noscan: Cell<bool>,
+    /// ...some object allocated from it needs its `Drop` run when it dies...
+    pub(crate) has_drops: Cell<bool>,
+    /// ...and the sweep cycle it was last swept in (Go's `sweepgen`). Under
+    /// the span class's lock, or the collector's while the world is stopped.
+    pub(crate) swept: Cell<u32>,
 }
 
 // SAFETY: spans are shared between threads under the field rules above:
@@ -152,6 +166,9 @@ impl Span {
         prev: Cell::new(ptr::null()),
         alloc_bits: [const { Cell::new(0) }; BITMAP_WORDS],
         freed_bits: [const { Cell::new(0) }; BITMAP_WORDS],
+        noscan: Cell::new(false),
+        has_drops: Cell::new(false),
+        swept: Cell::new(0),
         }
     }
 
@@ -161,6 +178,8 @@ impl Span {
         match self.state.load(Relaxed) {
             1 => SpanState::Small,
             2 => SpanState::Large,
+            3 => SpanState::GcSmall,
+            4 => SpanState::GcLarge,
             _ => SpanState::Free,
         }
     }

@@ -1,17 +1,12 @@
-// A `Gc<T>` is `Send` only when `T` is `Send + Sync`.
-use std::rc::Rc;
+// A `Gc<T>` is `Send` only when `T` is `Send + Sync`: a `Cell` is `Send`
+// (so it may be in a `Gc`) but not `Sync`.
+use std::cell::Cell;
 
-use goheap_gc::{Gc, Trace};
-
-#[derive(Trace)]
-struct Local {
-    #[trace(skip)]
-    shared: Rc<i32>,
-}
+use goheap_gc::Gc;
 
 fn main() {
-    let gc = Gc::new(Local { shared: Rc::new(1) });
+    let gc = Gc::new(Cell::new(1_i32));
     std::thread::spawn(move || {
-        let _ = &gc.shared;
+        gc.set(2);
     });
 }

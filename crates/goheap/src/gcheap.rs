@@ -1,0 +1,710 @@
+//! The collected heap's allocator half: Go's span classes, scan and
+//! noscan, over the process's one page heap; per-thread span caches with
+//! Go's tiny allocator; mark bits; sweeping by cycle (Go's `sweepgen`).
+//! The collector itself (roots, tracing, pacing, `Gc<T>`) is the
+//! `goheap-gc` crate, which drives this through [`crate::gc_support`].
+//!
+//! # Structures
+//!
+//! - Span classes: `class * 2 + noscan` for Go's 68 size classes (class 0
+//!   unused: large objects get a span of their own), 136 in all. Objects
+//!   of a noscan class hold no `Gc` handle and are never read by the
+//!   collector; objects of a scan class start with a header the collector
+//!   reads (`goheap-gc`'s type information).
+//! - [`GcHeap`]: per span class a lock over three lists of uncached spans:
+//!   swept spans with free slots, swept full spans, spans not swept since
+//!   the last mark. Plus the large objects' spans, and the spans whose
+//!   dead objects' `Drop` must run before they are swept.
+//! - [`GcCache`]: a thread's span per span class, and its tiny block.
+//!   Owned by the thread (goheap-gc brackets every use with its handshake,
+//!   so the collector can flush it with the world stopped).
+//! - Spans (`span::Span`) in state `GcSmall` / `GcLarge`: `alloc_bits`
+//!   say which slots hold objects; `freed_bits` are the mark bits; `swept`
+//!   is the cycle they were last swept in.
+//!
+//! # Allocating (Go's `mallocgc`)
+//!
+//! 1. Size and alignment → size class; noscan picks the noscan class.
+//!    Noscan objects under 16 bytes without a `Drop` go to the tiny
+//!    allocator instead: they share the thread's 16-byte block, aligned to
+//!    8, 4 or 2 by their size (Go's rule).
+//! 2. The next free slot of the thread's span of that class (Go's
+//!    `nextFreeIndex`).
+//! 3. Else give the span back and take one: a swept span with free slots,
+//!    else an unswept one, swept now (Go's lazy sweep: a span is swept
+//!    before it is used), else a fresh span from the page heap.
+//! 4. Large objects (above 32 KiB) get a span of their own.
+//!
+//! # A cycle (driven by goheap-gc with every mutator stopped)
+//!
+//! 1. [`GcHeap::finish_sweep`]: spans the last cycle left unswept are swept
+//!    (their mark bits must be clear before marking).
+//! 2. Every thread's [`GcCache`] is flushed, so `alloc_bits` are current.
+//! 3. [`GcHeap::mark`] for each object reached: one bit, interior pointers
+//!    resolved through the arena map.
+//! 4. [`GcHeap::finish_mark`]: a new sweep cycle begins: every span is now
+//!    unswept; spans holding objects with a `Drop` wait aside. Large
+//!    objects without one are swept at once.
+//! 5. With the world running again, [`GcHeap::finalize`] runs the dead
+//!    objects' `Drop`s (through goheap-gc's callback) and sweeps those
+//!    spans; the rest are swept lazily as they are needed, or by
+//!    [`GcHeap::sweep_some`] in the background. Sweeping is Go's: the mark
+//!    bits become the allocation bits; a span with nothing marked goes
+//!    back to the page heap at once.
+
+use crate::central::List;
+use crate::global::HEAP;
+use crate::sizeclass::{self, MAX_SMALL_SIZE, NUM_SIZE_CLASSES, PAGE_SIZE};
+use crate::span::{Span, SpanList, SpanState};
+use crate::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use crate::sync::Mutex;
+use core::cell::Cell;
+use core::ptr;
+
+/// Span classes: a scan and a noscan one per size class.
+pub const NUM_GC_SPAN_CLASSES: usize = NUM_SIZE_CLASSES * 2;
+
+/// Objects below this size (noscan, no `Drop`) share tiny blocks.
+pub const TINY_SIZE: usize = 16;
+
+/// The lists of one span class.
+struct GcLists {
+    /// Swept, with free slots.
+    partial: List,
+    /// Swept, every slot live.
+    full: List,
+    /// Not swept since the last mark.
+    unswept: List,
+}
+
+// SAFETY: the lists hold span pointers used only under their lock.
+unsafe impl Send for GcLists {}
+
+/// Objects, bytes and cycles of the collected heap (all atomics: read by
+/// statistics, written by allocating threads and the collector).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcHeapStats {
+    /// Bytes of the collected heap that are live or allocated since the
+    /// last mark (Go's `heapLive`: span slots handed to caches count when
+    /// the span is taken; marked bytes at mark termination).
+    pub heap_live: u64,
+    /// Bytes and objects marked by the last cycle.
+    pub marked_bytes: u64,
+    /// See [`marked_bytes`](Self::marked_bytes).
+    pub marked_objects: u64,
+    /// Dead objects swept, and their bytes, since the process started.
+    pub swept_objects: u64,
+    /// See [`swept_objects`](Self::swept_objects).
+    pub swept_bytes: u64,
+    /// Spans of the collected heap in use (small and large), and their
+    /// bytes.
+    pub spans: u64,
+    /// See [`spans`](Self::spans).
+    pub span_bytes: u64,
+    /// Sweep cycles begun (one per collection).
+    pub cycles: u64,
+}
+
+/// The collected heap's spans (see the module docs).
+pub struct GcHeap {
+    classes: [Mutex<GcLists>; NUM_GC_SPAN_CLASSES],
+    /// Live large objects' spans.
+    large: Mutex<List>,
+    /// Spans (small and large) whose dead objects' `Drop` must run before
+    /// they are swept: set aside by `finish_mark`, emptied by `finalize`.
+    finalize: Mutex<List>,
+    /// The current sweep cycle; a span with `swept < cycle` is unswept.
+    cycle: AtomicU32,
+    heap_live: AtomicUsize,
+    marked_bytes: AtomicU64,
+    marked_objects: AtomicU64,
+    swept_objects: AtomicU64,
+    swept_bytes: AtomicU64,
+    spans: AtomicU64,
+    span_bytes: AtomicU64,
+}
+
+/// The process's collected heap.
+pub static GC_HEAP: GcHeap = GcHeap::new();
+
+/// What [`GcHeap::mark`] found at an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marked {
+    /// The object's first byte.
+    pub base: *mut u8,
+    /// Its slot size (whole pages for a large object).
+    pub size: usize,
+    /// Whether it is of a scan class (it starts with a header).
+    pub scan: bool,
+    /// Whether this call marked it (false: it was marked already).
+    pub newly: bool,
+}
+
+/// The span class for `class` and `noscan`.
+#[inline]
+fn span_class(class: usize, noscan: bool) -> usize {
+    class * 2 + noscan as usize
+}
+
+/// The size class for an object of `size` bytes at `align`, or `None` for
+/// a large object.
+#[inline]
+fn class_of(size: usize, align: usize) -> Option<usize> {
+    if size > MAX_SMALL_SIZE || align > PAGE_SIZE {
+        return None;
+    }
+    let class = sizeclass::size_to_class(size);
+    if align <= 8 {
+        return Some(class);
+    }
+    let c = sizeclass::aligned_class(class, align.trailing_zeros().max(sizeclass::ALIGNED_MIN_SHIFT));
+    (c != 0).then_some(c)
+}
+
+impl GcHeap {
+    const fn new() -> Self {
+        GcHeap {
+            classes: [const {
+                Mutex::new(GcLists {
+                    partial: List::new(),
+                    full: List::new(),
+                    unswept: List::new(),
+                })
+            }; NUM_GC_SPAN_CLASSES],
+            large: Mutex::new(List::new()),
+            finalize: Mutex::new(List::new()),
+            cycle: AtomicU32::new(1),
+            heap_live: AtomicUsize::new(0),
+            marked_bytes: AtomicU64::new(0),
+            marked_objects: AtomicU64::new(0),
+            swept_objects: AtomicU64::new(0),
+            swept_bytes: AtomicU64::new(0),
+            spans: AtomicU64::new(0),
+            span_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Go's `heapLive`: what the pacer compares with the goal (one load).
+    #[inline]
+    pub fn heap_live(&self) -> usize {
+        self.heap_live.load(Relaxed)
+    }
+
+    /// The collected heap's figures.
+    pub fn stats(&self) -> GcHeapStats {
+        GcHeapStats {
+            heap_live: self.heap_live.load(Relaxed) as u64,
+            marked_bytes: self.marked_bytes.load(Relaxed),
+            marked_objects: self.marked_objects.load(Relaxed),
+            swept_objects: self.swept_objects.load(Relaxed),
+            swept_bytes: self.swept_bytes.load(Relaxed),
+            spans: self.spans.load(Relaxed),
+            span_bytes: self.span_bytes.load(Relaxed),
+            cycles: self.cycle.load(Relaxed) as u64 - 1,
+        }
+    }
+
+    /// Makes a span for span class `spc` from the page heap.
+    fn new_span(&self, spc: usize) -> *mut Span {
+        crate::global::ensure_init();
+        let class = spc / 2;
+        let noscan = spc % 2 == 1;
+        let cycle = self.cycle.load(Relaxed);
+        let s = HEAP.alloc_span(sizeclass::class_npages(class), 1, |s, needzero| {
+            s.init_small(class, needzero);
+            s.set_state(SpanState::GcSmall);
+            s.noscan.set(noscan);
+            s.has_drops.set(false);
+            s.swept.set(cycle);
+        });
+        if !s.is_null() {
+            self.spans.fetch_add(1, Relaxed);
+            self.span_bytes
+                .fetch_add((sizeclass::class_npages(class) * PAGE_SIZE) as u64, Relaxed);
+        }
+        s
+    }
+
+    /// Gives span `s` (no live object, on no list, uncached) back to the
+    /// page heap.
+    ///
+    /// # Safety
+    ///
+    /// As above; nothing references the span any more.
+    unsafe fn release_span(&self, s: *mut Span) {
+        // SAFETY: per the contract.
+        let bytes = unsafe { (*s).npages.get() * PAGE_SIZE };
+        self.spans.fetch_sub(1, Relaxed);
+        self.span_bytes.fetch_sub(bytes as u64, Relaxed);
+        // SAFETY: per the contract.
+        unsafe { HEAP.free_span(s) };
+    }
+
+    /// A span of `spc` with free slots, taken for a cache (Go's
+    /// `mcentral.cacheSpan`): swept partial spans first, then unswept ones,
+    /// swept now, then a fresh span. Null when the heap cannot grow.
+    fn cache_span(&self, spc: usize) -> *mut Span {
+        {
+            let mut l = self.classes[spc].lock();
+            let mut found = l.partial.pop();
+            while found.is_null() {
+                let s = l.unswept.pop();
+                if s.is_null() {
+                    break;
+                }
+                // SAFETY: spans on our lists are ours under the lock.
+                let span = unsafe { &*s };
+                span.list.set(SpanList::None);
+                match self.sweep(span) {
+                    // Nothing live: back to the page heap at once (the heap
+                    // lock after a class lock is the lock order).
+                    // SAFETY: empty, unlisted, uncached.
+                    Swept::Empty => unsafe { self.release_span(s) },
+                    Swept::Partial => found = s,
+                    Swept::Full => {
+                        span.list.set(SpanList::Full);
+                        // SAFETY: on no list.
+                        unsafe { l.full.push(s) };
+                    }
+                }
+            }
+            if !found.is_null() {
+                // SAFETY: a span of our lists (or just swept), ours under the
+                // lock.
+                let span = unsafe { &*found };
+                span.list.set(SpanList::None);
+                let avail = span.take_for_cache();
+                self.heap_live.fetch_add(avail * span.elemsize.get(), Relaxed);
+                return found;
+            }
+        }
+        let s = self.new_span(spc);
+        if !s.is_null() {
+            let _l = self.classes[spc].lock();
+            // SAFETY: fresh span, ours.
+            let span = unsafe { &*s };
+            let avail = span.take_for_cache();
+            self.heap_live.fetch_add(avail * span.elemsize.get(), Relaxed);
+        }
+        s
+    }
+
+    /// Takes back span `s` of `spc` from a cache.
+    ///
+    /// # Safety
+    ///
+    /// `s` is a span of `spc` the calling cache holds and gives up.
+    unsafe fn uncache_span(&self, spc: usize, s: *mut Span) {
+        let mut l = self.classes[spc].lock();
+        // SAFETY: per the contract.
+        let span = unsafe { &*s };
+        let counted = span.alloc_count.get();
+        span.release_from_cache();
+        // The slots the cache did not use stop counting as live.
+        let unused = counted - span.alloc_count.get();
+        self.heap_live.fetch_sub(unused * span.elemsize.get(), Relaxed);
+        if span.live() == span.nelems.get() {
+            span.list.set(SpanList::Full);
+            // SAFETY: on no list.
+            unsafe { l.full.push(s) };
+        } else {
+            span.list.set(SpanList::Partial);
+            // SAFETY: on no list.
+            unsafe { l.partial.push(s) };
+        }
+    }
+
+    /// Sweeps small span `span` (uncached, on no list, its class lock held
+    /// or the world stopped): the mark bits become the allocation bits.
+    fn sweep(&self, span: &Span) -> Swept {
+        let nelems = span.nelems.get();
+        let words = nelems.div_ceil(64);
+        let mut live = 0;
+        for w in 0..words {
+            let marked = span.freed_bits[w].get() & span.alloc_bits[w].get();
+            live += marked.count_ones() as usize;
+            span.alloc_bits[w].set(marked);
+            span.freed_bits[w].set(0);
+        }
+        let dead = span.alloc_count.get() - live;
+        span.alloc_count.set(live);
+        span.swept.set(self.cycle.load(Relaxed));
+        span.freeindex.set(0);
+        self.swept_objects.fetch_add(dead as u64, Relaxed);
+        self.swept_bytes
+            .fetch_add((dead * span.elemsize.get()) as u64, Relaxed);
+        if live == 0 {
+            span.has_drops.set(false);
+            Swept::Empty
+        } else if live == nelems {
+            Swept::Full
+        } else {
+            Swept::Partial
+        }
+    }
+
+    /// Files a swept span on its class's lists, or gives it back.
+    ///
+    /// # Safety
+    ///
+    /// `s` is a small span of the collected heap, swept, uncached, on no
+    /// list.
+    unsafe fn file_swept(&self, s: *mut Span, how: Swept) {
+        // SAFETY: per the contract.
+        let span = unsafe { &*s };
+        let spc = span_class(span.class.get() as usize, span.noscan.get());
+        match how {
+            // SAFETY: empty, on no list.
+            Swept::Empty => unsafe { self.release_span(s) },
+            Swept::Partial => {
+                span.list.set(SpanList::Partial);
+                // SAFETY: on no list.
+                unsafe { self.classes[spc].lock().partial.push(s) };
+            }
+            Swept::Full => {
+                span.list.set(SpanList::Full);
+                // SAFETY: on no list.
+                unsafe { self.classes[spc].lock().full.push(s) };
+            }
+        }
+    }
+
+    /// Allocates a large object of the collected heap: a span of its own.
+    /// Null when the heap cannot grow.
+    pub fn alloc_large(&self, size: usize, align: usize, noscan: bool, drops: bool) -> *mut u8 {
+        let npages = size.max(1).div_ceil(PAGE_SIZE);
+        let align_pages = align.div_ceil(PAGE_SIZE).max(1);
+        let cycle = self.cycle.load(Relaxed);
+        let s = HEAP.alloc_span(npages, align_pages, |s, _| {
+            s.class.set(0);
+            s.set_state(SpanState::GcLarge);
+            s.elemsize.set(npages * PAGE_SIZE);
+            s.nelems.set(1);
+            s.noscan.set(noscan);
+            s.has_drops.set(drops);
+            s.swept.set(cycle);
+            s.alloc_bits[0].set(1);
+            s.alloc_count.set(1);
+        });
+        if s.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: the span was just made for us.
+        unsafe {
+            self.large.lock().push(s);
+            self.spans.fetch_add(1, Relaxed);
+            self.span_bytes.fetch_add((npages * PAGE_SIZE) as u64, Relaxed);
+            self.heap_live.fetch_add(npages * PAGE_SIZE, Relaxed);
+            (*s).base.get() as *mut u8
+        }
+    }
+
+    /// Marks the object holding `addr`, if it is an object of the collected
+    /// heap: interior addresses (and tiny objects) resolve to their slot.
+    /// The caller counts what it marked (for [`finish_mark`](Self::finish_mark)).
+    ///
+    /// # Safety
+    ///
+    /// Only the collector, with every thread that allocates from the
+    /// collected heap stopped and its cache flushed, between
+    /// [`finish_sweep`](Self::finish_sweep) and
+    /// [`finish_mark`](Self::finish_mark).
+    #[inline]
+    pub unsafe fn mark(&self, addr: usize) -> Option<Marked> {
+        let s = HEAP.arenas.span_of(addr);
+        // SAFETY: span structs are never unmapped; the world is stopped.
+        let span = unsafe { s.as_ref()? };
+        let (idx, base) = match span.state() {
+            SpanState::GcSmall => {
+                let (idx, _) = span.object_index(addr);
+                if idx >= span.nelems.get() || !span.alloc_bit(idx) {
+                    return None;
+                }
+                (idx, span.base.get() + idx * span.elemsize.get())
+            }
+            SpanState::GcLarge => (0, span.base.get()),
+            _ => return None,
+        };
+        let w = &span.freed_bits[idx / 64];
+        let bit = 1u64 << (idx % 64);
+        let newly = w.get() & bit == 0;
+        if newly {
+            w.set(w.get() | bit);
+        }
+        Some(Marked {
+            base: base as *mut u8,
+            size: span.elemsize.get(),
+            scan: !span.noscan.get(),
+            newly,
+        })
+    }
+
+    /// Before marking (the world stopped, every cache flushed): sweeps the
+    /// spans the last cycle left unswept, so every mark bit is clear.
+    ///
+    /// # Safety
+    ///
+    /// As [`mark`](Self::mark); [`finalize`](Self::finalize) of the last
+    /// cycle has returned.
+    pub unsafe fn finish_sweep(&self) {
+        while self.sweep_some(usize::MAX) > 0 {}
+    }
+
+    /// Ends marking (the world still stopped): begins a new sweep cycle, so
+    /// every span becomes unswept; spans holding objects with a `Drop` are
+    /// set aside for [`finalize`](Self::finalize); large objects without
+    /// one that were not marked are freed now. `heap_live` becomes the
+    /// marked bytes. Takes what the collector marked (objects, bytes);
+    /// returns the marked bytes.
+    ///
+    /// # Safety
+    ///
+    /// As [`mark`](Self::mark), after the last call of it this cycle.
+    pub unsafe fn finish_mark(&self, marked_objects: u64, marked_bytes: u64) -> u64 {
+        self.marked_objects.store(marked_objects, Relaxed);
+        self.marked_bytes.store(marked_bytes, Relaxed);
+        self.cycle.fetch_add(1, Relaxed);
+        let mut fin = self.finalize.lock();
+        for lists in &self.classes {
+            let mut l = lists.lock();
+            for from in [SpanList::Partial, SpanList::Full] {
+                loop {
+                    let s = match from {
+                        SpanList::Partial => l.partial.pop(),
+                        _ => l.full.pop(),
+                    };
+                    if s.is_null() {
+                        break;
+                    }
+                    // SAFETY: spans on our lists, ours under the lock.
+                    let span = unsafe { &*s };
+                    // SAFETY: on no list now.
+                    unsafe {
+                        if span.has_drops.get() {
+                            span.list.set(SpanList::None);
+                            fin.push(s);
+                        } else {
+                            span.list.set(SpanList::Partial);
+                            l.unswept.push(s);
+                        }
+                    }
+                }
+            }
+        }
+        let mut large = self.large.lock();
+        let mut s = large.head;
+        while !s.is_null() {
+            // SAFETY: spans on the large list are live large GC spans.
+            let span = unsafe { &*s };
+            let next = span.next.get() as *mut Span;
+            let marked = span.freed_bits[0].get() & 1 != 0;
+            span.freed_bits[0].set(0);
+            if !marked {
+                // SAFETY: on the large list.
+                unsafe { large.remove(s) };
+                self.swept_objects.fetch_add(1, Relaxed);
+                self.swept_bytes.fetch_add(span.elemsize.get() as u64, Relaxed);
+                if span.has_drops.get() {
+                    // SAFETY: on no list now.
+                    unsafe { fin.push(s) };
+                } else {
+                    // SAFETY: dead and unlisted: nothing references it.
+                    unsafe { self.release_span(s) };
+                }
+            }
+            s = next;
+        }
+        let marked = self.marked_bytes.load(Relaxed);
+        self.heap_live.store(marked as usize, Relaxed);
+        marked
+    }
+
+    /// With the world running again: calls `drop_dead` on every dead object
+    /// of the spans [`finish_mark`](Self::finish_mark) set aside (it runs
+    /// the object's `Drop`), then sweeps those spans. The dead objects are
+    /// unreachable, and their slots are reused only after this sweep.
+    pub fn finalize(&self, mut drop_dead: impl FnMut(*mut u8)) {
+        loop {
+            let s = self.finalize.lock().pop();
+            if s.is_null() {
+                return;
+            }
+            // SAFETY: a span set aside by `finish_mark`, ours alone now.
+            let span = unsafe { &*s };
+            if span.state() == SpanState::GcLarge {
+                drop_dead(span.base.get() as *mut u8);
+                // SAFETY: dead and unlisted.
+                unsafe { self.release_span(s) };
+                continue;
+            }
+            for idx in 0..span.nelems.get() {
+                if span.alloc_bit(idx) && !span.freed_bit(idx) {
+                    drop_dead((span.base.get() + idx * span.elemsize.get()) as *mut u8);
+                }
+            }
+            let how = self.sweep(span);
+            // SAFETY: swept, uncached, on no list.
+            unsafe { self.file_swept(s, how) };
+        }
+    }
+
+    /// Sweeps up to `max` unswept spans (background sweeping, or finishing
+    /// before the next mark). Returns how many it swept.
+    pub fn sweep_some(&self, max: usize) -> usize {
+        let mut done = 0;
+        for lists in &self.classes {
+            while done < max {
+                let s = lists.lock().unswept.pop();
+                if s.is_null() {
+                    break;
+                }
+                // SAFETY: an unswept span taken off its list: ours.
+                let span = unsafe { &*s };
+                span.list.set(SpanList::None);
+                let how = self.sweep(span);
+                // SAFETY: swept, uncached, on no list.
+                unsafe { self.file_swept(s, how) };
+                done += 1;
+            }
+        }
+        done
+    }
+}
+
+/// What a sweep left in a span.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Swept {
+    Empty,
+    Partial,
+    Full,
+}
+
+/// A thread's spans of the collected heap, one per span class, and its
+/// tiny block (Go's mcache, for the collected heap).
+pub struct GcCache {
+    spans: [Cell<*mut Span>; NUM_GC_SPAN_CLASSES],
+    /// The current tiny block and the offset of its first free byte.
+    tiny: Cell<*mut u8>,
+    tiny_off: Cell<usize>,
+}
+
+// SAFETY: a cache is used by one thread at a time: its owner, or the
+// collector with the owner stopped (the caller's handshake guarantees it).
+unsafe impl Send for GcCache {}
+// SAFETY: as above.
+unsafe impl Sync for GcCache {}
+
+impl Default for GcCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GcCache {
+    /// A cache holding nothing.
+    pub const fn new() -> Self {
+        GcCache {
+            spans: [const { Cell::new(ptr::null_mut()) }; NUM_GC_SPAN_CLASSES],
+            tiny: Cell::new(ptr::null_mut()),
+            tiny_off: Cell::new(0),
+        }
+    }
+
+    /// Allocates `size` bytes at `align` (a power of two) for an object of
+    /// the collected heap: of a noscan class if `noscan`; `drops` says the
+    /// object has a header and a `Drop` to run when it dies (only objects
+    /// of scan classes have headers, so `drops` needs `!noscan`). Noscan
+    /// objects under 16 bytes share tiny blocks. Returns null when memory
+    /// is exhausted, and whether a new span (or large object) was taken:
+    /// the moment a collector checks its trigger. The memory is not
+    /// zeroed.
+    ///
+    /// # Safety
+    ///
+    /// Only the cache's owner, and never while the collector may flush it
+    /// (goheap-gc brackets this with the owner's handshake).
+    pub unsafe fn alloc(&self, size: usize, align: usize, noscan: bool, drops: bool) -> (*mut u8, bool) {
+        debug_assert!(!(noscan && drops), "only scan objects have headers");
+        if noscan && size < TINY_SIZE && align <= 8 {
+            return self.alloc_tiny(size);
+        }
+        self.alloc_slot(size, align, noscan, drops)
+    }
+
+    fn alloc_slot(&self, size: usize, align: usize, noscan: bool, drops: bool) -> (*mut u8, bool) {
+        let Some(class) = class_of(size, align) else {
+            return (GC_HEAP.alloc_large(size, align, noscan, drops), true);
+        };
+        let spc = span_class(class, noscan);
+        let mut refilled = false;
+        loop {
+            let s = self.spans[spc].get();
+            if !s.is_null() {
+                // SAFETY: a span this cache holds.
+                let span = unsafe { &*s };
+                let idx = span.next_free_index();
+                if idx < span.nelems.get() {
+                    if drops {
+                        span.has_drops.set(true);
+                    }
+                    return ((span.base.get() + idx * span.elemsize.get()) as *mut u8, refilled);
+                }
+                self.spans[spc].set(ptr::null_mut());
+                // SAFETY: the span this cache held; we give it up.
+                unsafe { GC_HEAP.uncache_span(spc, s) };
+            }
+            let s = GC_HEAP.cache_span(spc);
+            if s.is_null() {
+                return (ptr::null_mut(), true);
+            }
+            self.spans[spc].set(s);
+            refilled = true;
+        }
+    }
+
+    /// Go's tiny allocator: `size` bytes (under 16) in the thread's shared
+    /// 16-byte block, aligned to 8, 4 or 2 as the size is a multiple of.
+    /// The block is an ordinary 16-byte noscan object: it lives while any
+    /// of its objects is reachable (marking resolves each to the block).
+    fn alloc_tiny(&self, size: usize) -> (*mut u8, bool) {
+        let align = if size % 8 == 0 {
+            8
+        } else if size % 4 == 0 {
+            4
+        } else if size % 2 == 0 {
+            2
+        } else {
+            1
+        };
+        let off = self.tiny_off.get().next_multiple_of(align);
+        let block = self.tiny.get();
+        if !block.is_null() && off + size <= TINY_SIZE {
+            self.tiny_off.set(off + size);
+            return (block.wrapping_add(off), false);
+        }
+        let (b, refilled) = self.alloc_slot(TINY_SIZE, 8, true, false);
+        if !b.is_null() {
+            self.tiny.set(b);
+            self.tiny_off.set(size);
+        }
+        (b, refilled)
+    }
+
+    /// Gives every span back to the collected heap's lists and forgets the
+    /// tiny block (at thread exit, and by the collector before marking).
+    ///
+    /// # Safety
+    ///
+    /// The owner, or the collector with the owner stopped.
+    pub unsafe fn flush(&self) {
+        for (spc, slot) in self.spans.iter().enumerate() {
+            let s = slot.replace(ptr::null_mut());
+            if !s.is_null() {
+                // SAFETY: a span this cache held.
+                unsafe { GC_HEAP.uncache_span(spc, s) };
+            }
+        }
+        self.tiny.set(ptr::null_mut());
+        self.tiny_off.set(0);
+    }
+}

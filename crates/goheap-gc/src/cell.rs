@@ -256,3 +256,88 @@ unsafe impl<T: Trace> Trace for GcRefCell<T> {
         unsafe { (*self.value.get()).trace(v) }
     }
 }
+
+/// A [`GcRefCell`] whose borrows wait instead of panicking: the lock for
+/// values in the collected heap that several threads change.
+///
+/// ```
+/// use goheap_gc::{Gc, GcMutex};
+///
+/// let shared = Gc::new(GcMutex::new(Vec::new()));
+/// let s = shared.clone();
+/// std::thread::spawn(move || s.lock().push(Gc::new(1u32))).join().unwrap();
+/// assert_eq!(*shared.lock()[0], 1);
+/// ```
+///
+/// A waiting thread is outside every `Gc` operation, so it never holds a
+/// collection up; it yields its time slice between tries (the critical
+/// sections are expected to be short, as `GcRefCell` borrows are).
+pub struct GcMutex<T: Trace> {
+    cell: GcRefCell<T>,
+}
+
+impl<T: Trace> GcMutex<T> {
+    /// A lock holding `value`.
+    pub const fn new(value: T) -> Self {
+        GcMutex {
+            cell: GcRefCell::new(value),
+        }
+    }
+
+    /// The value, the lock consumed.
+    pub fn into_inner(self) -> T {
+        self.cell.into_inner()
+    }
+
+    /// The value, through `&mut` (no locking needed).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.cell.get_mut()
+    }
+
+    /// Exclusive access, waiting while another thread has any. The
+    /// contents count as roots while the guard lives, as for
+    /// [`GcRefCell::borrow_mut`].
+    ///
+    /// A thread that locks a `GcMutex` it already holds waits forever, as
+    /// with `std::sync::Mutex`.
+    pub fn lock(&self) -> GcRefMut<'_, T> {
+        loop {
+            if let Ok(g) = self.cell.try_borrow_mut() {
+                return g;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Shared access, waiting while a thread holds the lock.
+    pub fn read(&self) -> GcRef<'_, T> {
+        loop {
+            if let Ok(g) = self.cell.try_borrow() {
+                return g;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Exclusive access if no thread has any now.
+    pub fn try_lock(&self) -> Result<GcRefMut<'_, T>, BorrowError> {
+        self.cell.try_borrow_mut()
+    }
+}
+
+impl<T: Trace + fmt::Debug> fmt::Debug for GcMutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.cell.try_borrow() {
+            Ok(v) => f.debug_struct("GcMutex").field("value", &*v).finish(),
+            Err(_) => f.write_str("GcMutex { <locked> }"),
+        }
+    }
+}
+
+// SAFETY: the cell's own impl, whose argument holds here unchanged.
+unsafe impl<T: Trace> Trace for GcMutex<T> {
+    const NO_GC: bool = T::NO_GC;
+    fn trace(&self, v: &mut Visitor<'_>) {
+        self.cell.trace(v)
+    }
+}

@@ -193,11 +193,8 @@ pub(crate) fn heap_goal(marked: u64) -> u64 {
 /// the collected heap reached its goal.
 #[inline]
 pub(crate) fn maybe_collect(m: &Mutator) {
-    let goal = NEXT_GC.load(Relaxed);
-    if goal == u64::MAX || (GC_HEAP.heap_live() as u64) < goal {
-        return;
-    }
-    if gc_percent() < 0 && goheap::memory_limit() == usize::MAX {
+    let live = GC_HEAP.heap_live() as u64;
+    if live < NEXT_GC.load(Relaxed) && !over_limit(live) {
         return;
     }
     if m.collecting.get() || m.dropping.get() {
@@ -205,10 +202,28 @@ pub(crate) fn maybe_collect(m: &Mutator) {
     }
     if let Ok(guard) = COLLECT.try_lock() {
         // Another thread may have collected since the check.
-        if (GC_HEAP.heap_live() as u64) >= NEXT_GC.load(Relaxed) {
+        let live = GC_HEAP.heap_live() as u64;
+        if live >= NEXT_GC.load(Relaxed) || over_limit(live) {
             run_cycle(m, guard, false);
         }
     }
+}
+
+/// Whether goheap's memory as a whole reached the memory limit (less
+/// Go's headroom) while the collected heap has grown past its floor: the
+/// goal the last cycle computed did not foresee the malloc heap's growth
+/// since.
+fn over_limit(live: u64) -> bool {
+    let limit = goheap::memory_limit();
+    if limit == usize::MAX {
+        return false;
+    }
+    let marked = GC_HEAP.stats().marked_bytes;
+    if live < marked + (marked / 16).max(1 << 20) {
+        return false;
+    }
+    let limit = limit as u64;
+    goheap::gc_support::mapped_bytes() as u64 >= limit - limit / 100 * 3
 }
 
 /// Runs a full collection now, blocking (Go's `runtime.GC`): every object

@@ -56,13 +56,23 @@ use crate::central::List;
 use crate::global::HEAP;
 use crate::sizeclass::{self, MAX_SMALL_SIZE, NUM_SIZE_CLASSES, PAGE_SIZE};
 use crate::span::{Span, SpanList, SpanState};
-use crate::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use crate::sync::Mutex;
 use core::cell::Cell;
 use core::ptr;
 
 /// Span classes: a scan and a noscan one per size class.
 pub const NUM_GC_SPAN_CLASSES: usize = NUM_SIZE_CLASSES * 2;
+
+/// Whether tiny objects share blocks (off: each gets its own slot of the
+/// smallest class; for measuring what the tiny allocator saves).
+static TINY_ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the tiny allocator on or off for allocations from now on;
+/// returns the previous setting.
+pub fn set_tiny_allocator(on: bool) -> bool {
+    TINY_ENABLED.swap(on, Relaxed)
+}
 
 /// Objects below this size (noscan, no `Drop`) share tiny blocks.
 pub const TINY_SIZE: usize = 16;
@@ -625,7 +635,7 @@ impl GcCache {
     /// (goheap-gc brackets this with the owner's handshake).
     pub unsafe fn alloc(&self, size: usize, align: usize, noscan: bool, drops: bool) -> (*mut u8, bool) {
         debug_assert!(!(noscan && drops), "only scan objects have headers");
-        if noscan && size < TINY_SIZE && align <= 8 {
+        if noscan && size < TINY_SIZE && align <= 8 && TINY_ENABLED.load(Relaxed) {
             return self.alloc_tiny(size);
         }
         self.alloc_slot(size, align, noscan, drops)

@@ -317,7 +317,8 @@ not_under_loom! {
     #[doc(hidden)]
     pub mod gc_support {
         pub use crate::gcheap::{
-            GcCache, GcHeap, GcHeapStats, Marked, GC_HEAP, NUM_GC_SPAN_CLASSES, TINY_SIZE,
+            set_tiny_allocator, GcCache, GcHeap, GcHeapStats, Marked, GC_HEAP,
+            NUM_GC_SPAN_CLASSES, TINY_SIZE,
         };
 
         /// Process set-up (options, the handshake's mechanism, the memory

@@ -1,9 +1,165 @@
 //! A garbage-collected heap for Rust on goheap's allocator: [`Gc<T>`]
-//! handles to objects that the collector frees once unreachable.
+//! handles to objects that the collector frees once unreachable. It is
+//! Go's collected heap: span classes in scan and noscan pairs, the tiny
+//! allocator, mark bits per span that become its allocation bits when it is
+//! swept, and Go's pacer (`GOGC`, the memory limit). It shares one page
+//! heap, one scavenger, one memory limit and one set of statistics with
+//! goheap's `malloc`.
 //!
-//! This version has the tracing layer only ([`Trace`], its derive, its
-//! impls for std types); [`Gc`] is a stub that leaks, until the collector
-//! lands.
+//! ```
+//! use goheap_gc::{Gc, GcRefCell, Trace};
+//!
+//! #[derive(Trace)]
+//! struct Node {
+//!     value: u32,
+//!     next: GcRefCell<Option<Gc<Node>>>,
+//! }
+//!
+//! let a = Gc::new(Node { value: 1, next: GcRefCell::new(None) });
+//! let b = Gc::new(Node { value: 2, next: GcRefCell::new(Some(a.clone())) });
+//! *a.next.borrow_mut() = Some(b.clone()); // a cycle
+//! drop((a, b));
+//! goheap_gc::collect(); // both freed: unreachable
+//! ```
+//!
+//! # Structures
+//!
+//! - [`Gc<T>`]: a pointer to the value of an object. Objects whose type may
+//!   hold handles, or has a `Drop` to run, start with a one-word header
+//!   pointing at their type's information (how to trace, how to drop); the
+//!   others are bare bytes in noscan spans (under 16 bytes: tiny blocks).
+//! - Mutator (`mutator.rs`): per thread, its root log, its span cache of the
+//!   collected heap (goheap's `GcCache`) and the handshake the collector
+//!   holds it still with. A registry lists them.
+//! - The root table: per object, how many handles to it exist outside the
+//!   collected heap, summed from the logs.
+//! - [`GcRefCell`] / [`GcMutex`]: interior mutability for objects; a mutable
+//!   borrow counts the contents as roots while it lives.
+//! - The core's collected heap (`goheap::gc_support`): Go's 136 span
+//!   classes with their lists, mark bits, sweep cycles.
+//!
+//! # Allocating (`Gc::new`)
+//!
+//! 1. Enter the thread's bracket (two stores and a load of its handshake).
+//! 2. A slot from the thread's span of the object's span class (scan or
+//!    noscan by [`Trace::NO_GC`] and `needs_drop`), or a tiny block; a new
+//!    span from the central lists, swept first if the last cycle left it
+//!    unswept, or from the page heap.
+//! 3. Write the header and the value; visit the value to take its handles
+//!    out of the roots (they are inside the heap now); log `+1` for the new
+//!    handle. Leave the bracket.
+//! 4. If a new span was taken and the collected heap reached the goal (or
+//!    goheap's memory reached the memory limit), collect.
+//!
+//! Cloning a handle logs `+1`, dropping one logs `−1`; an entry that is the
+//! inverse of one of the last four cancels it, so building a structure
+//! bottom-up leaves the log almost empty.
+//!
+//! # A collection (`collector.rs`; the world stopped for steps 2–5)
+//!
+//! 1. Take the collection lock and the registry lock.
+//! 2. Raise every mutator's claim and wait until none is inside a `Gc`
+//!    operation. Threads outside one run on (computing, or blocked in a
+//!    system call): they can only read objects their own counted handles
+//!    keep alive.
+//! 3. Sum every log into the root table; flush every span cache; finish
+//!    the last cycle's sweep.
+//! 4. Mark every object with a positive root count, then, popping a work
+//!    stack (no recursion), every object reached through the headers'
+//!    `trace`; interior and tiny addresses resolve to their slot through
+//!    the page map; large objects have one mark bit.
+//! 5. The core ends the mark: every span becomes unswept, spans holding
+//!    dead objects with a `Drop` are set aside; the next goal is computed;
+//!    the claims drop.
+//! 6. The dead objects' `Drop`s run on the collecting thread, the world
+//!    running, then their spans are swept. The rest are swept lazily when a
+//!    cache next takes them, and by a background sweeper; a span with
+//!    nothing marked goes back to the page heap (and the scavenger returns
+//!    it to the OS). [`collect`] also sweeps everything before it returns.
+//!
+//! # Roots and their soundness
+//!
+//! Rust has no stack maps, so the collector cannot find the handles on a
+//! thread's stack; instead every handle outside the collected heap is
+//! counted, without any shared counter, and the collector sums the counts.
+//! The argument that no object is freed while reachable:
+//!
+//! - **Every handle outside the heap is counted once.** A handle comes into
+//!   being only through `Gc::new` or `clone` (`+1`) and ends through `drop`
+//!   (`−1`); `Gc` is not `Copy`. When a value moves into the heap
+//!   (`Gc::new`) its handles are uncounted by visiting it; a handle can
+//!   leave the heap only through `&mut` access to an object's contents,
+//!   which only [`GcRefCell::borrow_mut`] (and [`GcMutex::lock`]) give,
+//!   and they count the contents as roots until the guard drops, when the
+//!   contents (as they are then) are uncounted. `Trace` is an unsafe trait
+//!   whose impls visit exactly the handles a value owns, and types that can
+//!   move a handle out through `&` (`RefCell`, `Mutex`, `Rc`, `Cell` of a
+//!   non-`Copy` type) are not `Trace` (compile-fail tests). With the world
+//!   stopped every log is summed, so each count is exact.
+//! - **Handles inside the heap are found by tracing.** The collector visits
+//!   every reached object through its header; a cell borrowed mutably is
+//!   skipped, but its contents are counted as roots.
+//! - **Nothing changes under the mark.** Every operation that changes a
+//!   count, allocates, or begins or ends a mutable borrow runs inside its
+//!   thread's bracket, which the stopped world excludes; a thread outside
+//!   every bracket can still read objects (`&T`), never write handles.
+//! - **References live no longer than handles.** `Deref` borrows the handle
+//!   (compile-fail tests show a `&T` or a cell guard cannot outlive it), so
+//!   while a thread uses an object, a counted handle (or one inside an
+//!   object reached from a counted one, borrowed through it) keeps it
+//!   alive.
+//!
+//! What the design gives: collection at any allocation, in any thread,
+//! with handles anywhere (locals, arguments, `Vec`s and maps on the stack
+//! or in other objects, closures); no shared counter on clone or drop; a
+//! thread blocked in a system call never holds a collection up. What it
+//! costs: a log entry per clone and drop (most cancel in place), a visit
+//! of each value put in the heap and of each cell's contents per mutable
+//! borrow. Leaks, never unsoundness, come from `mem::forget` of a handle, a
+//! leaked guard, or a handle set into a `OnceCell` inside an object (it
+//! stays counted).
+//!
+//! # Drop
+//!
+//! A dead object's `Drop` runs exactly once, before its slot is reused, on
+//! the thread that collected; `Gc::new` therefore takes `T: Send`. No
+//! `Drop` can reach a freed object: a type that may hold handles cannot
+//! implement `Drop` (the derive makes it a compile error; `#[trace(no_gc)]`
+//! types may, but hold no handle), so a drop only ever drops handles,
+//! which log nothing while the collector runs drops. Dead objects are all
+//! dropped before their spans are swept. A `Drop` that calls `collect`
+//! returns at once; one that allocates works. Types whose drop would only
+//! drop handles ([`Trace::DROP_ONLY_HANDLES`]) skip it.
+//!
+//! # Pacing
+//!
+//! After each cycle the goal is Go's: `marked × (1 + GOGC/100)`, at least
+//! 4 MiB × GOGC/100. A collection that stops the world needs no runway (no
+//! mutator allocates during its mark), so the trigger is the goal itself.
+//! With a memory limit ([`goheap::set_memory_limit`], `GOHEAP_MEMORY_LIMIT`
+//! or the container's), the goal is also at most the limit less every
+//! other byte goheap has mapped (the malloc heap, metadata) less Go's 3 %
+//! headroom, but never under `marked + max(marked/16, 1 MiB)`, so a limit
+//! the live heap alone exceeds does not collect continuously; and a cycle
+//! also starts when goheap's memory reaches the limit before the collected
+//! heap reaches its goal.
+//!
+//! | Setting | Meaning |
+//! |---|---|
+//! | `GOHEAP_GOGC=N` / [`set_gc_percent`] | Go's `GOGC`: a percent, or `off` (no cycle but `collect` and the limit's) |
+//! | `GOHEAP_GCTRACE=1` | a line per cycle on stderr, in the shape of Go's `gctrace` |
+//!
+//! The trace line: `gc N @T s F%: A+B+C ms clock, H0 -> H1 -> L MB, G MB
+//! goal, P P`: cycle number, seconds since start, CPU fraction used by the
+//! collector so far; stopping the world and sweeping the last cycle, the
+//! mark, the drops and sweep after the world restarted; heap at the start,
+//! after, marked; the next goal; cores.
+//!
+//! # Not yet
+//!
+//! The whole cycle stops the world (bounded pauses, a concurrent marker
+//! with its write barrier behind [`write_barrier`], assists, finalizers and
+//! weak pointers are the next step); marking is single-threaded.
 //!
 //! # Tracing
 //!

@@ -95,6 +95,25 @@ fn every_dead_object_is_dropped_exactly_once_and_buffers_return() {
     let held = goheap::memstats().heap_alloc;
     assert!(held >= before + (64 << 20), "{before} -> {held}");
     assert!(bufs.iter().enumerate().all(|(i, b)| b[12345] == i as u8));
+    // goheap's memory classes still partition its total, the collected
+    // heap's spans one of them.
+    let m = goheap::metrics();
+    assert!(m.heap_collected > 0, "{m:?}");
+    assert_eq!(
+        m.heap_objects
+            + m.heap_unused
+            + m.heap_collected
+            + m.heap_free
+            + m.heap_released
+            + m.metadata_mspan_inuse
+            + m.metadata_mspan_free
+            + m.metadata_mcache_inuse
+            + m.metadata_mcache_free
+            + m.metadata_other,
+        m.total,
+        "{m:?}"
+    );
+    assert_eq!(m.heap_collected, goheap_gc::stats().span_bytes);
     drop(bufs);
     goheap_gc::collect();
     goheap::flush_thread_cache();

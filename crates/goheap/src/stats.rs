@@ -146,6 +146,10 @@ pub struct Metrics {
     /// The part of `heap_unused` released to the OS: free OS pages inside
     /// in-use spans (the scavenger releases them when the heap is idle).
     pub heap_unused_released: u64,
+    /// Spans of the collected heap (`goheap-gc`'s `Gc` objects, live or
+    /// not yet swept, and their free slots): in-use pages that are not
+    /// malloc's.
+    pub heap_collected: u64,
     /// `/memory/classes/heap/free:bytes`: free pages still resident (or
     /// able to be, without asking the OS).
     pub heap_free: u64,
@@ -228,7 +232,8 @@ pub(crate) fn metrics(heap: &Heap, threads: &Threads) -> Metrics {
     let mspan_inuse = mspan_inuse.min(mspan_sys);
     let mcache_inuse = ms.mcache_inuse.min(ms.mcache_sys);
     let total = heap_sys + mspan_sys + ms.mcache_sys + other;
-    let unused = heap_inuse - objects;
+    let collected = crate::gcheap::GC_HEAP.stats().span_bytes.min(heap_inuse - objects);
+    let unused = heap_inuse - objects - collected;
     let unused_released =
         (crate::span::SPAN_INTERIOR_RELEASED.load(Relaxed) as u64).min(unused);
     let source = heap.limit.source();
@@ -237,6 +242,7 @@ pub(crate) fn metrics(heap: &Heap, threads: &Threads) -> Metrics {
         heap_objects: objects,
         heap_unused: unused,
         heap_unused_released: unused_released,
+        heap_collected: collected,
         heap_free: heap_sys - heap_inuse - heap_released,
         heap_released,
         metadata_mspan_inuse: mspan_inuse,
@@ -335,10 +341,11 @@ pub(crate) fn write_stats(
     let x = metrics(heap, threads);
     write!(
         w,
-        "goheap: memory: objects={} unused={} (released {}) free={} released={} metadata={} total={} rss={} limit=",
+        "goheap: memory: objects={} unused={} (released {}) collected={} free={} released={} metadata={} total={} rss={} limit=",
         x.heap_objects,
         x.heap_unused,
         x.heap_unused_released,
+        x.heap_collected,
         x.heap_free,
         x.heap_released,
         x.metadata_mspan_inuse

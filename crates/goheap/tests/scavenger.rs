@@ -328,6 +328,7 @@ fn memory_classes_add_up_across_a_random_workload() {
             let s = goheap::memstats();
             let parts = m.heap_objects
                 + m.heap_unused
+                + m.heap_collected
                 + m.heap_free
                 + m.heap_released
                 + m.metadata_mspan_inuse
@@ -337,7 +338,7 @@ fn memory_classes_add_up_across_a_random_workload() {
                 + m.metadata_other;
             assert_eq!(parts, m.total, "{m:?}");
             assert_eq!(
-                m.heap_objects + m.heap_unused + m.heap_free + m.heap_released,
+                m.heap_objects + m.heap_unused + m.heap_collected + m.heap_free + m.heap_released,
                 s.heap_sys
             );
             assert_eq!(m.metadata_mspan_inuse + m.metadata_mspan_free, s.mspan_sys);

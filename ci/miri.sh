@@ -4,7 +4,9 @@
 # allocator, the page allocator, the heap and central lists over the mock
 # OS (which under Miri maps read-write memory and models release by
 # zeroing, since Miri has neither mprotect nor madvise), a thread cache
-# over a heap of its own, and the fork handlers' repair.
+# over a heap of its own, and the fork handlers' repair; then goheap-gc's
+# unit tests (tracing, and whole collections over the process heap, which
+# under Miri uses the mock OS too).
 #
 #   ci/miri.sh            install Miri if missing, run the tests
 #   ci/miri.sh --setup    only install Miri (nightly toolchain with the miri
@@ -104,3 +106,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "miri.sh: FAILED: no test ran under Miri for filter(s): ${missing[*]} (a typo in MIRI_MODULES, or every test of it ignored under Miri)" >&2
     exit 1
 fi
+
+# goheap-gc's unit tests: the tracing layer and a whole collection (mark,
+# the dead objects' drops, sweep) on a small graph, over the process heap
+# (which under Miri maps through the mock OS).
+cargo +nightly miri test -p goheap-gc --lib "$@" 2>&1 | tee "$log"
+n=$(grep -c '^test .* \.\.\. ok' "$log" || true)
+echo "miri.sh: goheap-gc: $n tests passed under Miri"
+[ "$n" -gt 0 ] || { echo "miri.sh: FAILED: no goheap-gc test ran under Miri" >&2; exit 1; }

@@ -7,11 +7,18 @@
 //! process-wide statics besides per-layer counters.
 
 use crate::heap::{Heap, HeapHooks};
+#[cfg(not(miri))]
 use crate::os::SystemOs;
 use crate::sync::atomic::{AtomicU8, Ordering};
 use crate::tls::{self, Threads};
 
+#[cfg(not(miri))]
 static SYSTEM_OS: SystemOs = SystemOs;
+/// Under Miri, which has no `mprotect` or `madvise`, the process heap maps
+/// plain read-write memory (the mock OS models release by zeroing), so the
+/// front-ends' own tests (and goheap-gc's) run under it.
+#[cfg(miri)]
+static SYSTEM_OS: crate::os::mock::MockOs = crate::os::mock::MockOs::new();
 
 /// The one page heap shared by every front-end in the process.
 pub(crate) static HEAP: Heap = Heap::with_hooks(
@@ -30,6 +37,10 @@ pub(crate) static THREADS: Threads = Threads::new(&HEAP);
 /// thread's TLS vector with `calloc`, which under `LD_PRELOAD` is ours), so
 /// it runs detached from that cache.
 fn start_scavenger() {
+    // Miri runs tests, not a long-lived process: no background thread.
+    if cfg!(miri) {
+        return;
+    }
     tls::call_out(|| crate::scavenger::start(&HEAP, &THREADS));
 }
 
@@ -66,14 +77,20 @@ fn init() {
     }
     // Before any thread cache exists: owners read the mode on every
     // operation.
-    crate::sync::handshake::init(options::get(Opt::Membarrier));
+    // (Miri has no `membarrier`: fences.)
+    crate::sync::handshake::init(options::get(Opt::Membarrier) && !cfg!(miri));
     crate::scavenger::init_from_env(&HEAP);
-    crate::cgroup::init_limit(&HEAP);
-    crate::stats::init_exit_stats();
+    if !cfg!(miri) {
+        crate::cgroup::init_limit(&HEAP);
+        crate::stats::init_exit_stats();
+    }
     // SAFETY: registers three `extern "C"` functions with no arguments
     // that live for the whole process; glibc may allocate here, which
-    // re-enters us harmlessly (see above).
-    unsafe { libc::pthread_atfork(Some(atfork_prepare), Some(atfork_parent), Some(atfork_child)) };
+    // re-enters us harmlessly (see above). (Miri cannot fork.)
+    #[cfg(not(miri))]
+    unsafe {
+        libc::pthread_atfork(Some(atfork_prepare), Some(atfork_parent), Some(atfork_child))
+    };
     INIT.store(2, Ordering::Release);
 }
 

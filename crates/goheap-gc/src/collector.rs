@@ -77,6 +77,29 @@ static GC_PERCENT: AtomicI32 = AtomicI32::new(i32::MIN);
 /// reach it.
 static NEXT_GC: AtomicU64 = AtomicU64::new(MIN_HEAP_GOAL);
 
+/// Where the next cycle starts: Go's trigger, inside the runway from the
+/// marked heap to the goal.
+static TRIGGER: AtomicU64 = AtomicU64::new(MIN_HEAP_GOAL / 100 * 95);
+
+/// Go's bounds on the trigger, as a fraction of the runway from the
+/// marked heap to the goal (`minTriggerFrac`/`maxTriggerFrac` of the
+/// runtime's pacer, 0.7 and 0.95). Go places the trigger between them so
+/// that its concurrent mark ends by the goal; a mark that stops the world
+/// needs no runway, so the trigger is the upper bound.
+const TRIGGER_FRACTION: (u64, u64) = (95, 100);
+
+/// Sets the goal and the trigger after a cycle that marked `marked`.
+fn set_goal(marked: u64, goal: u64) {
+    NEXT_GC.store(goal, Relaxed);
+    let trigger = if goal == u64::MAX {
+        u64::MAX
+    } else {
+        let runway = goal.saturating_sub(marked) as u128;
+        marked + (runway * TRIGGER_FRACTION.0 as u128 / TRIGGER_FRACTION.1 as u128) as u64
+    };
+    TRIGGER.store(trigger, Relaxed);
+}
+
 /// Statistics (under `STATS`).
 struct Totals {
     num_gc: u32,
@@ -154,7 +177,8 @@ fn gc_percent() -> i32 {
 pub fn set_gc_percent(percent: i32) -> i32 {
     read_env();
     let old = GC_PERCENT.swap(percent.max(-1), Relaxed);
-    NEXT_GC.store(heap_goal(GC_HEAP.stats().marked_bytes), Relaxed);
+    let marked = GC_HEAP.stats().marked_bytes;
+    set_goal(marked, heap_goal(marked));
     old
 }
 
@@ -190,11 +214,11 @@ pub(crate) fn heap_goal(marked: u64) -> u64 {
 }
 
 /// Called by `Gc::new` when the allocation took a new span: collects if
-/// the collected heap reached its goal.
+/// the collected heap reached its trigger.
 #[inline]
 pub(crate) fn maybe_collect(m: &Mutator) {
     let live = GC_HEAP.heap_live() as u64;
-    if live < NEXT_GC.load(Relaxed) && !over_limit(live) {
+    if live < TRIGGER.load(Relaxed) && !over_limit(live) {
         return;
     }
     if m.collecting.get() || m.dropping.get() {
@@ -203,7 +227,7 @@ pub(crate) fn maybe_collect(m: &Mutator) {
     if let Ok(guard) = COLLECT.try_lock() {
         // Another thread may have collected since the check.
         let live = GC_HEAP.heap_live() as u64;
-        if live >= NEXT_GC.load(Relaxed) || over_limit(live) {
+        if live >= TRIGGER.load(Relaxed) || over_limit(live) {
             run_cycle(m, guard, false);
         }
     }
@@ -299,7 +323,7 @@ fn run_cycle(me: &Mutator, guard: std::sync::MutexGuard<'_, ()>, forced: bool) {
     // this lock instead of a bracket.
     drop(roots);
     let goal = heap_goal(marked);
-    NEXT_GC.store(goal, Relaxed);
+    set_goal(marked, goal);
     for m in reg.iter() {
         // SAFETY: claims we raised.
         unsafe { (*m.0).handshake.release() };

@@ -48,7 +48,7 @@
 //! 3. Write the header and the value; visit the value to take its handles
 //!    out of the roots (they are inside the heap now); log `+1` for the new
 //!    handle. Leave the bracket.
-//! 4. If a new span was taken and the collected heap reached the goal (or
+//! 4. If a new span was taken and the collected heap reached the trigger (or
 //!    goheap's memory reached the memory limit), collect.
 //!
 //! Cloning a handle logs `+1`, dropping one logs `−1`; an entry that is the
@@ -134,8 +134,11 @@
 //! # Pacing
 //!
 //! After each cycle the goal is Go's: `marked × (1 + GOGC/100)`, at least
-//! 4 MiB × GOGC/100. A collection that stops the world needs no runway (no
-//! mutator allocates during its mark), so the trigger is the goal itself.
+//! 4 MiB × GOGC/100. Go starts a cycle at a trigger between 70 % and 95 %
+//! of the way from the marked heap to the goal, placed so that its
+//! concurrent mark ends by the goal; a mark that stops the world needs no
+//! runway (no mutator allocates during it), so the trigger is at Go's upper
+//! bound, 95 %.
 //! With a memory limit ([`goheap::set_memory_limit`], `GOHEAP_MEMORY_LIMIT`
 //! or the container's), the goal is also at most the limit less every
 //! other byte goheap has mapped (the malloc heap, metadata) less Go's 3 %

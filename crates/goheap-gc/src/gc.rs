@@ -49,6 +49,24 @@ impl<T: Trace + 'static> Info<T> {
     /// Whether a dead object's `Drop` must run (not when it would only
     /// drop handles, which were never counted).
     const DROPS: bool = needs_drop::<T>() && !T::DROP_ONLY_HANDLES;
+    /// The object's size and alignment in the collected heap.
+    const SIZE: usize = {
+        let s = Self::OFFSET + size_of::<T>();
+        if s == 0 {
+            1
+        } else {
+            s
+        }
+    };
+    const ALIGN: usize = if Self::HEADERED && align_of::<T>() < HEADER {
+        HEADER
+    } else {
+        align_of::<T>()
+    };
+    /// Its span class, known at compile time (`None`: a large or tiny
+    /// object, which takes the general path).
+    const SPAN_CLASS: Option<usize> =
+        goheap::gc_support::span_class_for(Self::SIZE, Self::ALIGN, !Self::HEADERED);
     const INFO: TypeInfo = TypeInfo {
         trace: if T::NO_GC {
             None
@@ -121,8 +139,8 @@ impl<T: Trace + Send + 'static> Gc<T> {
     /// reached).
     #[inline]
     pub fn new(value: T) -> Gc<T> {
-        let size = Info::<T>::OFFSET + size_of::<T>();
-        let align = align_of::<T>().max(if Info::<T>::HEADERED { HEADER } else { 1 });
+        let size = Info::<T>::SIZE;
+        let align = Info::<T>::ALIGN;
         let noscan = !Info::<T>::HEADERED;
         let drops = Info::<T>::DROPS;
         let Some(m) = mutator::mutator() else {
@@ -133,7 +151,12 @@ impl<T: Trace + Send + 'static> Gc<T> {
         loop {
             let r = m.op(|log| {
                 // SAFETY: inside the bracket, the owner's cache.
-                let (base, refilled) = unsafe { m.cache.alloc(size.max(1), align, noscan, drops) };
+                let (base, refilled) = unsafe {
+                    match Info::<T>::SPAN_CLASS {
+                        Some(spc) => m.cache.alloc_in(spc, drops),
+                        None => m.cache.alloc(size, align, noscan, drops),
+                    }
+                };
                 if base.is_null() {
                     return Err(());
                 }
@@ -176,7 +199,7 @@ impl<T: Trace + Send + 'static> Gc<T> {
                 Err(()) => {
                     // SAFETY: a power-of-two alignment and a size that fit
                     // a `Layout` (they came from a `T`).
-                    let layout = unsafe { Layout::from_size_align_unchecked(size.max(1), align) };
+                    let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
                     std::alloc::handle_alloc_error(layout)
                 }
             }

@@ -152,14 +152,14 @@ pub struct Marked {
 
 /// The span class for `class` and `noscan`.
 #[inline]
-fn span_class(class: usize, noscan: bool) -> usize {
+const fn span_class(class: usize, noscan: bool) -> usize {
     class * 2 + noscan as usize
 }
 
 /// The size class for an object of `size` bytes at `align`, or `None` for
 /// a large object.
 #[inline]
-fn class_of(size: usize, align: usize) -> Option<usize> {
+const fn class_of(size: usize, align: usize) -> Option<usize> {
     if size > MAX_SMALL_SIZE || align > PAGE_SIZE {
         return None;
     }
@@ -167,8 +167,32 @@ fn class_of(size: usize, align: usize) -> Option<usize> {
     if align <= 8 {
         return Some(class);
     }
-    let c = sizeclass::aligned_class(class, align.trailing_zeros().max(sizeclass::ALIGNED_MIN_SHIFT));
-    (c != 0).then_some(c)
+    let shift = align.trailing_zeros();
+    let shift = if shift > sizeclass::ALIGNED_MIN_SHIFT {
+        shift
+    } else {
+        sizeclass::ALIGNED_MIN_SHIFT
+    };
+    let c = sizeclass::aligned_class(class, shift);
+    if c == 0 {
+        None
+    } else {
+        Some(c)
+    }
+}
+
+/// The span class [`GcCache::alloc_in`] takes for an object of `size`
+/// bytes at `align` (`noscan`: of a noscan class), or `None` when the
+/// object is large or goes to the tiny allocator. A `const fn`, so a
+/// caller that knows its type computes it at compile time.
+pub const fn span_class_for(size: usize, align: usize, noscan: bool) -> Option<usize> {
+    if noscan && size < TINY_SIZE && align <= 8 {
+        return None;
+    }
+    match class_of(size, align) {
+        Some(c) => Some(span_class(c, noscan)),
+        None => None,
+    }
 }
 
 impl GcHeap {
@@ -639,6 +663,42 @@ impl GcCache {
             return self.alloc_tiny(size);
         }
         self.alloc_slot(size, align, noscan, drops)
+    }
+
+    /// [`alloc`](Self::alloc) for an object whose span class the caller
+    /// computed with [`span_class_for`] (Go's `nextFreeFast` inline: one
+    /// bit scan of the span's allocation cache).
+    ///
+    /// # Safety
+    ///
+    /// As [`alloc`](Self::alloc); `spc` came from `span_class_for`.
+    #[inline(always)]
+    pub unsafe fn alloc_in(&self, spc: usize, drops: bool) -> (*mut u8, bool) {
+        let s = self.spans[spc].get();
+        if !s.is_null() {
+            // SAFETY: a span this cache holds.
+            let span = unsafe { &*s };
+            let cache = span.alloc_cache.get();
+            let bit = cache.trailing_zeros() as usize;
+            let idx = span.freeindex.get() + bit;
+            // The bit is in the cached word, the slot in the span, and not
+            // the word's last (whose successor needs the cache refilled).
+            if bit < 63 && idx < span.nelems.get() && (idx + 1) % 64 != 0 {
+                span.alloc_cache.set(cache >> bit >> 1);
+                span.freeindex.set(idx + 1);
+                if drops {
+                    span.has_drops.set(true);
+                }
+                return ((span.base.get() + idx * span.elemsize.get()) as *mut u8, false);
+            }
+        }
+        self.alloc_in_span_class(spc, drops)
+    }
+
+    #[inline(never)]
+    fn alloc_in_span_class(&self, spc: usize, drops: bool) -> (*mut u8, bool) {
+        let size = sizeclass::class_size(spc / 2);
+        self.alloc_slot(size, 1, spc % 2 == 1, drops)
     }
 
     fn alloc_slot(&self, size: usize, align: usize, noscan: bool, drops: bool) -> (*mut u8, bool) {

@@ -317,7 +317,7 @@ not_under_loom! {
     #[doc(hidden)]
     pub mod gc_support {
         pub use crate::gcheap::{
-            set_tiny_allocator, GcCache, GcHeap, GcHeapStats, Marked, GC_HEAP,
+            set_tiny_allocator, span_class_for, GcCache, GcHeap, GcHeapStats, Marked, GC_HEAP,
             NUM_GC_SPAN_CLASSES, TINY_SIZE,
         };
 

@@ -39,8 +39,8 @@ pub const MAX_OBJS_PER_SPAN: usize = 1024;
 /// Size 0 maps to class 1 (callers that need distinct zero-size objects
 /// get an 8-byte one).
 #[inline(always)]
-pub fn size_to_class(size: usize) -> usize {
-    debug_assert!(size <= MAX_SMALL_SIZE, "size {size} is not a small size");
+pub const fn size_to_class(size: usize) -> usize {
+    debug_assert!(size <= MAX_SMALL_SIZE, "not a small size");
     if size <= SMALL_SIZE_MAX - 8 {
         SIZE_TO_CLASS8[size.div_ceil(SMALL_SIZE_DIV)] as usize
     } else {
@@ -53,8 +53,8 @@ pub fn size_to_class(size: usize) -> usize {
 /// object of such a class is aligned, since spans are page-aligned. One
 /// table load, for requests aligned above 16 bytes.
 #[inline]
-pub fn aligned_class(class: usize, align_shift: u32) -> usize {
-    debug_assert!((ALIGNED_MIN_SHIFT..=PAGE_SHIFT).contains(&align_shift));
+pub const fn aligned_class(class: usize, align_shift: u32) -> usize {
+    debug_assert!(align_shift >= ALIGNED_MIN_SHIFT && align_shift <= PAGE_SHIFT);
     ALIGNED_CLASS[(align_shift - ALIGNED_MIN_SHIFT) as usize][class] as usize
 }
 

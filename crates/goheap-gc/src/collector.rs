@@ -91,6 +91,7 @@ const TRIGGER_FRACTION: (u64, u64) = (95, 100);
 /// Sets the goal and the trigger after a cycle that marked `marked`.
 fn set_goal(marked: u64, goal: u64) {
     NEXT_GC.store(goal, Relaxed);
+    goheap::gc_support::record_next_gc(goal);
     let trigger = if goal == u64::MAX {
         u64::MAX
     } else {
@@ -100,28 +101,18 @@ fn set_goal(marked: u64, goal: u64) {
     TRIGGER.store(trigger, Relaxed);
 }
 
-/// Statistics (under `STATS`).
+/// What this crate counts beside the core's cycle records
+/// (`goheap::gc_support::record_cycle`), under `STATS`.
 struct Totals {
-    num_gc: u32,
-    pause_ns: [u64; 256],
-    pause_end: [u64; 256],
-    pause_total_ns: u64,
-    last_gc_unix_ns: u64,
+    /// CPU time of the collecting threads in cycles, ns.
     gc_cpu_ns: u64,
-    max_pause_ns: u64,
     /// Objects and bytes allocated by threads that have exited.
     retired_allocs: u64,
     retired_alloc_bytes: u64,
 }
 
 static STATS: Mutex<Totals> = Mutex::new(Totals {
-    num_gc: 0,
-    pause_ns: [0; 256],
-    pause_end: [0; 256],
-    pause_total_ns: 0,
-    last_gc_unix_ns: 0,
     gc_cpu_ns: 0,
-    max_pause_ns: 0,
     retired_allocs: 0,
     retired_alloc_bytes: 0,
 });
@@ -353,27 +344,21 @@ fn run_cycle(me: &Mutator, guard: std::sync::MutexGuard<'_, ()>, forced: bool) {
     let t_end = Instant::now();
     let cpu = thread_cpu_ns().saturating_sub(cpu0);
     let pause = t_released.duration_since(t0);
-    let n = {
+    let gc_cpu_ns = {
         let mut s = lock(&STATS);
-        let i = s.num_gc as usize % 256;
-        s.pause_ns[i] = pause.as_nanos() as u64;
-        let now = unix_now_ns();
-        s.pause_end[i] = now;
-        s.last_gc_unix_ns = now;
-        s.num_gc += 1;
-        s.pause_total_ns += pause.as_nanos() as u64;
-        s.max_pause_ns = s.max_pause_ns.max(pause.as_nanos() as u64);
         s.gc_cpu_ns += cpu;
-        s.num_gc
+        s.gc_cpu_ns
     };
+    let elapsed = start_time().elapsed().as_nanos().max(1) as f64;
+    let frac = gc_cpu_ns as f64 / (elapsed * ncpu() as f64);
+    let n = goheap::gc_support::record_cycle(pause.as_nanos() as u64, unix_now_ns(), goal, frac);
     drop(guard);
     me.collecting.set(false);
     if TRACE.load(Relaxed) {
         let mb = |b: u64| b >> 20;
         let at = t0.duration_since(start_time()).as_secs_f64();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let elapsed = start_time().elapsed().as_nanos().max(1) as f64;
-        let frac = lock(&STATS).gc_cpu_ns as f64 / (elapsed * ncpu() as f64) * 100.0;
+        let frac = frac * 100.0;
         eprintln!(
             "gc {n} @{at:.3}s {frac:.0}%: {:.3}+{:.3}+{:.3} ms clock, {} -> {} -> {} MB, {} MB goal, {} P{}",
             ms(t_mark.duration_since(t0)),
@@ -511,7 +496,7 @@ pub struct GcStats {
     /// (`NextGC`; `u64::MAX` with the collector off).
     pub next_gc: u64,
     /// The fraction of the CPU time available since the process started
-    /// that collections used (`GCCPUFraction`).
+    /// that collections used, as of the last cycle (`GCCPUFraction`).
     pub gc_cpu_fraction: f64,
     /// `GOGC` now (negative: off).
     pub gc_percent: i32,
@@ -573,17 +558,16 @@ pub fn stats() -> GcStats {
         }
     }
     let h = GC_HEAP.stats();
-    let s = lock(&STATS);
-    let elapsed = start_time().elapsed().as_nanos().max(1) as f64;
+    let c = goheap::gc_support::gc_cycles();
     GcStats {
-        num_gc: s.num_gc,
-        pause_ns: s.pause_ns,
-        pause_end: s.pause_end,
-        pause_total_ns: s.pause_total_ns,
-        max_pause_ns: s.max_pause_ns,
-        last_gc: s.last_gc_unix_ns,
+        num_gc: c.num_gc,
+        pause_ns: c.pause_ns,
+        pause_end: c.pause_end,
+        pause_total_ns: c.pause_total_ns,
+        max_pause_ns: c.max_pause_ns,
+        last_gc: c.last_gc,
         next_gc: NEXT_GC.load(Relaxed),
-        gc_cpu_fraction: s.gc_cpu_ns as f64 / (elapsed * ncpu() as f64),
+        gc_cpu_fraction: c.gc_cpu_fraction,
         gc_percent: GC_PERCENT.load(Relaxed),
         heap_live: h.heap_live,
         heap_marked: h.marked_bytes,

@@ -115,6 +115,68 @@ pub struct GcHeapStats {
     pub cycles: u64,
 }
 
+/// What the collector records after each cycle (Go's `MemStats` GC
+/// fields), kept here in the core so that [`crate::memstats`] reports them
+/// with the rest; written by `goheap-gc` through [`record_cycle`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GcCycles {
+    /// Completed cycles (`NumGC`).
+    pub num_gc: u32,
+    /// The last 256 pauses, ns (`PauseNs`: the latest at `(num_gc + 255) % 256`).
+    pub pause_ns: [u64; 256],
+    /// When each ended, ns since the Unix epoch (`PauseEnd`).
+    pub pause_end: [u64; 256],
+    /// Every pause added up, ns (`PauseTotalNs`).
+    pub pause_total_ns: u64,
+    /// The longest pause, ns.
+    pub max_pause_ns: u64,
+    /// When the last cycle ended, ns since the Unix epoch (`LastGC`).
+    pub last_gc: u64,
+    /// The heap goal (`NextGC`; `u64::MAX` with the collector off).
+    pub next_gc: u64,
+    /// The collector's share of the CPU time available since the process
+    /// started, as of the last cycle (`GCCPUFraction`).
+    pub gc_cpu_fraction: f64,
+}
+
+static GC_CYCLES: Mutex<GcCycles> = Mutex::new(GcCycles {
+    num_gc: 0,
+    pause_ns: [0; 256],
+    pause_end: [0; 256],
+    pause_total_ns: 0,
+    max_pause_ns: 0,
+    last_gc: 0,
+    next_gc: 4 << 20,
+    gc_cpu_fraction: 0.0,
+});
+
+/// Records a cycle that paused the world for `pause_ns` and ended at
+/// `end_unix_ns`, leaving the goal at `next_gc`, with the collector's CPU
+/// fraction so far. Returns the cycle's number (from 1).
+pub fn record_cycle(pause_ns: u64, end_unix_ns: u64, next_gc: u64, gc_cpu_fraction: f64) -> u32 {
+    let mut c = GC_CYCLES.lock();
+    let i = c.num_gc as usize % 256;
+    c.pause_ns[i] = pause_ns;
+    c.pause_end[i] = end_unix_ns;
+    c.num_gc += 1;
+    c.pause_total_ns += pause_ns;
+    c.max_pause_ns = c.max_pause_ns.max(pause_ns);
+    c.last_gc = end_unix_ns;
+    c.next_gc = next_gc;
+    c.gc_cpu_fraction = gc_cpu_fraction;
+    c.num_gc
+}
+
+/// Records a new goal between cycles (`set_gc_percent`).
+pub fn record_next_gc(next_gc: u64) {
+    GC_CYCLES.lock().next_gc = next_gc;
+}
+
+/// The cycle records now.
+pub fn gc_cycles() -> GcCycles {
+    *GC_CYCLES.lock()
+}
+
 /// The collected heap's spans (see the module docs).
 pub struct GcHeap {
     classes: [Mutex<GcLists>; NUM_GC_SPAN_CLASSES],

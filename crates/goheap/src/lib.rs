@@ -317,8 +317,8 @@ not_under_loom! {
     #[doc(hidden)]
     pub mod gc_support {
         pub use crate::gcheap::{
-            set_tiny_allocator, span_class_for, GcCache, GcHeap, GcHeapStats, Marked, GC_HEAP,
-            NUM_GC_SPAN_CLASSES, TINY_SIZE,
+            gc_cycles, record_cycle, record_next_gc, set_tiny_allocator, span_class_for, GcCache,
+            GcCycles, GcHeap, GcHeapStats, Marked, GC_HEAP, NUM_GC_SPAN_CLASSES, TINY_SIZE,
         };
 
         /// Process set-up (options, the handshake's mechanism, the memory

@@ -21,7 +21,12 @@ pub struct BySize {
 
 /// A snapshot of goheap's statistics, field for field Go's
 /// `runtime.MemStats` (in Rust's snake case).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// `malloc`'s heap and the collected heap (`goheap-gc`) share the page
+/// heap: `heap_sys`, `heap_idle`, `heap_inuse`, `heap_released` and `sys`
+/// cover both; `alloc`, `heap_alloc`, `mallocs`, `frees` and `heap_objects`
+/// are `malloc`'s, and the `gc_*` fields the collected heap's.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MemStats {
     /// Bytes of allocated heap objects (Go: `Alloc`, same as `HeapAlloc`).
     pub alloc: u64,
@@ -57,6 +62,35 @@ pub struct MemStats {
     pub mcache_sys: u64,
     /// Per-size-class allocation counts (Go: `BySize`; index = class).
     pub by_size: [BySize; NUM_SIZE_CLASSES],
+    /// Bytes of the collected heap's spans: its objects, live or not yet
+    /// swept, and its free slots (the collected part of `heap_inuse`).
+    pub gc_heap_inuse: u64,
+    /// Bytes the collected heap's last cycle marked (its live heap then).
+    pub gc_heap_marked: u64,
+    /// The collected heap's objects freed by sweeping since the start, and
+    /// their bytes (a tiny block counts once).
+    pub gc_frees: u64,
+    /// See [`gc_frees`](Self::gc_frees).
+    pub gc_freed_bytes: u64,
+    /// Completed collections (Go: `NumGC`).
+    pub num_gc: u32,
+    /// The last 256 pauses, ns (Go: `PauseNs`; the latest at
+    /// `(num_gc + 255) % 256`).
+    pub pause_ns: [u64; 256],
+    /// When each of those pauses ended, ns since the Unix epoch (Go:
+    /// `PauseEnd`).
+    pub pause_end: [u64; 256],
+    /// Every pause added up, ns (Go: `PauseTotalNs`).
+    pub pause_total_ns: u64,
+    /// When the last collection ended, ns since the Unix epoch (Go:
+    /// `LastGC`).
+    pub last_gc: u64,
+    /// The collected heap's goal (Go: `NextGC`; `u64::MAX` with the
+    /// collector off).
+    pub next_gc: u64,
+    /// The collector's share of the CPU time available since the process
+    /// started, as of the last cycle (Go: `GCCPUFraction`).
+    pub gc_cpu_fraction: f64,
 }
 
 /// Reads the statistics of `heap` and its `threads` (see
@@ -104,6 +138,8 @@ pub(crate) fn memstats(heap: &Heap, threads: &Threads) -> MemStats {
     let mspan_sys = h.spans.sys as u64;
     let other = h.other_sys() as u64;
     drop(h);
+    let gc = crate::gcheap::GC_HEAP.stats();
+    let cycles = crate::gcheap::gc_cycles();
     MemStats {
         alloc: heap_alloc,
         total_alloc,
@@ -121,6 +157,17 @@ pub(crate) fn memstats(heap: &Heap, threads: &Threads) -> MemStats {
         mcache_inuse,
         mcache_sys,
         by_size,
+        gc_heap_inuse: gc.span_bytes,
+        gc_heap_marked: gc.marked_bytes,
+        gc_frees: gc.swept_objects,
+        gc_freed_bytes: gc.swept_bytes,
+        num_gc: cycles.num_gc,
+        pause_ns: cycles.pause_ns,
+        pause_end: cycles.pause_end,
+        pause_total_ns: cycles.pause_total_ns,
+        last_gc: cycles.last_gc,
+        next_gc: cycles.next_gc,
+        gc_cpu_fraction: cycles.gc_cpu_fraction,
     }
 }
 

@@ -20,7 +20,9 @@ pub struct GoheapBySize {
 }
 
 /// C mirror of [`MemStats`] (`struct goheap_memstats`), field for field
-/// in the same order; see the header for each field's meaning.
+/// in the same order up to `by_size` (the collected heap's fields that
+/// follow are Rust-only: C programs have no `Gc` objects); see the header
+/// for each field's meaning.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct GoheapMemstats {

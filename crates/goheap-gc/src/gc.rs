@@ -139,6 +139,20 @@ impl<T: Trace + Send + 'static> Gc<T> {
     /// reached).
     #[inline]
     pub fn new(value: T) -> Gc<T> {
+        let mut value = core::mem::ManuallyDrop::new(value);
+        // SAFETY: writes the whole value, once.
+        unsafe { Self::alloc_with(|p| p.write(core::mem::ManuallyDrop::take(&mut value))) }
+    }
+
+    /// Allocates a `T` and lets `init` write it (once, into the fresh
+    /// slot, inside the thread's bracket).
+    ///
+    /// # Safety
+    ///
+    /// `init` leaves a valid `T` at the pointer it is given and does not
+    /// touch the collector (no `Gc` operation).
+    #[inline(always)]
+    unsafe fn alloc_with(init: impl FnOnce(*mut T)) -> Gc<T> {
         let size = Info::<T>::SIZE;
         let align = Info::<T>::ALIGN;
         let noscan = !Info::<T>::HEADERED;
@@ -146,7 +160,7 @@ impl<T: Trace + Send + 'static> Gc<T> {
         let Some(m) = mutator::mutator() else {
             no_thread_state();
         };
-        let mut value = core::mem::ManuallyDrop::new(value);
+        let mut init = Some(init);
         let mut retried = false;
         loop {
             let r = m.op(|log| {
@@ -169,7 +183,9 @@ impl<T: Trace + Send + 'static> Gc<T> {
                         base.cast::<&'static TypeInfo>().write(&Info::<T>::INFO);
                     }
                     let p = base.add(Info::<T>::OFFSET).cast::<T>();
-                    p.write(core::mem::ManuallyDrop::take(&mut value));
+                    if let Some(init) = init.take() {
+                        init(p);
+                    }
                     NonNull::new_unchecked(p)
                 };
                 // The handles the value holds are inside the heap now: they
@@ -206,6 +222,45 @@ impl<T: Trace + Send + 'static> Gc<T> {
         }
     }
 }
+
+impl<T: Trace + Zeroable + Send + 'static> Gc<T> {
+    /// A `T` of all zero bytes in the collected heap, written in place
+    /// (Go's `make([]byte, n)` for a fixed `n`: `Gc::<[u8; 4096]>::new_zeroed()`),
+    /// never built on the stack first, so large arrays work.
+    #[inline]
+    pub fn new_zeroed() -> Gc<T> {
+        // SAFETY: all-zero bytes are a valid `T` (`Zeroable`), and a `T`
+        // that is `Zeroable` holds no handle to count.
+        unsafe { Self::alloc_with(|p| p.write_bytes(0, 1)) }
+    }
+}
+
+/// Types for which all-zero bytes are a valid value and that hold no
+/// `Gc` handle: the integers, floats, `bool`, and arrays and tuples of
+/// them (what [`Gc::new_zeroed`] takes).
+///
+/// # Safety
+///
+/// All-zero bytes must be a valid value of the type, and the type must be
+/// `Trace::NO_GC`.
+pub unsafe trait Zeroable: Trace {}
+
+macro_rules! zeroable {
+    ($($t:ty)*) => {
+        $(
+            // SAFETY: zero is a valid value of a primitive number or bool,
+            // which holds no handle.
+            unsafe impl Zeroable for $t {}
+        )*
+    };
+}
+
+zeroable!(u8 u16 u32 u64 u128 usize i8 i16 i32 i64 i128 isize f32 f64 bool);
+
+// SAFETY: an array of zero elements is zero bytes; no handle.
+unsafe impl<T: Zeroable, const N: usize> Zeroable for [T; N] {}
+// SAFETY: as above, for each element.
+unsafe impl<A: Zeroable, B: Zeroable> Zeroable for (A, B) {}
 
 #[cold]
 #[inline(never)]

@@ -275,7 +275,7 @@ mod tests;
 
 pub use cell::{write_barrier, BorrowError, GcMutex, GcRef, GcRefCell, GcRefMut};
 pub use collector::{collect, free_os_memory, set_gc_percent, stats, GcStats, MIN_HEAP_GOAL};
-pub use gc::Gc;
+pub use gc::{Gc, Zeroable};
 /// Turns the tiny allocator on or off for allocations from now on (it is on
 /// by default); returns the previous setting. For measuring what it saves.
 pub use goheap::gc_support::set_tiny_allocator;

@@ -112,3 +112,32 @@ fn tiny_blocks_take_under_half_the_memory_of_a_slot_each() {
         "with tiny blocks {shared} bytes, without {alone}"
     );
 }
+
+#[test]
+fn zeroed_buffers_of_every_size_are_zero_even_in_reused_memory() {
+    let _s = serial();
+    fn dirty_then_zeroed<const N: usize>() {
+        // Fill some objects of the size with ones, let them die, then ask
+        // for zeroed ones: the slots are reused and must read zero.
+        for _ in 0..3 {
+            let junk: Vec<Gc<[u8; N]>> = (0..64).map(|_| Gc::new([0xff; N])).collect();
+            drop(junk);
+            goheap_gc::collect();
+            let fresh: Vec<Gc<[u8; N]>> = (0..64).map(|_| Gc::<[u8; N]>::new_zeroed()).collect();
+            assert!(fresh.iter().all(|b| b.iter().all(|&x| x == 0)), "{N} bytes");
+        }
+    }
+    dirty_then_zeroed::<8>();
+    dirty_then_zeroed::<32>();
+    dirty_then_zeroed::<256>();
+    dirty_then_zeroed::<1024>();
+    dirty_then_zeroed::<10240>();
+    // 1 MiB: a large object, never on the stack (`Gc::new([0; 1 << 20])`
+    // would build it there first).
+    for _ in 0..3 {
+        let big = Gc::<[u8; 1 << 20]>::new_zeroed();
+        assert!(big.iter().all(|&x| x == 0));
+        drop(big);
+        goheap_gc::collect();
+    }
+}

@@ -107,13 +107,15 @@ struct Totals {
     /// CPU time of the collecting threads in cycles, ns.
     gc_cpu_ns: u64,
     /// Objects and bytes allocated by threads that have exited.
-    retired_allocs: u64,
+    retired_slots: u64,
+    retired_tiny: u64,
     retired_alloc_bytes: u64,
 }
 
 static STATS: Mutex<Totals> = Mutex::new(Totals {
     gc_cpu_ns: 0,
-    retired_allocs: 0,
+    retired_slots: 0,
+    retired_tiny: 0,
     retired_alloc_bytes: 0,
 });
 
@@ -438,7 +440,10 @@ fn background_sweeper() {
 /// Adds an exiting thread's allocation counts to the totals.
 pub(crate) fn retire_counts(m: &Mutator) {
     let mut s = lock(&STATS);
-    s.retired_allocs += m.allocs.get();
+    // SAFETY: the exiting owner calls this, outside any operation.
+    let (slots, tiny) = unsafe { m.cache.counts() };
+    s.retired_slots += slots;
+    s.retired_tiny += tiny;
     s.retired_alloc_bytes += m.alloc_bytes.get();
 }
 
@@ -508,16 +513,22 @@ pub struct GcStats {
     pub heap_marked: u64,
     /// See [`heap_marked`](Self::heap_marked).
     pub marked_objects: u64,
-    /// Objects allocated since the start (`Mallocs`, collected heap; a
-    /// tiny block counts once per object placed in it) and their bytes
+    /// Objects allocated since the start (`Mallocs`), counted as Go does:
+    /// every slot handed out (objects, tiny blocks, large objects) plus
+    /// every object placed in a tiny block; and the bytes asked for
     /// (`TotalAlloc`).
     pub mallocs: u64,
     /// See [`mallocs`](Self::mallocs).
     pub total_alloc: u64,
-    /// Slots freed by sweeping (a tiny block counts once).
+    /// Objects freed (`Frees`), as Go counts them: every slot swept free,
+    /// plus every object placed in a tiny block (counted freed when
+    /// placed; its block is the object that lives and dies).
     pub frees: u64,
-    /// Bytes of those slots.
+    /// Bytes of the slots swept free.
     pub freed_bytes: u64,
+    /// Slots holding objects now, live or not yet swept (`HeapObjects`:
+    /// `mallocs − frees`).
+    pub heap_objects: u64,
     /// Spans of the collected heap and their bytes (`HeapInuse` of the
     /// collected heap).
     pub spans: u64,
@@ -529,12 +540,15 @@ pub struct GcStats {
 /// to read its counters.
 pub fn stats() -> GcStats {
     read_env();
-    let (mut mallocs, mut total_alloc) = {
-        let s = lock(&STATS);
-        (s.retired_allocs, s.retired_alloc_bytes)
-    };
+    let (mut slots, mut tiny, mut total_alloc);
     {
+        // The registry first: an exiting thread moves its counts to the
+        // totals under it, so each is counted once.
         let reg = lock(&REGISTRY);
+        (slots, tiny, total_alloc) = {
+            let s = lock(&STATS);
+            (s.retired_slots, s.retired_tiny, s.retired_alloc_bytes)
+        };
         let me = mutator::mutator().map_or(core::ptr::null(), |m| m as *const Mutator);
         for m in reg.iter() {
             if m.0 != me {
@@ -549,7 +563,9 @@ pub fn stats() -> GcStats {
                 if m.0 != me {
                     (*m.0).handshake.wait_idle();
                 }
-                mallocs += (*m.0).allocs.get();
+                let (s, t) = (*m.0).cache.counts();
+                slots += s;
+                tiny += t;
                 total_alloc += (*m.0).alloc_bytes.get();
                 if m.0 != me {
                     (*m.0).handshake.release();
@@ -572,10 +588,11 @@ pub fn stats() -> GcStats {
         heap_live: h.heap_live,
         heap_marked: h.marked_bytes,
         marked_objects: h.marked_objects,
-        mallocs,
+        mallocs: slots + tiny,
         total_alloc,
-        frees: h.swept_objects,
+        frees: h.swept_objects + tiny,
         freed_bytes: h.swept_bytes,
+        heap_objects: slots.saturating_sub(h.swept_objects),
         spans: h.spans,
         span_bytes: h.span_bytes,
     }
@@ -651,8 +668,9 @@ mod tests {
         assert_eq!(DROPS.load(Ordering::Relaxed) - before, 5);
         let s = crate::stats();
         assert!(s.num_gc >= 3);
-        // Five nodes and their one shared tiny block.
-        assert!(s.frees >= 6, "frees {}", s.frees);
+        // Five nodes and their one shared tiny block (five tiny objects).
+        assert!(s.frees >= 11, "frees {}", s.frees);
+        assert_eq!(s.mallocs - s.frees, s.heap_objects);
         assert_eq!(s.heap_marked, 0);
     }
 }

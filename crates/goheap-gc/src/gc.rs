@@ -174,7 +174,6 @@ impl<T: Trace + Send + 'static> Gc<T> {
                 if base.is_null() {
                     return Err(());
                 }
-                m.allocs.set(m.allocs.get() + 1);
                 m.alloc_bytes.set(m.alloc_bytes.get() + size as u64);
                 // SAFETY: a fresh slot of at least `size` bytes at `align`;
                 // the collector cannot see it before the bracket ends.

@@ -168,8 +168,7 @@ pub(crate) struct Mutator {
     log: UnsafeCell<RootLog>,
     /// As `log`.
     pub(crate) cache: GcCache,
-    /// Objects and bytes this thread allocated (as `log`).
-    pub(crate) allocs: Cell<u64>,
+    /// Bytes this thread allocated (as `log`).
     pub(crate) alloc_bytes: Cell<u64>,
 }
 
@@ -190,7 +189,6 @@ impl Mutator {
             collecting: Cell::new(false),
             log: UnsafeCell::new(RootLog::new()),
             cache: GcCache::new(),
-            allocs: Cell::new(0),
             alloc_bytes: Cell::new(0),
         }
     }

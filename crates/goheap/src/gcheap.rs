@@ -682,6 +682,11 @@ pub struct GcCache {
     /// The current tiny block and the offset of its first free byte.
     tiny: Cell<*mut u8>,
     tiny_off: Cell<usize>,
+    /// Slots handed out (objects, tiny blocks and large objects), and
+    /// objects placed in tiny blocks: the owner counts, the collector
+    /// reads them with the owner held still.
+    slots: Cell<u64>,
+    tiny_objects: Cell<u64>,
 }
 
 // SAFETY: a cache is used by one thread at a time: its owner, or the
@@ -703,6 +708,8 @@ impl GcCache {
             spans: [const { Cell::new(ptr::null_mut()) }; NUM_GC_SPAN_CLASSES],
             tiny: Cell::new(ptr::null_mut()),
             tiny_off: Cell::new(0),
+            slots: Cell::new(0),
+            tiny_objects: Cell::new(0),
         }
     }
 
@@ -751,6 +758,7 @@ impl GcCache {
                 if drops {
                     span.has_drops.set(true);
                 }
+                self.slots.set(self.slots.get() + 1);
                 return ((span.base.get() + idx * span.elemsize.get()) as *mut u8, false);
             }
         }
@@ -765,7 +773,11 @@ impl GcCache {
 
     fn alloc_slot(&self, size: usize, align: usize, noscan: bool, drops: bool) -> (*mut u8, bool) {
         let Some(class) = class_of(size, align) else {
-            return (GC_HEAP.alloc_large(size, align, noscan, drops), true);
+            let p = GC_HEAP.alloc_large(size, align, noscan, drops);
+            if !p.is_null() {
+                self.slots.set(self.slots.get() + 1);
+            }
+            return (p, true);
         };
         let spc = span_class(class, noscan);
         let mut refilled = false;
@@ -779,6 +791,7 @@ impl GcCache {
                     if drops {
                         span.has_drops.set(true);
                     }
+                    self.slots.set(self.slots.get() + 1);
                     return ((span.base.get() + idx * span.elemsize.get()) as *mut u8, refilled);
                 }
                 self.spans[spc].set(ptr::null_mut());
@@ -812,14 +825,26 @@ impl GcCache {
         let block = self.tiny.get();
         if !block.is_null() && off + size <= TINY_SIZE {
             self.tiny_off.set(off + size);
+            self.tiny_objects.set(self.tiny_objects.get() + 1);
             return (block.wrapping_add(off), false);
         }
         let (b, refilled) = self.alloc_slot(TINY_SIZE, 8, true, false);
         if !b.is_null() {
             self.tiny.set(b);
             self.tiny_off.set(size);
+            self.tiny_objects.set(self.tiny_objects.get() + 1);
         }
         (b, refilled)
+    }
+
+    /// Slots handed out (objects of their own, tiny blocks, large objects)
+    /// and objects placed in tiny blocks, since the cache was made.
+    ///
+    /// # Safety
+    ///
+    /// The owner, or the collector with the owner stopped.
+    pub unsafe fn counts(&self) -> (u64, u64) {
+        (self.slots.get(), self.tiny_objects.get())
     }
 
     /// Gives every span back to the collected heap's lists and forgets the

@@ -153,6 +153,18 @@ impl<T: Trace + Send + 'static> Gc<T> {
     /// touch the collector (no `Gc` operation).
     #[inline(always)]
     unsafe fn alloc_with(init: impl FnOnce(*mut T)) -> Gc<T> {
+        // SAFETY: forwarded contract.
+        unsafe { Self::alloc_with_zeroed(false, init) }
+    }
+
+    /// [`alloc_with`](Self::alloc_with), the slot all zero before `init`
+    /// runs if `zeroed`.
+    ///
+    /// # Safety
+    ///
+    /// As `alloc_with`.
+    #[inline(always)]
+    unsafe fn alloc_with_zeroed(zeroed: bool, init: impl FnOnce(*mut T)) -> Gc<T> {
         let size = Info::<T>::SIZE;
         let align = Info::<T>::ALIGN;
         let noscan = !Info::<T>::HEADERED;
@@ -168,7 +180,9 @@ impl<T: Trace + Send + 'static> Gc<T> {
                 let (base, refilled) = unsafe {
                     match Info::<T>::SPAN_CLASS {
                         Some(spc) => m.cache.alloc_in(spc, drops),
-                        None => m.cache.alloc(size, align, noscan, drops),
+                        None => m
+                            .cache
+                            .alloc_maybe_zeroed(size, align, noscan, drops, zeroed),
                     }
                 };
                 if base.is_null() {
@@ -229,8 +243,16 @@ impl<T: Trace + Zeroable + Send + 'static> Gc<T> {
     #[inline]
     pub fn new_zeroed() -> Gc<T> {
         // SAFETY: all-zero bytes are a valid `T` (`Zeroable`), and a `T`
-        // that is `Zeroable` holds no handle to count.
-        unsafe { Self::alloc_with(|p| p.write_bytes(0, 1)) }
+        // that is `Zeroable` holds no handle to count. Large and tiny
+        // objects come zeroed from the heap (a large object's fresh pages
+        // are not cleared twice); the others are cleared here.
+        unsafe {
+            Self::alloc_with_zeroed(true, |p| {
+                if Info::<T>::SPAN_CLASS.is_some() {
+                    p.write_bytes(0, 1)
+                }
+            })
+        }
     }
 }
 

@@ -465,13 +465,16 @@ impl GcHeap {
         }
     }
 
-    /// Allocates a large object of the collected heap: a span of its own.
-    /// Null when the heap cannot grow.
-    pub fn alloc_large(&self, size: usize, align: usize, noscan: bool, drops: bool) -> *mut u8 {
+    /// Allocates a large object of the collected heap: a span of its own,
+    /// all zero if `zeroed` (memory that was never handed out since it was
+    /// mapped is not cleared again). Null when the heap cannot grow.
+    pub fn alloc_large(&self, size: usize, align: usize, noscan: bool, drops: bool, zeroed: bool) -> *mut u8 {
         let npages = size.max(1).div_ceil(PAGE_SIZE);
         let align_pages = align.div_ceil(PAGE_SIZE).max(1);
         let cycle = self.cycle.load(Relaxed);
-        let s = HEAP.alloc_span(npages, align_pages, |s, _| {
+        let mut dirty = true;
+        let s = HEAP.alloc_span(npages, align_pages, |s, needzero| {
+            dirty = needzero;
             s.class.set(0);
             s.set_state(SpanState::GcLarge);
             s.elemsize.set(npages * PAGE_SIZE);
@@ -491,7 +494,11 @@ impl GcHeap {
             self.spans.fetch_add(1, Relaxed);
             self.span_bytes.fetch_add((npages * PAGE_SIZE) as u64, Relaxed);
             self.heap_live.fetch_add(npages * PAGE_SIZE, Relaxed);
-            (*s).base.get() as *mut u8
+            let base = (*s).base.get() as *mut u8;
+            if zeroed && dirty {
+                base.write_bytes(0, size);
+            }
+            base
         }
     }
 
@@ -727,6 +734,45 @@ impl GcCache {
     /// Only the cache's owner, and never while the collector may flush it
     /// (goheap-gc brackets this with the owner's handshake).
     pub unsafe fn alloc(&self, size: usize, align: usize, noscan: bool, drops: bool) -> (*mut u8, bool) {
+        // SAFETY: forwarded contract.
+        unsafe { self.alloc_maybe_zeroed(size, align, noscan, drops, false) }
+    }
+
+    /// [`alloc`](Self::alloc), the object's `size` bytes all zero if
+    /// `zeroed` (a large object's fresh pages are not cleared again).
+    ///
+    /// # Safety
+    ///
+    /// As [`alloc`](Self::alloc).
+    pub unsafe fn alloc_maybe_zeroed(
+        &self,
+        size: usize,
+        align: usize,
+        noscan: bool,
+        drops: bool,
+        zeroed: bool,
+    ) -> (*mut u8, bool) {
+        if zeroed && class_of(size, align).is_none() {
+            let p = GC_HEAP.alloc_large(size, align, noscan, drops, true);
+            if !p.is_null() {
+                self.slots.set(self.slots.get() + 1);
+            }
+            return (p, true);
+        }
+        // SAFETY: forwarded contract.
+        let (p, refilled) = unsafe { self.alloc_small_or_tiny(size, align, noscan, drops) };
+        if zeroed && !p.is_null() {
+            // SAFETY: a fresh slot of at least `size` bytes.
+            unsafe { p.write_bytes(0, size) };
+        }
+        (p, refilled)
+    }
+
+    /// # Safety
+    ///
+    /// As [`alloc`](Self::alloc).
+    #[inline]
+    unsafe fn alloc_small_or_tiny(&self, size: usize, align: usize, noscan: bool, drops: bool) -> (*mut u8, bool) {
         debug_assert!(!(noscan && drops), "only scan objects have headers");
         if noscan && size < TINY_SIZE && align <= 8 && TINY_ENABLED.load(Relaxed) {
             return self.alloc_tiny(size);
@@ -773,7 +819,7 @@ impl GcCache {
 
     fn alloc_slot(&self, size: usize, align: usize, noscan: bool, drops: bool) -> (*mut u8, bool) {
         let Some(class) = class_of(size, align) else {
-            let p = GC_HEAP.alloc_large(size, align, noscan, drops);
+            let p = GC_HEAP.alloc_large(size, align, noscan, drops, false);
             if !p.is_null() {
                 self.slots.set(self.slots.get() + 1);
             }

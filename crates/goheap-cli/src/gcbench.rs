@@ -765,7 +765,9 @@ fn gcbench(o: &GcbenchOpts) -> Result<ExitCode, String> {
          last in a sink (crates/goheap-gcbench/src/bin/gcbench-allocsizes.rs), against Go's \
          `sink = make([]byte, n)` (crates/goheap-gcbench/go/allocsizes, `go test -c`, run with \
          `-test.bench`); each calibrates its loop to run at least {BENCH_SECS} s, as \
-         `-benchtime {BENCH_SECS}s` does\n"
+         `-benchtime {BENCH_SECS}s` does. `Gc::new` takes its value by move: for the larger \
+         sizes the zeroed array is built on the stack and copied into the object, where Go's \
+         `make` zeroes in place\n"
     );
 
     print!("{text}");
@@ -1052,8 +1054,7 @@ fn svg_chart(
         ];
         panels.push(Panel {
             title: format!(
-                "binary-trees, depth {depth}: relative to {base} (log scale; below the line is \
-                 faster or smaller)"
+                "binary-trees, depth {depth}, relative to {base} (log scale; below 1: faster, smaller)"
             ),
             groups: metrics.iter().map(|m| m.0.to_string()).collect(),
             series: measured
@@ -1087,9 +1088,7 @@ fn svg_chart(
         let mut data: Vec<Vec<Option<f64>>> = ratios.iter().map(|r| vec![*r]).collect();
         data.push(vec![report::geomean(ratios.iter().flatten().copied())]);
         panels.push(Panel {
-            title: "allocation sizes: goheap-gc's ns per allocation relative to go's (log scale; \
-                    below the line is faster)"
-                .into(),
+            title: "allocation sizes, goheap-gc's ns/op relative to go's (log scale)".into(),
             groups,
             series: vec![("goheap-gc".into(), "go".into(), svg::color("goheap-gc"))],
             data,

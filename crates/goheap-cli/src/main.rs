@@ -196,8 +196,8 @@ them all on Debian 12 (bookworm): Go 1.23 from bookworm-backports
 (golang-1.23-go; else Debian's golang-go, Go 1.19), libgc-dev and a C
 compiler, and the peers of `goheap cbench`.
 
-The full run (depth 20, 5 rounds) takes about 20 minutes on 2 cores: the gc
-crate needs about 3 minutes a run.
+The full run (depth 20, 5 rounds) takes about 16 minutes on 2 cores, most
+of it the gc crate's binary-trees (over 2 minutes a run).
 
 options:
   --runs N          rounds (default 5)

@@ -177,9 +177,12 @@ pub(crate) fn render(
     legend: &[(&str, &str)],
     panels: &[Panel],
 ) -> String {
+    // Wide enough for the bars, the legend and (roughly) the text lines.
+    let text = |s: &str, per_char: f64| LEFT + s.chars().count() as f64 * per_char + RIGHT;
     let width = panels
         .iter()
-        .map(Panel::width)
+        .flat_map(|p| [p.width(), text(&p.title, 7.5)])
+        .chain([text(heading, 8.5), text(subtitle, 5.8)])
         .fold(LEFT + legend.len() as f64 * 90.0 + RIGHT, f64::max);
     let mut body = String::new();
     let mut y = 52.0;

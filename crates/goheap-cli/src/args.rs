@@ -14,6 +14,8 @@ pub(crate) enum Cmd {
     Rss(RssOpts),
     /// `goheap cbench …`.
     Cbench(CbenchOpts),
+    /// `goheap gcbench …`.
+    Gcbench(GcbenchOpts),
     /// `goheap sizeclasses`.
     SizeClasses,
 }
@@ -119,6 +121,33 @@ impl Default for CbenchOpts {
     }
 }
 
+/// Options of `goheap gcbench`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GcbenchOpts {
+    /// Rounds: every benchmark under every implementation once per round.
+    pub(crate) runs: usize,
+    /// binary-trees' depth N.
+    pub(crate) depth: u32,
+    /// Only the benchmarks whose name contains this.
+    pub(crate) filter: Option<String>,
+    /// Build none of the programs.
+    pub(crate) no_build: bool,
+    /// Seconds after which a run is killed.
+    pub(crate) timeout: u64,
+}
+
+impl Default for GcbenchOpts {
+    fn default() -> Self {
+        GcbenchOpts {
+            runs: 5,
+            depth: 20,
+            filter: None,
+            no_build: false,
+            timeout: 600,
+        }
+    }
+}
+
 /// Options of `goheap bench`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct BenchOpts {
@@ -183,6 +212,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Cmd, String> {
         "bench" => parse_bench(rest),
         "rss" => parse_rss(rest),
         "cbench" => parse_cbench(rest),
+        "gcbench" => parse_gcbench(rest),
         other => Err(format!("unknown command {other:?}")),
     }
 }
@@ -292,6 +322,43 @@ fn parse_cbench(args: &[String]) -> Result<Cmd, String> {
     Ok(Cmd::Cbench(o))
 }
 
+fn parse_gcbench(args: &[String]) -> Result<Cmd, String> {
+    let mut o = GcbenchOpts::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = split_eq(arg);
+        let mut value = |what: &str| -> Result<String, String> {
+            inline
+                .map(str::to_string)
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("gcbench: {name} needs {what}"))
+        };
+        match name {
+            "--help" | "-h" => return Ok(Cmd::Help(Some("gcbench".into()))),
+            "--runs" => {
+                o.runs = at_least_one("gcbench", "--runs", &value("a number")?)? as usize;
+            }
+            "--depth" => {
+                o.depth = value("a number")?
+                    .parse()
+                    .ok()
+                    .filter(|d| (4..=25).contains(d))
+                    .ok_or("gcbench: --depth needs a whole number from 4 to 25")?;
+            }
+            "--filter" => o.filter = Some(value("a substring")?),
+            "--timeout" => {
+                o.timeout = at_least_one("gcbench", "--timeout", &value("seconds")?)?;
+            }
+            "--no-build" if inline.is_some() => {
+                return Err("gcbench: --no-build takes no value".into())
+            }
+            "--no-build" => o.no_build = true,
+            _ => return Err(format!("gcbench: unknown option {arg:?}")),
+        }
+    }
+    Ok(Cmd::Gcbench(o))
+}
+
 /// A whole number of at least 1 for `flag` of command `cmd`.
 fn at_least_one(cmd: &str, flag: &str, v: &str) -> Result<u64, String> {
     v.parse()
@@ -397,6 +464,32 @@ mod tests {
         assert!(p("cbench --scale x").is_err());
         assert!(p("cbench --no-build=1").is_err());
         assert!(p("cbench --quick").is_err());
+    }
+
+    #[test]
+    fn gcbench_options() {
+        assert_eq!(p("gcbench"), Ok(Cmd::Gcbench(GcbenchOpts::default())));
+        assert_eq!(p("gcbench --help"), Ok(Cmd::Help(Some("gcbench".into()))));
+        let Ok(Cmd::Gcbench(o)) = p("gcbench --runs 3 --depth=16 --filter alloc --no-build") else {
+            panic!()
+        };
+        assert_eq!(
+            o,
+            GcbenchOpts {
+                runs: 3,
+                depth: 16,
+                filter: Some("alloc".into()),
+                no_build: true,
+                timeout: 600,
+            }
+        );
+        assert_eq!(GcbenchOpts::default().depth, 20);
+        assert!(p("gcbench --depth 3").is_err());
+        assert!(p("gcbench --depth 26").is_err());
+        assert!(p("gcbench --depth x").is_err());
+        assert!(p("gcbench --runs 0").is_err());
+        assert!(p("gcbench --no-build=1").is_err());
+        assert!(p("gcbench --baseline x").is_err());
     }
 
     #[test]

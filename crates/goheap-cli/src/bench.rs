@@ -160,17 +160,20 @@ impl Progress {
     }
 }
 
-/// Runs `cargo build --release -p <package>` in the workspace at `root`
-/// (with `$CARGO` if set), saying so on stderr; `cmd` names the
-/// subcommand and `what` the things built.
-pub(crate) fn cargo_build(cmd: &str, root: &Path, package: &str, what: &str) -> Result<(), String> {
+/// Runs `cargo build --release <args>` in the workspace at `root` (with
+/// `$CARGO` if set), saying so on stderr; `cmd` names the subcommand,
+/// `args` select what to build (`-p goheap-bench`) and `what` names it.
+pub(crate) fn cargo_build(cmd: &str, root: &Path, args: &[&str], what: &str) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!(
-        "goheap {cmd}: building {what}: {} build --release -p {package}",
-        Path::new(&cargo).display()
+        "goheap {cmd}: building {what}: {} build --release {}",
+        Path::new(&cargo).display(),
+        args.join(" ")
     );
     let status = Command::new(&cargo)
-        .args(["build", "--release", "-p", package, "--manifest-path"])
+        .args(["build", "--release"])
+        .args(args)
+        .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
         .status()
         .map_err(|e| format!("cannot run {}: {e}", Path::new(&cargo).display()))?;
@@ -195,7 +198,12 @@ pub(crate) fn binaries(cmd: &str, no_build: bool) -> Result<(PathBuf, Vec<PathBu
     let target = target_dir(&root);
 
     if !no_build {
-        cargo_build(cmd, &root, "goheap-bench", "the benchmark binaries")?;
+        cargo_build(
+            cmd,
+            &root,
+            &["-p", "goheap-bench"],
+            "the benchmark binaries",
+        )?;
     }
     let bins: Vec<PathBuf> = ALLOCATORS
         .iter()

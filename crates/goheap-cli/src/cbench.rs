@@ -123,7 +123,7 @@ enum Preload {
 }
 
 /// The first line a command prints, if it runs and succeeds.
-fn first_line(program: &str, args: &[&str]) -> Option<String> {
+pub(crate) fn first_line(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     if !out.status.success() {
         return None;
@@ -234,13 +234,6 @@ fn compile(src_dir: &Path, out_dir: &Path, workloads: &[CWorkload]) -> Result<()
     Ok(())
 }
 
-/// The value of `key=` in a run's extra `key=value` pairs.
-fn extra_value<'a>(r: &'a Record, key: &str) -> Option<&'a str> {
-    r.extra
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-}
-
 /// `N` in goheap's `goheap: stats: mallocs=N …` line on stderr.
 fn goheap_mallocs(stderr: &str) -> Option<u64> {
     stderr.lines().find_map(|l| {
@@ -270,7 +263,7 @@ fn same_lib(got: &str, lib: &Path) -> bool {
 fn verify(goheap: bool, lib: Option<&Path>, r: &mut Record) -> Option<String> {
     let libc = Path::new("libc.so.6");
     for key in ["malloc_lib", "free_lib"] {
-        let Some(got) = extra_value(r, key) else {
+        let Some(got) = r.extra_value(key) else {
             return Some(format!("printed no {key}"));
         };
         let ok = match lib {
@@ -396,7 +389,7 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
     let out_dir = target.join("goheap-bench");
     let bin_dir = out_dir.join("c");
     if !o.no_build {
-        bench::cargo_build("cbench", &root, "goheap-capi", "libgoheap.so")?;
+        bench::cargo_build("cbench", &root, &["-p", "goheap-capi"], "libgoheap.so")?;
         compile(&root.join("crates/goheap-bench/c"), &bin_dir, &workloads)?;
     }
     let goheap_lib = target.join("release/libgoheap.so");

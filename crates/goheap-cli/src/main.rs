@@ -2,12 +2,14 @@
 //! system allocator, mimalloc and jemalloc; `goheap cbench` compares
 //! libgoheap.so with glibc, jemalloc, mimalloc and tcmalloc on C programs
 //! under `LD_PRELOAD`; `goheap rss` records RSS over time in a bursty
-//! server; `goheap sizeclasses` prints the size-class table. `goheap help`
+//! server; `goheap gcbench` compares goheap-gc with other garbage
+//! collectors; `goheap sizeclasses` prints the size-class table. `goheap help`
 //! describes them.
 
 mod args;
 mod bench;
 mod cbench;
+mod gcbench;
 mod proc;
 mod report;
 mod rss;
@@ -30,6 +32,9 @@ commands:
   cbench        compare libgoheap.so with glibc, jemalloc, mimalloc and
                 tcmalloc on C/C++ programs under LD_PRELOAD (see
                 `goheap help cbench`)
+  gcbench       goheap-gc against Go, the Boehm collector, Rust Box with
+                mimalloc, the gc crate and dumpster: binary-trees and
+                allocation sizes (see `goheap help gcbench`)
   rss           RSS over time of a bursty server (load, idle, ...) under
                 the same four allocators (see `goheap help rss`)
   run [--stats] -- CMD ARGS...
@@ -147,6 +152,67 @@ checksums disagree.
 workloads:
 ";
 
+const HELP_GCBENCH: &str = "\
+usage: goheap gcbench [--runs N] [--depth N] [--filter SUBSTR] [--no-build]
+                      [--timeout SECS]
+
+goheap-gc, the garbage-collected heap, against other collectors. Builds
+goheap-gc's binary_trees example (cargo build --release -p goheap-gc
+--example binary_trees) and the Rust peers (cargo build --release -p
+goheap-gcbench; uses $CARGO if set); with a `go` binary (Go 1.23 from
+/usr/lib/go-1.23 first, else the newest /usr/lib/go-*, else go on PATH),
+builds the Go programs of crates/goheap-gcbench/go; with the Boehm
+collector's headers (libgc-dev), compiles crates/goheap-gcbench/c with
+$CC (default cc) -O2 ... -lgc; all into <target>/goheap-bench/gcbench/.
+Then runs, each run its own process, interleaved (every implementation once
+per benchmark per round, the order rotated every round):
+
+binary-trees  the Benchmarks Game's, single-threaded: a stretch tree of
+              depth N+1, a long-lived tree of depth N, 2^(N-d+4) trees of
+              depth d for d = 4, 6, ..., N; in goheap-gc, Go, C with the
+              Boehm collector, Rust Box with mimalloc (no collector), the
+              gc crate and the dumpster crate. Every run must print the
+              game's exact output; each prints its collector's cycles and
+              longest pause (where it measures them) on stderr.
+alloc-SIZE    allocation sizes (Go's BenchmarkAllocationSizes, ported):
+              zeroed byte buffers of 8B, 32B, 256B, 1KiB, 10KiB or 1MiB in
+              a loop, each left to the collector; goheap-gc's Gc::new([0u8;
+              N]) against Go's make([]byte, n) (the test binary of go test
+              -c, run with -test.bench; both loops calibrated to at least
+              0.5 s, like -benchtime 0.5s); each size its own process.
+
+Prints, for binary-trees, every implementation's median wall time, CPU
+time (user + sys) and peak RSS (ru_maxrss from wait4), its GC cycles and
+longest pause, and goheap-gc's ratios to it (below 1.00: goheap-gc is
+faster or smaller), then whether goheap-gc meets the project's goal against
+Go 1.23 (half its time, at most its peak RSS); for the allocation sizes,
+goheap-gc's and Go's median ns per allocation and their ratio; and bar
+charts. Writes to <target>/goheap-bench/:
+  gcbench.csv   every run      gcbench.svg   the charts      gcbench.md   the tables
+
+A peer whose toolchain or library is missing is skipped (a note says how
+to install it), never a failure. scripts/install-bench-deps.sh installs
+them all on Debian 12 (bookworm): Go 1.23 from bookworm-backports
+(golang-1.23-go; else Debian's golang-go, Go 1.19), libgc-dev and a C
+compiler, and the peers of `goheap cbench`.
+
+The full run (depth 20, 5 rounds) takes about 16 minutes on 2 cores, most
+of it the gc crate's binary-trees (over 2 minutes a run).
+
+options:
+  --runs N          rounds (default 5)
+  --depth N         binary-trees' depth, 4 to 25 (default 20)
+  --filter SUBSTR   only the benchmarks whose name contains SUBSTR
+                    (binary-trees, alloc-8B, alloc-32B, alloc-256B,
+                    alloc-1KiB, alloc-10KiB, alloc-1MiB)
+  --no-build        use the programs already built
+  --timeout SECS    kill a run after SECS seconds (default 600)
+
+Exit status 1 if a run failed or printed the wrong output.
+
+implementations of binary-trees:
+";
+
 const HELP_RSS: &str = "\
 usage: goheap rss [--runs N] [--no-build] [--scale X] [--timeout SECS]
 
@@ -200,6 +266,12 @@ fn help(topic: Option<&str>) -> ExitCode {
                 println!("  {:<12}  {}", w.name, w.about);
             }
         }
+        Some("gcbench") => {
+            print!("{HELP_GCBENCH}");
+            for i in &gcbench::IMPLEMENTATIONS {
+                println!("  {:<13} {}", i.name, i.about);
+            }
+        }
         Some("rss") => print!("{HELP_RSS}"),
         Some("run") => {
             run::run(&["--help".to_owned()]);
@@ -229,6 +301,7 @@ fn main() -> ExitCode {
         Ok(Cmd::Bench(o)) => bench::run(&o),
         Ok(Cmd::Rss(o)) => rss::run(&o),
         Ok(Cmd::Cbench(o)) => cbench::run(&o),
+        Ok(Cmd::Gcbench(o)) => gcbench::run(&o),
         Err(e) => {
             eprintln!("goheap: {e}\n");
             eprint!("{HELP}");

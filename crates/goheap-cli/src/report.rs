@@ -123,6 +123,13 @@ impl Record {
         self.m.failure.is_none()
     }
 
+    /// The value of `key=` among the run's extra `key=value` pairs.
+    pub(crate) fn extra_value(&self, key: &str) -> Option<&str> {
+        self.extra
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    }
+
     /// User plus system CPU seconds.
     pub(crate) fn cpu(&self) -> f64 {
         self.m.user + self.m.sys
@@ -433,7 +440,7 @@ const CAP: f64 = 3.0;
 
 /// Writes one line of a text chart: the group `label` (`name_w` wide), the
 /// series label (`series_w` wide), a bar for `r` with `'|'` at 1.0, and `r`.
-fn bar_line(
+pub(crate) fn bar_line(
     out: &mut String,
     (name_w, series_w): (usize, usize),
     label: &str,

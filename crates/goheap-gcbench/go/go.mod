@@ -1,0 +1,3 @@
+module goheap-gcbench
+
+go 1.19

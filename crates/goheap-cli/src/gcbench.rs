@@ -761,13 +761,12 @@ fn gcbench(o: &GcbenchOpts) -> Result<ExitCode, String> {
     }
     let _ = writeln!(
         text,
-        "- allocation sizes: goheap-gc's `Gc::new([0u8; N])` in a loop, each handle replacing the \
-         last in a sink (crates/goheap-gcbench/src/bin/gcbench-allocsizes.rs), against Go's \
+        "- allocation sizes: goheap-gc's `Gc::<[u8; N]>::new_zeroed()` (zeroed in place) in a \
+         loop, each handle replacing the last in a sink \
+         (crates/goheap-gcbench/src/bin/gcbench-allocsizes.rs), against Go's \
          `sink = make([]byte, n)` (crates/goheap-gcbench/go/allocsizes, `go test -c`, run with \
          `-test.bench`); each calibrates its loop to run at least {BENCH_SECS} s, as \
-         `-benchtime {BENCH_SECS}s` does. `Gc::new` takes its value by move: for the larger \
-         sizes the zeroed array is built on the stack and copied into the object, where Go's \
-         `make` zeroes in place\n"
+         `-benchtime {BENCH_SECS}s` does\n"
     );
 
     print!("{text}");

@@ -176,8 +176,8 @@ binary-trees  the Benchmarks Game's, single-threaded: a stretch tree of
               longest pause (where it measures them) on stderr.
 alloc-SIZE    allocation sizes (Go's BenchmarkAllocationSizes, ported):
               zeroed byte buffers of 8B, 32B, 256B, 1KiB, 10KiB or 1MiB in
-              a loop, each left to the collector; goheap-gc's Gc::new([0u8;
-              N]) against Go's make([]byte, n) (the test binary of go test
+              a loop, each left to the collector; goheap-gc's Gc::<[u8;
+              N]>::new_zeroed() against Go's make([]byte, n) (the test binary of go test
               -c, run with -test.bench; both loops calibrated to at least
               0.5 s, like -benchtime 0.5s); each size its own process.
 

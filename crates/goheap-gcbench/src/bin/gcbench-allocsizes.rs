@@ -1,5 +1,6 @@
 //! goheap-gc's side of `goheap gcbench`'s allocation sizes: zeroed byte
-//! buffers of one size allocated in a loop with `Gc::new([0u8; N])`, each
+//! buffers of one size allocated in a loop with `Gc::<[u8; N]>::new_zeroed()`
+//! (zeroed in place, as Go's `make` does), each
 //! replacing the last in a sink (so each becomes garbage at the next
 //! iteration, as with Go's `sink = make([]byte, n)`), left to the
 //! collector.
@@ -37,7 +38,7 @@ fn run<const N: usize>(iters: u64) -> f64 {
     for _ in 0..iters {
         // The handle escapes to `black_box`, so the object, its zeroes
         // included, must really be made.
-        sink = Some(Gc::new([0u8; N]));
+        sink = Some(Gc::<[u8; N]>::new_zeroed());
         black_box(&sink);
     }
     let secs = start.elapsed().as_secs_f64();

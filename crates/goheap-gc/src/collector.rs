@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use goheap::gc_support::GC_HEAP;
 use goheap::sync::handshake;
 
-use crate::gc::type_info;
+use crate::gc::{type_info, TypeInfo};
 use crate::mutator::{self, lock, Mutator, REGISTRY, ROOTS};
 use crate::Visitor;
 
@@ -39,7 +39,9 @@ pub const MIN_HEAP_GOAL: u64 = 4 << 20;
 /// The collector's mark work: objects marked whose handles are still to
 /// be visited.
 pub(crate) struct MarkStack {
-    stack: Vec<usize>,
+    /// Objects to scan: their first byte, and their span's type word (0:
+    /// the object has a header).
+    stack: Vec<(usize, usize)>,
     /// Objects and bytes marked so far this cycle.
     objects: u64,
     bytes: u64,
@@ -57,7 +59,7 @@ impl MarkStack {
                 self.objects += 1;
                 self.bytes += m.size as u64;
                 if m.scan {
-                    self.stack.push(m.base as usize);
+                    self.stack.push((m.base as usize, m.type_info));
                 }
             }
         }
@@ -325,13 +327,13 @@ fn run_cycle(me: &Mutator, guard: std::sync::MutexGuard<'_, ()>, forced: bool) {
     let t_released = Instant::now();
     // The dead objects' `Drop`s, on this thread with the world running.
     me.dropping.set(true);
-    GC_HEAP.finalize(|base| {
+    GC_HEAP.finalize(|base, typed| {
         // SAFETY: `base` starts a dead object of a scan span (only those
         // have drops), initialised when it was allocated.
-        let info = unsafe { type_info(base) };
+        let (info, value) = unsafe { object_type(base, typed) };
         if let Some(d) = info.drop {
             // SAFETY: the object is dead: nothing can reach it again.
-            let r = std::panic::catch_unwind(|| unsafe { d(base.add(info.offset)) });
+            let r = std::panic::catch_unwind(|| unsafe { d(value) });
             if r.is_err() {
                 eprintln!("goheap-gc: fatal error: the Drop of a dead object panicked (run by the collector)");
                 std::process::abort();
@@ -380,17 +382,36 @@ fn run_cycle(me: &Mutator, guard: std::sync::MutexGuard<'_, ()>, forced: bool) {
 /// Drains the mark stack: each object's header says how to visit its
 /// handles.
 fn mark_all(work: &mut MarkStack) {
-    while let Some(base) = work.stack.pop() {
-        let base = base as *mut u8;
+    while let Some((base, typed)) = work.stack.pop() {
         // SAFETY: queued objects are marked, allocated objects of scan
-        // spans: initialised, with a header.
-        let info = unsafe { type_info(base) };
+        // spans: initialised, with a header or of a typed class.
+        let (info, value) = unsafe { object_type(base as *mut u8, typed) };
         if let Some(trace) = info.trace {
             // SAFETY: the value of a live object; the world is stopped, so
             // no mutator changes it (a `GcRefCell` borrowed mutably is
             // skipped by its `Trace` impl; its contents count as roots).
-            unsafe { trace(base.add(info.offset), &mut Visitor::marking(work)) };
+            unsafe { trace(value, &mut Visitor::marking(work)) };
         }
+    }
+}
+
+/// The type information and the value of the object at `base`, from its
+/// span's type word `typed` (a typed class: no header), or its header.
+///
+/// # Safety
+///
+/// `base` starts an initialised object of a scan span whose type word is
+/// `typed`.
+unsafe fn object_type(base: *mut u8, typed: usize) -> (&'static TypeInfo, *mut u8) {
+    if typed != 0 {
+        // SAFETY: a typed class's word is the address of its type's
+        // `TypeInfo`, a constant of the program.
+        (unsafe { &*(typed as *const TypeInfo) }, base)
+    } else {
+        // SAFETY: per the contract, the object has a header.
+        let info = unsafe { type_info(base) };
+        // SAFETY: the value lies `offset` bytes into the object.
+        (info, unsafe { base.add(info.offset) })
     }
 }
 

@@ -1,11 +1,14 @@
 //! [`Gc<T>`]: handles to objects of the collected heap, and the objects'
 //! layout.
 //!
-//! An object whose type may hold handles, or has a `Drop`, starts with a
-//! header: a pointer to its type's [`TypeInfo`] (how to trace it, how to
-//! drop it, where its value starts). Objects of types with neither are
-//! headerless and go in noscan spans (under 16 bytes: the tiny
-//! allocator). A handle points at the value, so `Deref` is a plain load.
+//! The collector needs a type's [`TypeInfo`] (how to trace it, how to drop
+//! it) when the type may hold handles or has a `Drop`. Small objects of
+//! such a type go in a typed span class of the core, bound to the type and
+//! its size class: the span holds the information and the objects are bare
+//! values. Large objects, and small ones once every typed class is bound,
+//! start with a header pointing at it instead. Objects of other types are
+//! bare bytes in noscan spans (under 16 bytes: the tiny allocator). A
+//! handle points at the value, so `Deref` is a plain load.
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -24,7 +27,8 @@ pub(crate) struct TypeInfo {
     pub(crate) trace: Option<unsafe fn(*const u8, &mut Visitor<'_>)>,
     /// Runs the value's `Drop` glue (`None`: it has none).
     pub(crate) drop: Option<unsafe fn(*mut u8)>,
-    /// Bytes from the object's start (its header) to its value.
+    /// Bytes from the object's start (its header) to its value, for an
+    /// object with a header (one of a typed class starts with its value).
     pub(crate) offset: usize,
 }
 
@@ -34,8 +38,19 @@ const HEADER: usize = size_of::<usize>();
 struct Info<T>(PhantomData<T>);
 
 impl<T: Trace + 'static> Info<T> {
-    /// Whether objects of `T` carry a header.
+    /// Whether the collector needs the type's information (a `trace` or a
+    /// `Drop`): in its span (a typed class) for small objects, else in a
+    /// header.
     const HEADERED: bool = !T::NO_GC || needs_drop::<T>();
+    /// Small objects that need the type's information go in a typed span
+    /// class, headerless: the value's own size and alignment.
+    const TYPED: bool = Self::HEADERED
+        && goheap::gc_support::span_class_for(Self::TYPED_SIZE, align_of::<T>(), false).is_some();
+    const TYPED_SIZE: usize = if size_of::<T>() == 0 {
+        1
+    } else {
+        size_of::<T>()
+    };
     /// From the object's start to the value.
     const OFFSET: usize = if Self::HEADERED {
         if align_of::<T>() > HEADER {
@@ -176,11 +191,19 @@ impl<T: Trace + Send + 'static> Gc<T> {
         let mut retried = false;
         loop {
             let r = m.op(|log| {
+                let info = &Info::<T>::INFO as *const TypeInfo as usize;
+                // A typed class (no header) for small objects needing the
+                // type's information, when one is bound; else a header.
+                let typed = if Info::<T>::TYPED {
+                    m.typed_class(info, Info::<T>::TYPED_SIZE, align_of::<T>())
+                } else {
+                    None
+                };
                 // SAFETY: inside the bracket, the owner's cache.
                 let (base, refilled) = unsafe {
-                    match Info::<T>::SPAN_CLASS {
-                        Some(spc) => m.cache.alloc_in(spc, drops),
-                        None => m
+                    match (typed, Info::<T>::SPAN_CLASS) {
+                        (Some(spc), _) | (None, Some(spc)) => m.cache.alloc_in(spc, drops),
+                        (None, None) => m
                             .cache
                             .alloc_maybe_zeroed(size, align, noscan, drops, zeroed),
                     }
@@ -188,14 +211,24 @@ impl<T: Trace + Send + 'static> Gc<T> {
                 if base.is_null() {
                     return Err(());
                 }
-                m.alloc_bytes.set(m.alloc_bytes.get() + size as u64);
-                // SAFETY: a fresh slot of at least `size` bytes at `align`;
-                // the collector cannot see it before the bracket ends.
+                let bytes = if typed.is_some() {
+                    Info::<T>::TYPED_SIZE
+                } else {
+                    size
+                };
+                m.alloc_bytes.set(m.alloc_bytes.get() + bytes as u64);
+                // SAFETY: a fresh slot of at least `size` bytes (the
+                // value's own size, for a typed class) at `align`; the
+                // collector cannot see it before the bracket ends.
                 let ptr = unsafe {
-                    if Info::<T>::HEADERED {
-                        base.cast::<&'static TypeInfo>().write(&Info::<T>::INFO);
-                    }
-                    let p = base.add(Info::<T>::OFFSET).cast::<T>();
+                    let p = if typed.is_some() {
+                        base.cast::<T>()
+                    } else {
+                        if Info::<T>::HEADERED {
+                            base.cast::<&'static TypeInfo>().write(&Info::<T>::INFO);
+                        }
+                        base.add(Info::<T>::OFFSET).cast::<T>()
+                    };
                     if let Some(init) = init.take() {
                         init(p);
                     }

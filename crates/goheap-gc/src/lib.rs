@@ -24,10 +24,14 @@
 //!
 //! # Structures
 //!
-//! - [`Gc<T>`]: a pointer to the value of an object. Objects whose type may
-//!   hold handles, or has a `Drop` to run, start with a one-word header
-//!   pointing at their type's information (how to trace, how to drop); the
-//!   others are bare bytes in noscan spans (under 16 bytes: tiny blocks).
+//! - [`Gc<T>`]: a pointer to the value of an object. The collector needs a
+//!   type's information (how to trace it, how to drop it) when the type may
+//!   hold handles or has a `Drop`: small objects of such a type go in a
+//!   typed span class, bound at first use to that type and size class, so
+//!   the span says what its objects are and they carry no header (512
+//!   typed classes; after those, and for large objects, a one-word header
+//!   points at the information). Objects of other types are bare bytes in
+//!   noscan spans (under 16 bytes: tiny blocks).
 //! - Mutator (`mutator.rs`): per thread, its root log, its span cache of the
 //!   collected heap (goheap's `GcCache`) and the handshake the collector
 //!   holds it still with. A registry lists them.
@@ -41,11 +45,12 @@
 //! # Allocating (`Gc::new`)
 //!
 //! 1. Enter the thread's bracket (two stores and a load of its handshake).
-//! 2. A slot from the thread's span of the object's span class (scan or
-//!    noscan by [`Trace::NO_GC`] and `needs_drop`), or a tiny block; a new
+//! 2. A slot from the thread's span of the object's span class (the type's
+//!    typed class, found in a per-thread cache; or noscan by
+//!    [`Trace::NO_GC`] and `needs_drop`), or a tiny block; a new
 //!    span from the central lists, swept first if the last cycle left it
 //!    unswept, or from the page heap.
-//! 3. Write the header and the value; visit the value to take its handles
+//! 3. Write the value (and the header, if it has one); visit it to take its handles
 //!    out of the roots (they are inside the heap now); log `+1` for the new
 //!    handle. Leave the bracket.
 //! 4. If a new span was taken and the collected heap reached the trigger (or
@@ -65,8 +70,8 @@
 //! 3. Sum every log into the root table; flush every span cache; finish
 //!    the last cycle's sweep.
 //! 4. Mark every object with a positive root count, then, popping a work
-//!    stack (no recursion), every object reached through the headers'
-//!    `trace`; interior and tiny addresses resolve to their slot through
+//!    stack (no recursion), every object reached through its type's
+//!    `trace` (from its span, or its header); interior and tiny addresses resolve to their slot through
 //!    the page map; large objects have one mark bit.
 //! 5. The core ends the mark: every span becomes unswept, spans holding
 //!    dead objects with a `Drop` are set aside; the next goal is computed;

@@ -36,6 +36,9 @@ use goheap::sync::handshake::Handshake;
 /// Entries in a thread's root log before it is summed into the table.
 const LOG_CAP: usize = 4096;
 
+/// Entries of a thread's typed-class cache.
+const TYPED_CACHE: usize = 64;
+
 /// Recent entries a new one may cancel.
 const LOOK_BACK: usize = 4;
 
@@ -170,6 +173,9 @@ pub(crate) struct Mutator {
     pub(crate) cache: GcCache,
     /// Bytes this thread allocated (as `log`).
     pub(crate) alloc_bytes: Cell<u64>,
+    /// Type information address → typed span class (0: none could be
+    /// bound), direct-mapped. The owner only.
+    typed: [Cell<(usize, u32)>; TYPED_CACHE],
 }
 
 // SAFETY: the fields other than the handshake are used by the owner inside
@@ -190,7 +196,36 @@ impl Mutator {
             log: UnsafeCell::new(RootLog::new()),
             cache: GcCache::new(),
             alloc_bytes: Cell::new(0),
+            typed: [const { Cell::new((0, 0)) }; TYPED_CACHE],
         }
+    }
+
+    /// The typed span class of the type whose information is at `info`
+    /// (objects of `size` bytes at `align`), or `None` if none could be
+    /// bound. A per-thread direct-mapped cache in front of the core's
+    /// table.
+    #[inline(always)]
+    pub(crate) fn typed_class(&self, info: usize, size: usize, align: usize) -> Option<usize> {
+        let slot = &self.typed[(info >> 4) % TYPED_CACHE];
+        let (key, spc) = slot.get();
+        if key == info {
+            return (spc != 0).then_some(spc as usize);
+        }
+        self.typed_class_slow(slot, info, size, align)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn typed_class_slow(
+        &self,
+        slot: &Cell<(usize, u32)>,
+        info: usize,
+        size: usize,
+        align: usize,
+    ) -> Option<usize> {
+        let spc = goheap::gc_support::typed_class(info, size, align);
+        slot.set((info, spc.map_or(0, |c| c as u32)));
+        spc
     }
 
     /// Runs `f` inside the bracket, with the thread's log.

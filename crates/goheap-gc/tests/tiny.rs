@@ -141,3 +141,23 @@ fn zeroed_buffers_of_every_size_are_zero_even_in_reused_memory() {
         goheap_gc::collect();
     }
 }
+
+#[test]
+fn small_objects_with_handles_have_no_header() {
+    let _s = serial();
+    #[derive(goheap_gc::Trace)]
+    struct Pair {
+        a: Option<Gc<Pair>>,
+        b: Option<Gc<Pair>>,
+    }
+    // A typed span class: 16-byte slots for a 16-byte value.
+    let pairs: Vec<Gc<Pair>> = (0..64)
+        .map(|_| Gc::new(Pair { a: None, b: None }))
+        .collect();
+    let spaced = pairs
+        .windows(2)
+        .filter(|w| Gc::as_ptr(&w[1]) as usize - Gc::as_ptr(&w[0]) as usize == 16)
+        .count();
+    assert!(spaced >= 60, "{spaced} of 63 pairs 16 bytes apart");
+    assert!(pairs.iter().all(|p| p.a.is_none() && p.b.is_none()));
+}

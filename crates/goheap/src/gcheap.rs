@@ -10,7 +10,11 @@
 //!   unused: large objects get a span of their own), 136 in all. Objects
 //!   of a noscan class hold no `Gc` handle and are never read by the
 //!   collector; objects of a scan class start with a header the collector
-//!   reads (`goheap-gc`'s type information).
+//!   reads (`goheap-gc`'s type information). Then 512 typed classes, each
+//!   bound at first use to one size class and one type word ([`typed_class`]):
+//!   their spans carry the word, so their objects need no header (Go keeps
+//!   a heap bitmap for this; a Rust type's handles are found by its
+//!   `trace`, so the span names the type instead).
 //! - [`GcHeap`]: per span class a lock over three lists of uncached spans:
 //!   swept spans with free slots, swept full spans, spans not swept since
 //!   the last mark. Plus the large objects' spans, and the spans whose
@@ -63,6 +67,81 @@ use core::ptr;
 
 /// Span classes: a scan and a noscan one per size class.
 pub const NUM_GC_SPAN_CLASSES: usize = NUM_SIZE_CLASSES * 2;
+
+/// Typed span classes: each bound, the first time it is asked for, to one
+/// size class and one type (the collector's type information), so that
+/// small objects of that type need no header: the span says what they
+/// are. Classes `NUM_GC_SPAN_CLASSES..ALL_GC_CLASSES`.
+pub const NUM_TYPED_CLASSES: usize = 512;
+
+/// Every span class, Go's and the typed ones.
+const ALL_GC_CLASSES: usize = NUM_GC_SPAN_CLASSES + NUM_TYPED_CLASSES;
+
+/// A typed class's binding: its type word (0 while unbound) and size
+/// class. Set once, under `TYPED_LOCK`.
+struct TypedClass {
+    info: AtomicUsize,
+    class: AtomicUsize,
+}
+
+static TYPED: [TypedClass; NUM_TYPED_CLASSES] = [const {
+    TypedClass {
+        info: AtomicUsize::new(0),
+        class: AtomicUsize::new(0),
+    }
+}; NUM_TYPED_CLASSES];
+
+/// Whether [`typed_class`] binds classes (tests turn it off to exercise
+/// the header path, which objects take once every typed class is bound).
+static TYPED_ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns typed classes off (or on) for types not yet bound; returns the
+/// previous setting. For tests.
+pub fn set_typed_classes(on: bool) -> bool {
+    TYPED_ENABLED.swap(on, Relaxed)
+}
+
+/// Typed classes bound so far (under `TYPED_LOCK` for writers).
+static TYPED_USED: AtomicUsize = AtomicUsize::new(0);
+static TYPED_LOCK: Mutex<()> = Mutex::new(());
+
+/// The typed span class for objects of `size` bytes at `align` whose
+/// type information is the non-zero word `info`: the same class for the
+/// same `(info, size, align)` every time. `None` when the object is large,
+/// or every typed class is taken (the caller then gives its objects a
+/// header in a scan class). Takes a lock and searches: callers cache the
+/// answer.
+pub fn typed_class(info: usize, size: usize, align: usize) -> Option<usize> {
+    debug_assert!(info != 0);
+    if !TYPED_ENABLED.load(Relaxed) {
+        return None;
+    }
+    let class = class_of(size, align)?;
+    let _l = TYPED_LOCK.lock();
+    let used = TYPED_USED.load(Relaxed);
+    for (i, t) in TYPED[..used].iter().enumerate() {
+        if t.info.load(Relaxed) == info && t.class.load(Relaxed) == class {
+            return Some(NUM_GC_SPAN_CLASSES + i);
+        }
+    }
+    if used == NUM_TYPED_CLASSES {
+        return None;
+    }
+    TYPED[used].class.store(class, Relaxed);
+    TYPED[used].info.store(info, Relaxed);
+    TYPED_USED.store(used + 1, Relaxed);
+    Some(NUM_GC_SPAN_CLASSES + used)
+}
+
+/// The size class, noscan flag and type word of span class `spc`.
+fn class_parts(spc: usize) -> (usize, bool, usize) {
+    if spc < NUM_GC_SPAN_CLASSES {
+        (spc / 2, spc % 2 == 1, 0)
+    } else {
+        let t = &TYPED[spc - NUM_GC_SPAN_CLASSES];
+        (t.class.load(Relaxed), false, t.info.load(Relaxed))
+    }
+}
 
 /// Whether tiny objects share blocks (off: each gets its own slot of the
 /// smallest class; for measuring what the tiny allocator saves).
@@ -179,7 +258,7 @@ pub fn gc_cycles() -> GcCycles {
 
 /// The collected heap's spans (see the module docs).
 pub struct GcHeap {
-    classes: [Mutex<GcLists>; NUM_GC_SPAN_CLASSES],
+    classes: [Mutex<GcLists>; ALL_GC_CLASSES],
     /// Live large objects' spans.
     large: Mutex<List>,
     /// Spans (small and large) whose dead objects' `Drop` must run before
@@ -210,6 +289,9 @@ pub struct Marked {
     pub scan: bool,
     /// Whether this call marked it (false: it was marked already).
     pub newly: bool,
+    /// For an object of a typed class, its type word (the object has no
+    /// header); else 0.
+    pub type_info: usize,
 }
 
 /// The span class for `class` and `noscan`.
@@ -266,7 +348,7 @@ impl GcHeap {
                     full: List::new(),
                     unswept: List::new(),
                 })
-            }; NUM_GC_SPAN_CLASSES],
+            }; ALL_GC_CLASSES],
             large: Mutex::new(List::new()),
             finalize: Mutex::new(List::new()),
             cycle: AtomicU32::new(1),
@@ -303,8 +385,7 @@ impl GcHeap {
     /// Makes a span for span class `spc` from the page heap.
     fn new_span(&self, spc: usize) -> *mut Span {
         crate::global::ensure_init();
-        let class = spc / 2;
-        let noscan = spc % 2 == 1;
+        let (class, noscan, info) = class_parts(spc);
         let cycle = self.cycle.load(Relaxed);
         let s = HEAP.alloc_span(sizeclass::class_npages(class), 1, |s, needzero| {
             s.init_small(class, needzero);
@@ -312,6 +393,8 @@ impl GcHeap {
             s.noscan.set(noscan);
             s.has_drops.set(false);
             s.swept.set(cycle);
+            s.gc_class.set(spc as u16);
+            s.type_info.set(info);
         });
         if !s.is_null() {
             self.spans.fetch_add(1, Relaxed);
@@ -448,7 +531,7 @@ impl GcHeap {
     unsafe fn file_swept(&self, s: *mut Span, how: Swept) {
         // SAFETY: per the contract.
         let span = unsafe { &*s };
-        let spc = span_class(span.class.get() as usize, span.noscan.get());
+        let spc = span.gc_class.get() as usize;
         match how {
             // SAFETY: empty, on no list.
             Swept::Empty => unsafe { self.release_span(s) },
@@ -477,6 +560,8 @@ impl GcHeap {
             dirty = needzero;
             s.class.set(0);
             s.set_state(SpanState::GcLarge);
+            s.gc_class.set(0);
+            s.type_info.set(0);
             s.elemsize.set(npages * PAGE_SIZE);
             s.nelems.set(1);
             s.noscan.set(noscan);
@@ -539,6 +624,7 @@ impl GcHeap {
             size: span.elemsize.get(),
             scan: !span.noscan.get(),
             newly,
+            type_info: span.type_info.get(),
         })
     }
 
@@ -623,10 +709,11 @@ impl GcHeap {
     }
 
     /// With the world running again: calls `drop_dead` on every dead object
-    /// of the spans [`finish_mark`](Self::finish_mark) set aside (it runs
-    /// the object's `Drop`), then sweeps those spans. The dead objects are
+    /// of the spans [`finish_mark`](Self::finish_mark) set aside, with its
+    /// span's type word (0: the object has a header), to run its `Drop`;
+    /// then sweeps those spans. The dead objects are
     /// unreachable, and their slots are reused only after this sweep.
-    pub fn finalize(&self, mut drop_dead: impl FnMut(*mut u8)) {
+    pub fn finalize(&self, mut drop_dead: impl FnMut(*mut u8, usize)) {
         loop {
             let s = self.finalize.lock().pop();
             if s.is_null() {
@@ -635,14 +722,17 @@ impl GcHeap {
             // SAFETY: a span set aside by `finish_mark`, ours alone now.
             let span = unsafe { &*s };
             if span.state() == SpanState::GcLarge {
-                drop_dead(span.base.get() as *mut u8);
+                drop_dead(span.base.get() as *mut u8, 0);
                 // SAFETY: dead and unlisted.
                 unsafe { self.release_span(s) };
                 continue;
             }
             for idx in 0..span.nelems.get() {
                 if span.alloc_bit(idx) && !span.freed_bit(idx) {
-                    drop_dead((span.base.get() + idx * span.elemsize.get()) as *mut u8);
+                    drop_dead(
+                        (span.base.get() + idx * span.elemsize.get()) as *mut u8,
+                        span.type_info.get(),
+                    );
                 }
             }
             let how = self.sweep(span);
@@ -685,7 +775,7 @@ enum Swept {
 /// A thread's spans of the collected heap, one per span class, and its
 /// tiny block (Go's mcache, for the collected heap).
 pub struct GcCache {
-    spans: [Cell<*mut Span>; NUM_GC_SPAN_CLASSES],
+    spans: [Cell<*mut Span>; ALL_GC_CLASSES],
     /// The current tiny block and the offset of its first free byte.
     tiny: Cell<*mut u8>,
     tiny_off: Cell<usize>,
@@ -712,7 +802,7 @@ impl GcCache {
     /// A cache holding nothing.
     pub const fn new() -> Self {
         GcCache {
-            spans: [const { Cell::new(ptr::null_mut()) }; NUM_GC_SPAN_CLASSES],
+            spans: [const { Cell::new(ptr::null_mut()) }; ALL_GC_CLASSES],
             tiny: Cell::new(ptr::null_mut()),
             tiny_off: Cell::new(0),
             slots: Cell::new(0),
@@ -811,12 +901,6 @@ impl GcCache {
         self.alloc_in_span_class(spc, drops)
     }
 
-    #[inline(never)]
-    fn alloc_in_span_class(&self, spc: usize, drops: bool) -> (*mut u8, bool) {
-        let size = sizeclass::class_size(spc / 2);
-        self.alloc_slot(size, 1, spc % 2 == 1, drops)
-    }
-
     fn alloc_slot(&self, size: usize, align: usize, noscan: bool, drops: bool) -> (*mut u8, bool) {
         let Some(class) = class_of(size, align) else {
             let p = GC_HEAP.alloc_large(size, align, noscan, drops, false);
@@ -825,7 +909,13 @@ impl GcCache {
             }
             return (p, true);
         };
-        let spc = span_class(class, noscan);
+        self.alloc_in_span_class(span_class(class, noscan), drops)
+    }
+
+    /// The slow path of [`alloc_in`](Self::alloc_in): the next free slot of
+    /// the cache's span of `spc`, after a new span if it has none.
+    #[inline(never)]
+    fn alloc_in_span_class(&self, spc: usize, drops: bool) -> (*mut u8, bool) {
         let mut refilled = false;
         loop {
             let s = self.spans[spc].get();

@@ -317,8 +317,10 @@ not_under_loom! {
     #[doc(hidden)]
     pub mod gc_support {
         pub use crate::gcheap::{
-            gc_cycles, record_cycle, record_next_gc, set_tiny_allocator, span_class_for, GcCache,
-            GcCycles, GcHeap, GcHeapStats, Marked, GC_HEAP, NUM_GC_SPAN_CLASSES, TINY_SIZE,
+            gc_cycles, record_cycle, record_next_gc, set_tiny_allocator, set_typed_classes,
+            span_class_for, typed_class,
+            GcCache, GcCycles, GcHeap, GcHeapStats, Marked, GC_HEAP, NUM_GC_SPAN_CLASSES,
+            NUM_TYPED_CLASSES, TINY_SIZE,
         };
 
         /// Process set-up (options, the handshake's mechanism, the memory

@@ -132,6 +132,12 @@ pub(crate) struct Span {
     /// ...and the sweep cycle it was last swept in (Go's `sweepgen`). Under
     /// the span class's lock, or the collector's while the world is stopped.
     pub(crate) swept: Cell<u32>,
+    /// Collected heap: the span class (its lists), and for a typed class
+    /// the type information every object of the span shares (the
+    /// collector's opaque word; 0: objects carry their own header, or
+    /// none). Set when the span is made.
+    pub(crate) gc_class: Cell<u16>,
+    pub(crate) type_info: Cell<usize>,
 }
 
 // SAFETY: spans are shared between threads under the field rules above:
@@ -169,6 +175,8 @@ impl Span {
         noscan: Cell::new(false),
         has_drops: Cell::new(false),
         swept: Cell::new(0),
+        gc_class: Cell::new(0),
+        type_info: Cell::new(0),
         }
     }
 

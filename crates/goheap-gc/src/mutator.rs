@@ -194,7 +194,7 @@ impl Mutator {
             dropping: Cell::new(false),
             collecting: Cell::new(false),
             log: UnsafeCell::new(RootLog::new()),
-            cache: GcCache::new(),
+            cache: GcCache::new(&goheap::gc_support::GC_HEAP),
             alloc_bytes: Cell::new(0),
             typed: [const { Cell::new((0, 0)) }; TYPED_CACHE],
         }

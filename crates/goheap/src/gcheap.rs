@@ -57,7 +57,7 @@
 //!    back to the page heap at once.
 
 use crate::central::List;
-use crate::global::HEAP;
+use crate::heap::Heap;
 use crate::sizeclass::{self, MAX_SMALL_SIZE, NUM_SIZE_CLASSES, PAGE_SIZE};
 use crate::span::{Span, SpanList, SpanState};
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -258,6 +258,9 @@ pub fn gc_cycles() -> GcCycles {
 
 /// The collected heap's spans (see the module docs).
 pub struct GcHeap {
+    /// The page heap the spans come from (the process's one, shared with
+    /// malloc).
+    heap: &'static Heap,
     classes: [Mutex<GcLists>; ALL_GC_CLASSES],
     /// Live large objects' spans.
     large: Mutex<List>,
@@ -275,8 +278,6 @@ pub struct GcHeap {
     span_bytes: AtomicU64,
 }
 
-/// The process's collected heap.
-pub static GC_HEAP: GcHeap = GcHeap::new();
 
 /// What [`GcHeap::mark`] found at an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,8 +341,10 @@ pub const fn span_class_for(size: usize, align: usize, noscan: bool) -> Option<u
 }
 
 impl GcHeap {
-    const fn new() -> Self {
+    /// A collected heap over `heap` (the process's is `global::GC_HEAP`).
+    pub(crate) const fn new(heap: &'static Heap) -> Self {
         GcHeap {
+            heap,
             classes: [const {
                 Mutex::new(GcLists {
                     partial: List::new(),
@@ -384,10 +387,9 @@ impl GcHeap {
 
     /// Makes a span for span class `spc` from the page heap.
     fn new_span(&self, spc: usize) -> *mut Span {
-        crate::global::ensure_init();
         let (class, noscan, info) = class_parts(spc);
         let cycle = self.cycle.load(Relaxed);
-        let s = HEAP.alloc_span(sizeclass::class_npages(class), 1, |s, needzero| {
+        let s = self.heap.alloc_span(sizeclass::class_npages(class), 1, |s, needzero| {
             s.init_small(class, needzero);
             s.set_state(SpanState::GcSmall);
             s.noscan.set(noscan);
@@ -416,7 +418,7 @@ impl GcHeap {
         self.spans.fetch_sub(1, Relaxed);
         self.span_bytes.fetch_sub(bytes as u64, Relaxed);
         // SAFETY: per the contract.
-        unsafe { HEAP.free_span(s) };
+        unsafe { self.heap.free_span(s) };
     }
 
     /// A span of `spc` with free slots, taken for a cache (Go's
@@ -556,7 +558,7 @@ impl GcHeap {
         let align_pages = align.div_ceil(PAGE_SIZE).max(1);
         let cycle = self.cycle.load(Relaxed);
         let mut dirty = true;
-        let s = HEAP.alloc_span(npages, align_pages, |s, needzero| {
+        let s = self.heap.alloc_span(npages, align_pages, |s, needzero| {
             dirty = needzero;
             s.class.set(0);
             s.set_state(SpanState::GcLarge);
@@ -599,7 +601,7 @@ impl GcHeap {
     /// [`finish_mark`](Self::finish_mark).
     #[inline]
     pub unsafe fn mark(&self, addr: usize) -> Option<Marked> {
-        let s = HEAP.arenas.span_of(addr);
+        let s = self.heap.arenas.span_of(addr);
         // SAFETY: span structs are never unmapped; the world is stopped.
         let span = unsafe { s.as_ref()? };
         let (idx, base) = match span.state() {
@@ -775,6 +777,8 @@ enum Swept {
 /// A thread's spans of the collected heap, one per span class, and its
 /// tiny block (Go's mcache, for the collected heap).
 pub struct GcCache {
+    /// The collected heap it caches spans of.
+    heap: &'static GcHeap,
     spans: [Cell<*mut Span>; ALL_GC_CLASSES],
     /// The current tiny block and the offset of its first free byte.
     tiny: Cell<*mut u8>,
@@ -792,16 +796,11 @@ unsafe impl Send for GcCache {}
 // SAFETY: as above.
 unsafe impl Sync for GcCache {}
 
-impl Default for GcCache {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl GcCache {
-    /// A cache holding nothing.
-    pub const fn new() -> Self {
+    /// A cache of `heap`'s spans, holding nothing.
+    pub const fn new(heap: &'static GcHeap) -> Self {
         GcCache {
+            heap,
             spans: [const { Cell::new(ptr::null_mut()) }; ALL_GC_CLASSES],
             tiny: Cell::new(ptr::null_mut()),
             tiny_off: Cell::new(0),
@@ -843,7 +842,7 @@ impl GcCache {
         zeroed: bool,
     ) -> (*mut u8, bool) {
         if zeroed && class_of(size, align).is_none() {
-            let p = GC_HEAP.alloc_large(size, align, noscan, drops, true);
+            let p = self.heap.alloc_large(size, align, noscan, drops, true);
             if !p.is_null() {
                 self.slots.set(self.slots.get() + 1);
             }
@@ -903,7 +902,7 @@ impl GcCache {
 
     fn alloc_slot(&self, size: usize, align: usize, noscan: bool, drops: bool) -> (*mut u8, bool) {
         let Some(class) = class_of(size, align) else {
-            let p = GC_HEAP.alloc_large(size, align, noscan, drops, false);
+            let p = self.heap.alloc_large(size, align, noscan, drops, false);
             if !p.is_null() {
                 self.slots.set(self.slots.get() + 1);
             }
@@ -932,9 +931,9 @@ impl GcCache {
                 }
                 self.spans[spc].set(ptr::null_mut());
                 // SAFETY: the span this cache held; we give it up.
-                unsafe { GC_HEAP.uncache_span(spc, s) };
+                unsafe { self.heap.uncache_span(spc, s) };
             }
-            let s = GC_HEAP.cache_span(spc);
+            let s = self.heap.cache_span(spc);
             if s.is_null() {
                 return (ptr::null_mut(), true);
             }
@@ -994,7 +993,7 @@ impl GcCache {
             let s = slot.replace(ptr::null_mut());
             if !s.is_null() {
                 // SAFETY: a span this cache held.
-                unsafe { GC_HEAP.uncache_span(spc, s) };
+                unsafe { self.heap.uncache_span(spc, s) };
             }
         }
         self.tiny.set(ptr::null_mut());

@@ -6,6 +6,7 @@
 //! lower layers and the services, and the only place with the allocator's
 //! process-wide statics besides per-layer counters.
 
+use crate::gcheap::GcHeap;
 use crate::heap::{Heap, HeapHooks};
 #[cfg(not(miri))]
 use crate::os::SystemOs;
@@ -30,6 +31,9 @@ pub(crate) static HEAP: Heap = Heap::with_hooks(
 
 /// The process's threads and their caches.
 pub(crate) static THREADS: Threads = Threads::new(&HEAP);
+
+/// The process's collected heap (`goheap-gc`'s), on the same page heap.
+pub static GC_HEAP: GcHeap = GcHeap::new(&HEAP);
 
 /// Hook: the heap made its first span. Starts the background scavenger.
 /// This can run inside an operation on the calling thread's cache (a

@@ -57,12 +57,17 @@
 //! - `tls`: the calling thread's cache, built on first use, returned to the
 //!   central lists at thread exit; the registry of caches and the claims
 //!   other threads make on them.
+//! - `gcheap`: the collected heap's allocator half over a page heap: Go's
+//!   scan and noscan span classes plus typed classes, per-thread span
+//!   caches with the tiny allocator, mark bits, sweep cycles. `goheap-gc`
+//!   (the collector) drives it through `gc_support`.
 //! - services: `scavenger` (the background thread returning memory to the
 //!   OS), `cgroup` (the container's limit), `stats` ([`memstats`], Go's
 //!   `MemStats` names, merged from per-thread counters without stopping
 //!   anyone), `check` ([`check_heap`]), `fork` (the `pthread_atfork`
 //!   handlers).
-//! - `global`: the process's heap and threads, wiring the services in.
+//! - `global`: the process's heap, threads and collected heap, wiring the
+//!   services in.
 //! - `malloc`: the front-end: layout → class or pages, free, realloc,
 //!   zeroed allocation. [`GoHeap`] and [`raw`] sit on it.
 //!
@@ -221,7 +226,7 @@ not_under_loom! {
     pub use stats::{claim_exit_stats, process_rss, BySize, CacheHandshake, MemStats, Metrics};
 
     use core::sync::atomic::Ordering::Relaxed;
-    use global::{HEAP, THREADS};
+    use global::{GC_HEAP, HEAP, THREADS};
 
     /// Reads goheap's statistics without stopping other threads and without
     /// allocating.
@@ -230,13 +235,13 @@ not_under_loom! {
     /// snapshot taken during heavy allocation is consistent only to within
     /// the operations in flight; once threads are quiet it is exact.
     pub fn memstats() -> MemStats {
-        stats::memstats(&HEAP, &THREADS)
+        stats::memstats(&HEAP, &THREADS, &GC_HEAP)
     }
 
     /// Reads the memory classes and the scavenger's state, without
     /// allocating and without stopping other threads.
     pub fn metrics() -> Metrics {
-        stats::metrics(&HEAP, &THREADS)
+        stats::metrics(&HEAP, &THREADS, &GC_HEAP)
     }
 
     /// Writes goheap's statistics as two lines, without allocating:
@@ -244,7 +249,7 @@ not_under_loom! {
     /// (the memory classes, the process's RSS beside them, the limit and the
     /// scavenger's work).
     pub fn write_stats(w: &mut impl core::fmt::Write) -> core::fmt::Result {
-        stats::write_stats(&HEAP, &THREADS, w)
+        stats::write_stats(&HEAP, &THREADS, &GC_HEAP, w)
     }
 
     /// Prints [`write_stats`] to stderr.
@@ -319,9 +324,10 @@ not_under_loom! {
         pub use crate::gcheap::{
             gc_cycles, record_cycle, record_next_gc, set_tiny_allocator, set_typed_classes,
             span_class_for, typed_class,
-            GcCache, GcCycles, GcHeap, GcHeapStats, Marked, GC_HEAP, NUM_GC_SPAN_CLASSES,
+            GcCache, GcCycles, GcHeap, GcHeapStats, Marked, NUM_GC_SPAN_CLASSES,
             NUM_TYPED_CLASSES, TINY_SIZE,
         };
+        pub use crate::global::GC_HEAP;
 
         /// Process set-up (options, the handshake's mechanism, the memory
         /// limit): before the first handshake is made.

@@ -1,6 +1,7 @@
 //! Statistics with Go's `runtime.MemStats` names.
 
 use crate::cache::ThreadCache;
+use crate::gcheap::GcHeap;
 use crate::heap::Heap;
 use crate::scavenger::SCAVENGER;
 use crate::sizeclass::{self, NUM_SIZE_CLASSES, PAGE_SIZE};
@@ -95,7 +96,7 @@ pub struct MemStats {
 
 /// Reads the statistics of `heap` and its `threads` (see
 /// [`crate::memstats`]).
-pub(crate) fn memstats(heap: &Heap, threads: &Threads) -> MemStats {
+pub(crate) fn memstats(heap: &Heap, threads: &Threads, gc_heap: &GcHeap) -> MemStats {
     let mut by_size = [BySize::default(); NUM_SIZE_CLASSES];
     for (class, b) in by_size.iter_mut().enumerate() {
         b.size = sizeclass::class_size(class) as u32;
@@ -138,7 +139,7 @@ pub(crate) fn memstats(heap: &Heap, threads: &Threads) -> MemStats {
     let mspan_sys = h.spans.sys as u64;
     let other = h.other_sys() as u64;
     drop(h);
-    let gc = crate::gcheap::GC_HEAP.stats();
+    let gc = gc_heap.stats();
     let cycles = crate::gcheap::gc_cycles();
     MemStats {
         alloc: heap_alloc,
@@ -262,8 +263,8 @@ pub enum CacheHandshake {
 }
 
 /// Reads the memory classes of `heap` (see [`crate::metrics`]).
-pub(crate) fn metrics(heap: &Heap, threads: &Threads) -> Metrics {
-    let ms = memstats(heap, threads);
+pub(crate) fn metrics(heap: &Heap, threads: &Threads, gc_heap: &GcHeap) -> Metrics {
+    let ms = memstats(heap, threads, gc_heap);
     let h = heap.locked.lock();
     let heap_sys = h.heap_sys as u64;
     let heap_inuse = (h.inuse_pages * PAGE_SIZE) as u64;
@@ -279,7 +280,7 @@ pub(crate) fn metrics(heap: &Heap, threads: &Threads) -> Metrics {
     let mspan_inuse = mspan_inuse.min(mspan_sys);
     let mcache_inuse = ms.mcache_inuse.min(ms.mcache_sys);
     let total = heap_sys + mspan_sys + ms.mcache_sys + other;
-    let collected = crate::gcheap::GC_HEAP.stats().span_bytes.min(heap_inuse - objects);
+    let collected = gc_heap.stats().span_bytes.min(heap_inuse - objects);
     let unused = heap_inuse - objects - collected;
     let unused_released =
         (crate::span::SPAN_INTERIOR_RELEASED.load(Relaxed) as u64).min(unused);
@@ -365,9 +366,10 @@ pub fn process_rss() -> u64 {
 pub(crate) fn write_stats(
     heap: &Heap,
     threads: &Threads,
+    gc_heap: &GcHeap,
     w: &mut impl core::fmt::Write,
 ) -> core::fmt::Result {
-    let m = memstats(heap, threads);
+    let m = memstats(heap, threads, gc_heap);
     writeln!(
         w,
         "goheap: stats: mallocs={} frees={} heap_objects={} heap_alloc={} total_alloc={} heap_inuse={} \
@@ -385,7 +387,7 @@ pub(crate) fn write_stats(
         m.mspan_inuse,
         m.mcache_inuse,
     )?;
-    let x = metrics(heap, threads);
+    let x = metrics(heap, threads, gc_heap);
     write!(
         w,
         "goheap: memory: objects={} unused={} (released {}) collected={} free={} released={} metadata={} total={} rss={} limit=",

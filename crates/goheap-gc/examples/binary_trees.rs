@@ -75,10 +75,10 @@ fn main() {
         let s = goheap_gc::stats();
         eprintln!(
             "gc cycles: {}  longest pause: {:.3} ms  total pause: {:.3} ms  heap goal: {} KiB",
-            s.num_gc,
-            s.max_pause_ns as f64 / 1e6,
-            s.pause_total_ns as f64 / 1e6,
-            s.next_gc >> 10
+            s.cycles.num_gc,
+            s.cycles.max_pause_ns as f64 / 1e6,
+            s.cycles.pause_total_ns as f64 / 1e6,
+            s.cycles.next_gc >> 10
         );
     }
 }

@@ -26,7 +26,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, Once};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use goheap::gc_support::GC_HEAP;
+use goheap::gc_support::{GcCycles, GC_HEAP};
 use goheap::sync::handshake;
 
 use crate::gc::{type_info, TypeInfo};
@@ -75,11 +75,8 @@ static COLLECT: Mutex<()> = Mutex::new(());
 /// yet.
 static GC_PERCENT: AtomicI32 = AtomicI32::new(i32::MIN);
 
-/// The heap goal: a cycle starts when the collected heap's live bytes
-/// reach it.
-static NEXT_GC: AtomicU64 = AtomicU64::new(MIN_HEAP_GOAL);
-
-/// Where the next cycle starts: Go's trigger, inside the runway from the
+/// Where the next cycle starts (the goal itself is the core's record,
+/// `GcCycles::next_gc`): Go's trigger, inside the runway from the
 /// marked heap to the goal.
 static TRIGGER: AtomicU64 = AtomicU64::new(MIN_HEAP_GOAL / 100 * 95);
 
@@ -92,7 +89,6 @@ const TRIGGER_FRACTION: (u64, u64) = (95, 100);
 
 /// Sets the goal and the trigger after a cycle that marked `marked`.
 fn set_goal(marked: u64, goal: u64) {
-    NEXT_GC.store(goal, Relaxed);
     goheap::gc_support::record_next_gc(goal);
     let trigger = if goal == u64::MAX {
         u64::MAX
@@ -355,7 +351,7 @@ fn run_cycle(me: &Mutator, guard: std::sync::MutexGuard<'_, ()>, forced: bool) {
     };
     let elapsed = start_time().elapsed().as_nanos().max(1) as f64;
     let frac = gc_cpu_ns as f64 / (elapsed * ncpu() as f64);
-    let n = goheap::gc_support::record_cycle(pause.as_nanos() as u64, unix_now_ns(), goal, frac);
+    let n = goheap::gc_support::record_cycle(pause.as_nanos() as u64, unix_now_ns(), frac);
     drop(guard);
     me.collecting.set(false);
     if TRACE.load(Relaxed) {
@@ -504,26 +500,10 @@ fn ncpu() -> usize {
 /// fields about the GC.
 #[derive(Debug, Clone)]
 pub struct GcStats {
-    /// Completed cycles (`NumGC`).
-    pub num_gc: u32,
-    /// The most recent pauses, nanoseconds, a ring indexed by
-    /// `(num_gc + 255) % 256` for the latest (`PauseNs`).
-    pub pause_ns: [u64; 256],
-    /// When each of those pauses ended, ns since the Unix epoch
-    /// (`PauseEnd`).
-    pub pause_end: [u64; 256],
-    /// Every pause's nanoseconds added up (`PauseTotalNs`).
-    pub pause_total_ns: u64,
-    /// The longest pause.
-    pub max_pause_ns: u64,
-    /// When the last cycle ended, ns since the Unix epoch (`LastGC`).
-    pub last_gc: u64,
-    /// The heap goal: the next cycle starts when `heap_live` reaches it
-    /// (`NextGC`; `u64::MAX` with the collector off).
-    pub next_gc: u64,
-    /// The fraction of the CPU time available since the process started
-    /// that collections used, as of the last cycle (`GCCPUFraction`).
-    pub gc_cpu_fraction: f64,
+    /// The cycle records (Go's `NumGC`, `PauseNs`, `PauseEnd`,
+    /// `PauseTotalNs`, `LastGC`, `NextGC`, `GCCPUFraction`, and the longest
+    /// pause), kept by the core and also in [`goheap::memstats`].
+    pub cycles: GcCycles,
     /// `GOGC` now (negative: off).
     pub gc_percent: i32,
     /// Bytes live or allocated since the last mark, counting free slots of
@@ -595,16 +575,8 @@ pub fn stats() -> GcStats {
         }
     }
     let h = GC_HEAP.stats();
-    let c = goheap::gc_support::gc_cycles();
     GcStats {
-        num_gc: c.num_gc,
-        pause_ns: c.pause_ns,
-        pause_end: c.pause_end,
-        pause_total_ns: c.pause_total_ns,
-        max_pause_ns: c.max_pause_ns,
-        last_gc: c.last_gc,
-        next_gc: NEXT_GC.load(Relaxed),
-        gc_cpu_fraction: c.gc_cpu_fraction,
+        cycles: goheap::gc_support::gc_cycles(),
         gc_percent: GC_PERCENT.load(Relaxed),
         heap_live: h.heap_live,
         heap_marked: h.marked_bytes,
@@ -688,7 +660,7 @@ mod tests {
         crate::collect();
         assert_eq!(DROPS.load(Ordering::Relaxed) - before, 5);
         let s = crate::stats();
-        assert!(s.num_gc >= 3);
+        assert!(s.cycles.num_gc >= 3);
         // Five nodes and their one shared tiny block (five tiny objects).
         assert!(s.frees >= 11, "frees {}", s.frees);
         assert_eq!(s.mallocs - s.frees, s.heap_objects);

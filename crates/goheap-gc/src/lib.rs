@@ -284,6 +284,8 @@ pub use gc::{Gc, Zeroable};
 /// Turns the tiny allocator on or off for allocations from now on (it is on
 /// by default); returns the previous setting. For measuring what it saves.
 pub use goheap::gc_support::set_tiny_allocator;
+/// The collector's cycle records, as [`stats`] returns them.
+pub use goheap::gc_support::GcCycles;
 pub use trace::{DynTrace, Trace};
 pub use visitor::Visitor;
 

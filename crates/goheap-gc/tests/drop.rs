@@ -117,11 +117,11 @@ fn every_dead_object_is_dropped_exactly_once_and_buffers_return() {
     // goheap's MemStats carry the collector's figures.
     let ms = goheap::memstats();
     let gs = goheap_gc::stats();
-    assert_eq!(ms.num_gc, gs.num_gc);
+    assert_eq!(ms.num_gc, gs.cycles.num_gc);
     assert!(ms.num_gc >= 10);
-    assert_eq!(ms.pause_total_ns, gs.pause_total_ns);
+    assert_eq!(ms.pause_total_ns, gs.cycles.pause_total_ns);
     assert_eq!(ms.gc_heap_inuse, gs.span_bytes);
-    assert_eq!(ms.next_gc, gs.next_gc);
+    assert_eq!(ms.next_gc, gs.cycles.next_gc);
     assert!(ms.last_gc > 0 && ms.gc_cpu_fraction > 0.0 && ms.gc_cpu_fraction < 1.0);
     let latest = ms.pause_ns[(ms.num_gc as usize + 255) % 256];
     assert!(latest > 0 && latest <= ms.pause_total_ns);

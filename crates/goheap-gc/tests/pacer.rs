@@ -29,7 +29,7 @@ const SLOT: u64 = 64;
 /// Allocates `bytes` of garbage in `Obj`s; returns the largest `heap_live`
 /// seen (sampled every 4096 objects) and the cycles that ran.
 fn churn(bytes: u64) -> (u64, u32) {
-    let n0 = goheap_gc::stats().num_gc;
+    let n0 = goheap_gc::stats().cycles.num_gc;
     let mut peak = 0;
     for i in 0..bytes / SLOT {
         std::hint::black_box(obj(i));
@@ -37,7 +37,7 @@ fn churn(bytes: u64) -> (u64, u32) {
             peak = peak.max(goheap_gc::stats().heap_live);
         }
     }
-    (peak, goheap_gc::stats().num_gc - n0)
+    (peak, goheap_gc::stats().cycles.num_gc - n0)
 }
 
 #[test]
@@ -56,10 +56,10 @@ fn the_pacer_keeps_the_goal_and_the_limit() {
     // GOGC=100: goal = 2 × marked; each cycle starts at the trigger, 95 %
     // of the way to the goal, and frees what was allocated since the last,
     // so cycles ≈ garbage / (0.95 × (goal − marked)).
-    assert_eq!(s.next_gc, marked * 2);
+    assert_eq!(s.cycles.next_gc, marked * 2);
     let garbage: u64 = 2 << 30;
     let (peak, cycles) = churn(garbage);
-    let goal = goheap_gc::stats().next_gc;
+    let goal = goheap_gc::stats().cycles.next_gc;
     assert!(
         peak <= goal + goal / 10,
         "peak heap {peak} over goal {goal} + 10 %"
@@ -74,9 +74,9 @@ fn the_pacer_keeps_the_goal_and_the_limit() {
     // GOGC=50: the goal is 1.5 × marked; twice the cycles.
     goheap_gc::set_gc_percent(50);
     let marked = goheap_gc::stats().heap_marked;
-    assert_eq!(goheap_gc::stats().next_gc, marked + marked / 2);
+    assert_eq!(goheap_gc::stats().cycles.next_gc, marked + marked / 2);
     let (peak, cycles50) = churn(garbage / 2);
-    let goal = goheap_gc::stats().next_gc;
+    let goal = goheap_gc::stats().cycles.next_gc;
     assert!(
         peak <= goal + goal / 10,
         "peak heap {peak} over goal {goal} + 10 %"
@@ -89,7 +89,7 @@ fn the_pacer_keeps_the_goal_and_the_limit() {
 
     // Off: no cycle, whatever is allocated.
     assert_eq!(goheap_gc::set_gc_percent(-1), 50);
-    assert_eq!(goheap_gc::stats().next_gc, u64::MAX);
+    assert_eq!(goheap_gc::stats().cycles.next_gc, u64::MAX);
     let (_, cycles_off) = churn(256 << 20);
     assert_eq!(cycles_off, 0);
     goheap_gc::collect();
@@ -105,7 +105,7 @@ fn the_pacer_keeps_the_goal_and_the_limit() {
     let limit: usize = 192 << 20;
     goheap::set_memory_limit(limit);
     let malloc: Vec<Vec<u8>> = (0..96).map(|i| vec![i as u8; 1 << 20]).collect();
-    let n0 = goheap_gc::stats().num_gc;
+    let n0 = goheap_gc::stats().cycles.num_gc;
     let mut mapped_peak = 0;
     for i in 0..(1u64 << 30) / SLOT {
         std::hint::black_box(obj(i));
@@ -113,7 +113,7 @@ fn the_pacer_keeps_the_goal_and_the_limit() {
             mapped_peak = mapped_peak.max(goheap::gc_support::mapped_bytes());
         }
     }
-    let cycles_limit = goheap_gc::stats().num_gc - n0;
+    let cycles_limit = goheap_gc::stats().cycles.num_gc - n0;
     assert!(
         mapped_peak <= limit + limit / 10,
         "goheap's memory peaked at {} MiB under a {} MiB limit",

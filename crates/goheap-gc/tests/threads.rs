@@ -148,7 +148,7 @@ fn four_threads_mutate_own_and_shared_graphs_while_collections_run() {
         check_all(n);
     }
     assert!(
-        goheap_gc::stats().num_gc > 4,
+        goheap_gc::stats().cycles.num_gc > 4,
         "collections ran during the mutation"
     );
     drop(shared);

@@ -23,8 +23,10 @@
 //!   Owned by the thread (goheap-gc brackets every use with its handshake,
 //!   so the collector can flush it with the world stopped).
 //! - Spans (`span::Span`) in state `GcSmall` / `GcLarge`: `alloc_bits`
-//!   say which slots hold objects; `freed_bits` are the mark bits; `swept`
-//!   is the cycle they were last swept in.
+//!   say which slots hold objects; `freed_bits` are the mark bits. Go's
+//!   `sweepgen` is which list a span is on: a cycle's end moves every span
+//!   to its class's unswept list (or aside, for drops), and a span leaves
+//!   it only by being swept.
 //!
 //! # Allocating (Go's `mallocgc`)
 //!
@@ -133,14 +135,21 @@ pub fn typed_class(info: usize, size: usize, align: usize) -> Option<usize> {
     Some(NUM_GC_SPAN_CLASSES + used)
 }
 
-/// The size class, noscan flag and type word of span class `spc`.
-fn class_parts(spc: usize) -> (usize, bool, usize) {
+/// The size class and type word of span class `spc`.
+fn class_parts(spc: usize) -> (usize, usize) {
     if spc < NUM_GC_SPAN_CLASSES {
-        (spc / 2, spc % 2 == 1, 0)
+        (spc / 2, 0)
     } else {
         let t = &TYPED[spc - NUM_GC_SPAN_CLASSES];
-        (t.class.load(Relaxed), false, t.info.load(Relaxed))
+        (t.class.load(Relaxed), t.info.load(Relaxed))
     }
+}
+
+/// Whether the objects of `span` (of the collected heap) are noscan: its
+/// class is one of Go's odd ones (typed classes are scanned).
+fn is_noscan(span: &Span) -> bool {
+    let spc = span.gc_class.get() as usize;
+    spc < NUM_GC_SPAN_CLASSES && spc % 2 == 1
 }
 
 /// Whether tiny objects share blocks (off: each gets its own slot of the
@@ -230,9 +239,10 @@ static GC_CYCLES: Mutex<GcCycles> = Mutex::new(GcCycles {
 });
 
 /// Records a cycle that paused the world for `pause_ns` and ended at
-/// `end_unix_ns`, leaving the goal at `next_gc`, with the collector's CPU
-/// fraction so far. Returns the cycle's number (from 1).
-pub fn record_cycle(pause_ns: u64, end_unix_ns: u64, next_gc: u64, gc_cpu_fraction: f64) -> u32 {
+/// `end_unix_ns`, with the collector's CPU fraction so far (the goal it
+/// left comes through [`record_next_gc`]). Returns the cycle's number
+/// (from 1).
+pub fn record_cycle(pause_ns: u64, end_unix_ns: u64, gc_cpu_fraction: f64) -> u32 {
     let mut c = GC_CYCLES.lock();
     let i = c.num_gc as usize % 256;
     c.pause_ns[i] = pause_ns;
@@ -241,12 +251,11 @@ pub fn record_cycle(pause_ns: u64, end_unix_ns: u64, next_gc: u64, gc_cpu_fracti
     c.pause_total_ns += pause_ns;
     c.max_pause_ns = c.max_pause_ns.max(pause_ns);
     c.last_gc = end_unix_ns;
-    c.next_gc = next_gc;
     c.gc_cpu_fraction = gc_cpu_fraction;
     c.num_gc
 }
 
-/// Records a new goal between cycles (`set_gc_percent`).
+/// Records the heap goal (after a cycle, or `set_gc_percent`).
 pub fn record_next_gc(next_gc: u64) {
     GC_CYCLES.lock().next_gc = next_gc;
 }
@@ -267,7 +276,7 @@ pub struct GcHeap {
     /// Spans (small and large) whose dead objects' `Drop` must run before
     /// they are swept: set aside by `finish_mark`, emptied by `finalize`.
     finalize: Mutex<List>,
-    /// The current sweep cycle; a span with `swept < cycle` is unswept.
+    /// Sweep cycles begun, from 1 (one per collection).
     cycle: AtomicU32,
     heap_live: AtomicUsize,
     marked_bytes: AtomicU64,
@@ -387,14 +396,11 @@ impl GcHeap {
 
     /// Makes a span for span class `spc` from the page heap.
     fn new_span(&self, spc: usize) -> *mut Span {
-        let (class, noscan, info) = class_parts(spc);
-        let cycle = self.cycle.load(Relaxed);
+        let (class, info) = class_parts(spc);
         let s = self.heap.alloc_span(sizeclass::class_npages(class), 1, |s, needzero| {
             s.init_small(class, needzero);
             s.set_state(SpanState::GcSmall);
-            s.noscan.set(noscan);
             s.has_drops.set(false);
-            s.swept.set(cycle);
             s.gc_class.set(spc as u16);
             s.type_info.set(info);
         });
@@ -509,7 +515,6 @@ impl GcHeap {
         }
         let dead = span.alloc_count.get() - live;
         span.alloc_count.set(live);
-        span.swept.set(self.cycle.load(Relaxed));
         span.freeindex.set(0);
         self.swept_objects.fetch_add(dead as u64, Relaxed);
         self.swept_bytes
@@ -556,19 +561,17 @@ impl GcHeap {
     pub fn alloc_large(&self, size: usize, align: usize, noscan: bool, drops: bool, zeroed: bool) -> *mut u8 {
         let npages = size.max(1).div_ceil(PAGE_SIZE);
         let align_pages = align.div_ceil(PAGE_SIZE).max(1);
-        let cycle = self.cycle.load(Relaxed);
         let mut dirty = true;
         let s = self.heap.alloc_span(npages, align_pages, |s, needzero| {
             dirty = needzero;
             s.class.set(0);
             s.set_state(SpanState::GcLarge);
-            s.gc_class.set(0);
+            // Class 0 (no size class), scan or noscan: what `noscan` reads.
+            s.gc_class.set(span_class(0, noscan) as u16);
             s.type_info.set(0);
             s.elemsize.set(npages * PAGE_SIZE);
             s.nelems.set(1);
-            s.noscan.set(noscan);
             s.has_drops.set(drops);
-            s.swept.set(cycle);
             s.alloc_bits[0].set(1);
             s.alloc_count.set(1);
         });
@@ -624,7 +627,7 @@ impl GcHeap {
         Some(Marked {
             base: base as *mut u8,
             size: span.elemsize.get(),
-            scan: !span.noscan.get(),
+            scan: !is_noscan(span),
             newly,
             type_info: span.type_info.get(),
         })

@@ -125,17 +125,14 @@ pub(crate) struct Span {
     /// the collected heap, nothing is returned explicitly, and these are
     /// Go's `gcmarkBits` instead: set = marked in the current cycle.
     pub(crate) freed_bits: [Cell<u64>; BITMAP_WORDS],
-    /// Collected heap: the span's objects hold no `Gc` handles (noscan)...
-    pub(crate) noscan: Cell<bool>,
-    /// ...some object allocated from it needs its `Drop` run when it dies...
+    /// Collected heap: some object allocated from the span needs its `Drop`
+    /// run when it dies. Under the span class's lock, or its cache owner's,
+    /// or the collector's while the world is stopped.
     pub(crate) has_drops: Cell<bool>,
-    /// ...and the sweep cycle it was last swept in (Go's `sweepgen`). Under
-    /// the span class's lock, or the collector's while the world is stopped.
-    pub(crate) swept: Cell<u32>,
-    /// Collected heap: the span class (its lists), and for a typed class
-    /// the type information every object of the span shares (the
-    /// collector's opaque word; 0: objects carry their own header, or
-    /// none). Set when the span is made.
+    /// Collected heap: the span class (its lists, and whether its objects
+    /// are noscan), and for a typed class the type information every
+    /// object of the span shares (the collector's opaque word; 0: objects
+    /// carry their own header, or none). Set when the span is made.
     pub(crate) gc_class: Cell<u16>,
     pub(crate) type_info: Cell<usize>,
 }
@@ -172,9 +169,7 @@ impl Span {
         prev: Cell::new(ptr::null()),
         alloc_bits: [const { Cell::new(0) }; BITMAP_WORDS],
         freed_bits: [const { Cell::new(0) }; BITMAP_WORDS],
-        noscan: Cell::new(false),
         has_drops: Cell::new(false),
-        swept: Cell::new(0),
         gc_class: Cell::new(0),
         type_info: Cell::new(0),
         }

@@ -92,8 +92,8 @@ fn main() -> ExitCode {
     println!(
         "size={size} iters={iters} secs={secs:.6} ns_per_op={:.2} gc_cycles={} longest_pause_ms={:.3}",
         secs * 1e9 / iters as f64,
-        s.num_gc,
-        s.max_pause_ns as f64 / 1e6
+        s.cycles.num_gc,
+        s.cycles.max_pause_ns as f64 / 1e6
     );
     ExitCode::SUCCESS
 }

@@ -203,9 +203,7 @@ impl<T: Trace + Send + 'static> Gc<T> {
                 let (base, refilled) = unsafe {
                     match (typed, Info::<T>::SPAN_CLASS) {
                         (Some(spc), _) | (None, Some(spc)) => m.cache.alloc_in(spc, drops),
-                        (None, None) => m
-                            .cache
-                            .alloc_maybe_zeroed(size, align, noscan, drops, zeroed),
+                        (None, None) => m.cache.alloc(size, align, noscan, drops, zeroed),
                     }
                 };
                 if base.is_null() {

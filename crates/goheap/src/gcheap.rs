@@ -68,13 +68,13 @@ use core::cell::Cell;
 use core::ptr;
 
 /// Span classes: a scan and a noscan one per size class.
-pub const NUM_GC_SPAN_CLASSES: usize = NUM_SIZE_CLASSES * 2;
+pub(crate) const NUM_GC_SPAN_CLASSES: usize = NUM_SIZE_CLASSES * 2;
 
 /// Typed span classes: each bound, the first time it is asked for, to one
 /// size class and one type (the collector's type information), so that
 /// small objects of that type need no header: the span says what they
 /// are. Classes `NUM_GC_SPAN_CLASSES..ALL_GC_CLASSES`.
-pub const NUM_TYPED_CLASSES: usize = 512;
+pub(crate) const NUM_TYPED_CLASSES: usize = 512;
 
 /// Every span class, Go's and the typed ones.
 const ALL_GC_CLASSES: usize = NUM_GC_SPAN_CLASSES + NUM_TYPED_CLASSES;
@@ -163,7 +163,7 @@ pub fn set_tiny_allocator(on: bool) -> bool {
 }
 
 /// Objects below this size (noscan, no `Drop`) share tiny blocks.
-pub const TINY_SIZE: usize = 16;
+pub(crate) const TINY_SIZE: usize = 16;
 
 /// The lists of one span class.
 struct GcLists {
@@ -814,29 +814,17 @@ impl GcCache {
 
     /// Allocates `size` bytes at `align` (a power of two) for an object of
     /// the collected heap: of a noscan class if `noscan`; `drops` says the
-    /// object has a header and a `Drop` to run when it dies (only objects
-    /// of scan classes have headers, so `drops` needs `!noscan`). Noscan
-    /// objects under 16 bytes share tiny blocks. Returns null when memory
-    /// is exhausted, and whether a new span (or large object) was taken:
-    /// the moment a collector checks its trigger. The memory is not
-    /// zeroed.
+    /// object has a `Drop` to run when it dies (so it is not noscan).
+    /// Noscan objects under 16 bytes share tiny blocks. All zero if
+    /// `zeroed` (a large object's fresh pages are not cleared again).
+    /// Returns null when memory is exhausted, and whether a new span (or
+    /// large object) was taken: the moment a collector checks its trigger.
     ///
     /// # Safety
     ///
     /// Only the cache's owner, and never while the collector may flush it
     /// (goheap-gc brackets this with the owner's handshake).
-    pub unsafe fn alloc(&self, size: usize, align: usize, noscan: bool, drops: bool) -> (*mut u8, bool) {
-        // SAFETY: forwarded contract.
-        unsafe { self.alloc_maybe_zeroed(size, align, noscan, drops, false) }
-    }
-
-    /// [`alloc`](Self::alloc), the object's `size` bytes all zero if
-    /// `zeroed` (a large object's fresh pages are not cleared again).
-    ///
-    /// # Safety
-    ///
-    /// As [`alloc`](Self::alloc).
-    pub unsafe fn alloc_maybe_zeroed(
+    pub unsafe fn alloc(
         &self,
         size: usize,
         align: usize,
@@ -860,6 +848,8 @@ impl GcCache {
         (p, refilled)
     }
 
+    /// [`alloc`](Self::alloc) of a small or tiny object, not zeroed.
+    ///
     /// # Safety
     ///
     /// As [`alloc`](Self::alloc).

@@ -323,9 +323,7 @@ not_under_loom! {
     pub mod gc_support {
         pub use crate::gcheap::{
             gc_cycles, record_cycle, record_next_gc, set_tiny_allocator, set_typed_classes,
-            span_class_for, typed_class,
-            GcCache, GcCycles, GcHeap, GcHeapStats, Marked, NUM_GC_SPAN_CLASSES,
-            NUM_TYPED_CLASSES, TINY_SIZE,
+            span_class_for, typed_class, GcCache, GcCycles, GcHeap, GcHeapStats, Marked,
         };
         pub use crate::global::GC_HEAP;
 

@@ -27,9 +27,11 @@
 //!   and registers the fork and exit hooks, and tolerates being re-entered
 //!   (registering them may allocate).
 //!
-//! The thread caches live in Rust `thread_local!`s with const initialisers:
-//! in this shared library they use the global-dynamic TLS model, so the
-//! library can be loaded with `dlopen` (no static-TLS reservation).
+//! The pointer to the thread's cache is one word of static TLS read with
+//! the initial-exec model (declared in assembly by the core, as
+//! `thread_local!` in a shared library would cost a `__tls_get_addr` call
+//! per operation): `dlopen` of the library takes those 8 bytes from
+//! glibc's static-TLS surplus. Its other thread-locals use dynamic TLS.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cxx;

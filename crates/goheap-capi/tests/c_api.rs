@@ -436,12 +436,13 @@ fn header_compiles_in_c_and_cxx_dialects() {
     }
 }
 
-/// The shared library's thread-locals use dynamic TLS (no initial-exec
-/// `TPOFF` relocations, no `STATIC_TLS` flag), so `dlopen` cannot fail
-/// with "cannot allocate memory in static TLS block"; and it is never
-/// unloaded (`NODELETE`).
+/// The shared library takes one word of static TLS (the thread's cache
+/// pointer, read with the initial-exec model: one `TPOFF` relocation), so
+/// `dlopen` needs only 8 bytes of glibc's static-TLS surplus (the dlopen
+/// tests load it so); its other thread-locals stay dynamic; and it is
+/// never unloaded (`NODELETE`).
 #[test]
-fn shared_library_uses_dynamic_tls_and_is_never_unloaded() {
+fn shared_library_uses_one_word_of_static_tls_and_is_never_unloaded() {
     if !need("readelf") {
         return;
     }
@@ -452,14 +453,14 @@ fn shared_library_uses_dynamic_tls_and_is_never_unloaded() {
         .expect("run readelf");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !text.contains("STATIC_TLS"),
-        "libgoheap.so is flagged STATIC_TLS"
-    );
-    assert!(
-        !text.contains("TPOFF"),
-        "libgoheap.so has initial-exec TLS relocations"
-    );
+    if cfg!(target_arch = "x86_64") {
+        let tpoff: Vec<&str> = text.lines().filter(|l| l.contains("TPOFF")).collect();
+        assert_eq!(
+            tpoff.len(),
+            1,
+            "expected one initial-exec TLS relocation (the cache pointer), found {tpoff:?}"
+        );
+    }
     assert!(
         text.contains("NODELETE"),
         "libgoheap.so is not marked NODELETE (-z nodelete)"

@@ -36,7 +36,6 @@ enum ThreadState {
 }
 
 std::thread_local! {
-    static CACHE: Cell<*const ThreadCache> = const { Cell::new(ptr::null()) };
     static STATE: Cell<ThreadState> = const { Cell::new(ThreadState::New) };
 }
 
@@ -45,7 +44,117 @@ std::thread_local! {
 /// takes [`Threads::alloc_without_cache`] / [`Threads::free_without_cache`].
 #[inline(always)]
 pub(crate) fn cache() -> *const ThreadCache {
-    CACHE.with(|c| c.get())
+    cache_slot::get()
+}
+
+/// Sets the calling thread's cache pointer; returns the old one.
+fn replace_cache(c: *const ThreadCache) -> *const ThreadCache {
+    let old = cache_slot::get();
+    cache_slot::set(c);
+    old
+}
+
+/// The thread's cache pointer with the `initial-exec-tls` feature (which
+/// the C library turns on) on x86-64 Linux: a word of static TLS read with
+/// the initial-exec model, two instructions (`mov` of the offset from the
+/// GOT, `mov` from `%fs`).
+///
+/// Why not `thread_local!`: in a shared library Rust uses the
+/// general-dynamic model, a call to `__tls_get_addr` (11 instructions and
+/// a call, twice per malloc/free pair) on every allocation, and stable
+/// Rust cannot choose the model. Declaring the variable in assembly can.
+/// The cost of initial-exec in a shared library is a static-TLS block (8
+/// bytes here): a library loaded at start-up (`LD_PRELOAD`, linked with
+/// `-lgoheap`) gets it with the others, and one loaded later with
+/// `dlopen` takes it from the surplus glibc reserves for exactly this
+/// (`glibc.rtld.optional_static_tls`, 512 bytes by default); the test
+/// `c_api::dlopen_a_library_linked_with_goheap` loads it so.
+///
+/// The symbol is global but hidden, so each binary that links goheap has
+/// its own (the code that reads it may be inlined into another crate's
+/// object file); its name carries the layout version, so two goheaps in
+/// one link would not share it.
+#[cfg(all(
+    feature = "initial-exec-tls",
+    target_arch = "x86_64",
+    target_os = "linux",
+    not(miri)
+))]
+mod cache_slot {
+    use super::ThreadCache;
+
+    core::arch::global_asm!(
+        ".pushsection .tbss,\"awT\",@nobits",
+        ".balign 8",
+        ".globl goheap_thread_cache_v1",
+        ".hidden goheap_thread_cache_v1",
+        ".type goheap_thread_cache_v1,@object",
+        ".size goheap_thread_cache_v1,8",
+        "goheap_thread_cache_v1:",
+        ".zero 8",
+        ".popsection",
+    );
+
+    #[inline(always)]
+    pub(super) fn get() -> *const ThreadCache {
+        let p: *const ThreadCache;
+        // SAFETY: reads the calling thread's own word of static TLS (the
+        // offset from the GOT entry the linker fills for this model).
+        unsafe {
+            core::arch::asm!(
+                "mov {p}, qword ptr [rip + goheap_thread_cache_v1@GOTTPOFF]",
+                "mov {p}, qword ptr fs:[{p}]",
+                p = out(reg) p,
+                options(nostack, readonly, pure, preserves_flags),
+            );
+        }
+        p
+    }
+
+    #[inline(always)]
+    pub(super) fn set(c: *const ThreadCache) {
+        // SAFETY: writes the calling thread's own word of static TLS; no
+        // other memory.
+        unsafe {
+            core::arch::asm!(
+                "mov {off}, qword ptr [rip + goheap_thread_cache_v1@GOTTPOFF]",
+                "mov qword ptr fs:[{off}], {c}",
+                off = out(reg) _,
+                c = in(reg) c,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+/// Without the `initial-exec-tls` feature, on other targets and under
+/// Miri, a `thread_local!` with a const initialiser (no destructor, so it
+/// stays readable until the thread is gone): in an executable rustc picks
+/// the local-exec model, one `mov` from `%fs`.
+#[cfg(not(all(
+    feature = "initial-exec-tls",
+    target_arch = "x86_64",
+    target_os = "linux",
+    not(miri)
+)))]
+mod cache_slot {
+    use super::ThreadCache;
+    use core::cell::Cell;
+    use core::ptr;
+
+    std::thread_local! {
+        static CACHE: Cell<*const ThreadCache> = const { Cell::new(ptr::null()) };
+    }
+
+    #[inline(always)]
+    pub(super) fn get() -> *const ThreadCache {
+        CACHE.try_with(|c| c.get()).unwrap_or(ptr::null())
+    }
+
+    #[inline(always)]
+    pub(super) fn set(c: *const ThreadCache) {
+        let _ = CACHE.try_with(|cell| cell.set(c));
+    }
 }
 
 /// Runs `f`, which may allocate through goheap (creating a thread,
@@ -55,12 +164,12 @@ pub(crate) fn cache() -> *const ThreadCache {
 /// cache that is still in progress (a refill in the middle of taking a
 /// new span would otherwise have its span replaced under it).
 pub(crate) fn call_out<R>(f: impl FnOnce() -> R) -> R {
-    let saved = CACHE.try_with(|c| c.replace(ptr::null())).unwrap_or(ptr::null());
+    let saved = replace_cache(ptr::null());
     let state = STATE
         .try_with(|s| s.replace(ThreadState::Initializing))
         .unwrap_or(ThreadState::Dead);
     let r = f();
-    let _ = CACHE.try_with(|c| c.set(saved));
+    cache_slot::set(saved);
     let _ = STATE.try_with(|s| s.set(state));
     r
 }
@@ -222,7 +331,7 @@ impl Threads {
             // SAFETY: a valid key; the value is only handed to our destructor.
             unsafe { libc::pthread_setspecific(key, c.cast()) };
         }
-        CACHE.with(|cell| cell.set(c));
+        cache_slot::set(c);
         STATE.with(|s| s.set(ThreadState::Live));
         // SAFETY: registered, and freed only by this thread's exit.
         Some(unsafe { &*c })
@@ -446,7 +555,7 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         return;
     }
     // From here on this thread allocates through the fallback.
-    let _ = CACHE.try_with(|cell| cell.set(ptr::null()));
+    cache_slot::set(ptr::null());
     let _ = STATE.try_with(|s| s.set(ThreadState::Dead));
     // SAFETY: `c` is the exiting thread's own cache, no longer reachable
     // through its thread-local; `threads` is the process's, never freed.

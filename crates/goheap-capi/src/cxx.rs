@@ -13,7 +13,7 @@
 //! arguments, so a mismatched size (a common bug) is harmless and foreign
 //! pointers are reported as for `free`.
 
-use crate::{alloc, alloc_aligned, ensure_init, free_impl};
+use crate::{alloc, alloc_aligned, free_impl};
 use core::ffi::c_void;
 
 /// `std::align_val_t`: an enum class over `size_t`.
@@ -24,7 +24,6 @@ type Nothrow = *const c_void;
 /// Allocates for a `new` expression; null on exhaustion or an invalid
 /// alignment (`align` 0 means "malloc's alignment").
 fn new_impl(size: usize, align: usize) -> *mut c_void {
-    ensure_init();
     if align == 0 {
         alloc(size)
     } else if align.is_power_of_two() {

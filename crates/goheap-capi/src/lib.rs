@@ -39,7 +39,7 @@ pub mod stats;
 
 use core::ffi::{c_int, c_void};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 use goheap_core::options::{self, Opt};
 use goheap_core::{raw, MAX_ALLOC};
 
@@ -74,10 +74,21 @@ fn enomem() -> *mut c_void {
 
 /// 0 = not initialised, 1 = initialising, 2 = done.
 static INIT: AtomicU8 = AtomicU8::new(0);
-/// `GOHEAP_IGNORE_INVALID_FREE`, cached for `free`.
-static IGNORE_INVALID_FREE: AtomicBool = AtomicBool::new(false);
-/// Whether the "ignoring invalid free" warning was printed.
-static WARNED_INVALID_FREE: AtomicBool = AtomicBool::new(false);
+
+/// Runs [`init`] when the library is loaded (before `main` for a preloaded
+/// or linked library, inside `dlopen` otherwise), so the hot entry points
+/// (`malloc`, `free`, `calloc`, `realloc`, `operator new`/`delete`) need
+/// no check: the allocator itself needs none of [`init`], and an
+/// allocation made before it ran (by the dynamic loader, or by an earlier
+/// constructor) is counted like any other. The rarer entry points still
+/// call [`ensure_init`].
+#[used]
+#[link_section = ".init_array"]
+static INIT_AT_LOAD: extern "C" fn() = init_at_load;
+
+extern "C" fn init_at_load() {
+    ensure_init();
+}
 
 /// Runs [`init`] once; a cheap load afterwards.
 #[inline(always)]
@@ -103,7 +114,6 @@ fn init() {
         return;
     }
     options::load();
-    IGNORE_INVALID_FREE.store(options::get(Opt::IgnoreInvalidFree), Ordering::Relaxed);
     if options::get(Opt::PrintStats) && goheap_core::claim_exit_stats() {
         stats::save_stats_fd();
         // SAFETY: registers an `extern "C"` function with no arguments that
@@ -148,10 +158,7 @@ extern "C" fn print_stats_at_exit() {
 /// `malloc(size)` without `errno`: null on failure.
 #[inline(always)]
 fn alloc(size: usize) -> *mut c_void {
-    if size > MAX_ALLOC {
-        return ptr::null_mut();
-    }
-    raw::alloc(size, c_align(size)).cast()
+    raw::malloc(size).cast()
 }
 
 /// `size` bytes aligned to `align` (a power of two), at least malloc's
@@ -164,7 +171,8 @@ fn alloc_aligned(align: usize, size: usize) -> *mut c_void {
 }
 
 /// Frees `p` for C: null is ignored, and with `GOHEAP_IGNORE_INVALID_FREE`
-/// so is a pointer goheap does not own (with one warning).
+/// so is a pointer goheap does not own (with one warning; the core decides
+/// that on its path for pointers outside its small spans).
 ///
 /// # Safety
 ///
@@ -175,24 +183,9 @@ unsafe fn free_impl(p: *mut c_void) {
     if p.is_null() {
         return;
     }
-    ensure_init();
-    if IGNORE_INVALID_FREE.load(Ordering::Relaxed) && !raw::owns(p.cast()) {
-        ignored_free(p);
-        return;
-    }
     // SAFETY: forwarded contract; `raw::free` aborts with a report for
     // pointers it does not own.
     unsafe { raw::free(p.cast()) }
-}
-
-#[cold]
-fn ignored_free(p: *mut c_void) {
-    if !WARNED_INVALID_FREE.swap(true, Ordering::Relaxed) {
-        goheap_core::report::print(format_args!(
-            "ignoring free of {p:p}: not a pointer goheap allocated (GOHEAP_IGNORE_INVALID_FREE is set; \
-             later ones are ignored silently)"
-        ));
-    }
 }
 
 /// Allocates `size` bytes, aligned to 16 (8 when `size <= 8`). `malloc(0)`
@@ -212,7 +205,6 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 // of that name (glibc's, when this library was loaded with `dlopen`).
 
 fn malloc_impl(size: usize) -> *mut c_void {
-    ensure_init();
     let p = alloc(size);
     if p.is_null() {
         return enomem();
@@ -268,12 +260,8 @@ unsafe fn free_sized_impl(p: *mut c_void, size: usize) {
     if p.is_null() {
         return;
     }
-    ensure_init();
-    if IGNORE_INVALID_FREE.load(Ordering::Relaxed) && !raw::owns(p.cast()) {
-        ignored_free(p);
-        return;
-    }
-    // SAFETY: forwarded contract; checks the pointer before using it.
+    // SAFETY: forwarded contract; checks the pointer before using it (and
+    // ignores one goheap does not own, with GOHEAP_IGNORE_INVALID_FREE).
     unsafe { raw::free_sized(p.cast(), size) }
 }
 
@@ -300,7 +288,6 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 }
 
 fn calloc_impl(n: usize, size: usize) -> *mut c_void {
-    ensure_init();
     let Some(total) = n.checked_mul(size) else {
         return enomem();
     };
@@ -332,7 +319,6 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
 ///
 /// As [`realloc`].
 unsafe fn realloc_impl(p: *mut c_void, size: usize) -> *mut c_void {
-    ensure_init();
     if p.is_null() {
         let q = alloc(size);
         return if q.is_null() { enomem() } else { q };
@@ -501,7 +487,7 @@ unsafe fn usable_size_impl(p: *mut c_void) -> usize {
         return 0;
     }
     ensure_init();
-    if IGNORE_INVALID_FREE.load(Ordering::Relaxed) && !raw::owns(p.cast()) {
+    if options::get(Opt::IgnoreInvalidFree) && !raw::owns(p.cast()) {
         return 0;
     }
     // SAFETY: forwarded contract (aborts with a report otherwise).

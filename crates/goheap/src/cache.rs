@@ -187,6 +187,112 @@ impl ThreadCache {
         (self.alloc_slow(class), false)
     }
 
+    /// The owner's whole allocation, handshake included ([`enter`] around
+    /// [`alloc`](Self::alloc)), shaped for the fast path: a pop from the
+    /// free list inline, and every other case (claimed, empty list, a link
+    /// to re-check) one call in tail position to a cold function that
+    /// finishes the job, so the inlined code saves no registers.
+    ///
+    /// # Safety
+    ///
+    /// `self` is the calling thread's own cache.
+    #[inline(always)]
+    pub(crate) unsafe fn alloc_owned(&self, class: usize) -> *mut u8 {
+        debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
+        if !self.handshake.try_enter() {
+            // SAFETY: forwarded contract.
+            return unsafe { self.alloc_entering(class) };
+        }
+        // SAFETY: as in `alloc_inner`.
+        let cc = unsafe { self.classes.get_unchecked(class) };
+        let head = cc.free.get();
+        if head.is_null() {
+            return self.alloc_entered(class);
+        }
+        // SAFETY: objects on the free list hold the next link.
+        match unsafe { self.guard.try_pop(head) } {
+            Some(next) => {
+                cc.free.set(next);
+                cc.len.set(cc.len.get() - 1);
+                bump(&cc.mallocs);
+                self.handshake.exit();
+                head
+            }
+            None => self.alloc_entered(class),
+        }
+    }
+
+    /// [`alloc_owned`](Self::alloc_owned) for a claimed cache: waits for
+    /// the claim, then allocates.
+    ///
+    /// # Safety
+    ///
+    /// As [`alloc_owned`](Self::alloc_owned).
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_entering(&self, class: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe { enter(self, |c| c.alloc(class)) }
+    }
+
+    /// [`alloc_owned`](Self::alloc_owned) once entered, past the inline
+    /// pop: the whole allocation, then the exit.
+    #[inline(never)]
+    fn alloc_entered(&self, class: usize) -> *mut u8 {
+        let p = self.alloc(class);
+        self.handshake.exit();
+        p
+    }
+
+    /// The owner's whole free, handshake included ([`enter`] around
+    /// [`free`](Self::free)), shaped as
+    /// [`alloc_owned`](Self::alloc_owned).
+    ///
+    /// # Safety
+    ///
+    /// `self` is the calling thread's own cache; `p` is a live object of
+    /// `class` that the caller gives up.
+    #[inline(always)]
+    pub(crate) unsafe fn free_owned(&self, p: *mut u8, class: usize) {
+        debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
+        if !self.handshake.try_enter() {
+            // SAFETY: forwarded contract.
+            return unsafe { self.free_entering(p, class) };
+        }
+        // SAFETY: as in `alloc_inner`.
+        let cc = unsafe { self.classes.get_unchecked(class) };
+        if cc.len.get() >= cc.max.get() {
+            // SAFETY: forwarded contract.
+            return unsafe { self.free_entered(p, class) };
+        }
+        // SAFETY: `p` is an object we now own.
+        unsafe { self.guard.push(p, cc.free.get()) };
+        cc.free.set(p);
+        cc.len.set(cc.len.get() + 1);
+        bump(&cc.frees);
+        self.handshake.exit();
+    }
+
+    /// # Safety
+    ///
+    /// As [`free_owned`](Self::free_owned).
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_entering(&self, p: *mut u8, class: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { enter(self, |c| c.free(p, class)) }
+    }
+
+    /// # Safety
+    ///
+    /// As [`free_owned`](Self::free_owned), entered.
+    #[inline(never)]
+    unsafe fn free_entered(&self, p: *mut u8, class: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { self.free_slow(p, class) };
+        self.handshake.exit();
+    }
+
     /// Frees `p`, an object of `class`, into this thread's list.
     ///
     /// # Safety

@@ -255,6 +255,30 @@ impl Guard {
         }
     }
 
+    /// [`pop`](Self::pop) for the owner's fast path: the link of `obj`,
+    /// with its free marker cleared, or `None` (nothing changed) when the
+    /// link falls outside this copy's range, which `pop` then decides.
+    ///
+    /// # Safety
+    ///
+    /// As [`pop`](Self::pop).
+    #[inline(always)]
+    pub(crate) unsafe fn try_pop(&self, obj: *mut u8) -> Option<*mut u8> {
+        // SAFETY: per the contract.
+        unsafe {
+            if !CHECKED {
+                return Some(obj.cast::<*mut u8>().read());
+            }
+            let next = (obj.cast::<usize>().read() ^ self.link.get()) as *mut u8;
+            let off = (next as usize).wrapping_sub(self.lo.get()).rotate_right(3);
+            if off >= self.span8.get() && !next.is_null() {
+                return None;
+            }
+            obj.cast::<usize>().add(1).write(0);
+            Some(next)
+        }
+    }
+
     /// A link outside this copy's range: the heap may have grown since.
     #[cold]
     #[inline(never)]

@@ -402,6 +402,13 @@ pub mod raw {
         malloc::alloc(size, align)
     }
 
+    /// C's `malloc(size)`: `size` bytes aligned to 16 (to 8 when `size <=
+    /// 8`). Null on exhaustion or when `size` exceeds [`crate::MAX_ALLOC`].
+    #[inline]
+    pub fn malloc(size: usize) -> *mut u8 {
+        malloc::malloc(size)
+    }
+
     /// Allocates `size` zeroed bytes aligned to `align`.
     #[inline]
     pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {

@@ -63,11 +63,28 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
             // SAFETY: a non-null cache pointer is the thread's own live cache.
             match unsafe { tls::cache().as_ref() } {
                 // SAFETY: as above.
-                Some(c) => unsafe { enter(c, |c| c.alloc(class)) },
+                Some(c) => unsafe { c.alloc_owned(class) },
                 None => alloc_without_cache(class),
             }
         }
         None => alloc_large(size, align, false),
+    }
+}
+
+/// C's `malloc(size)`: [`alloc`] at C's alignment (16 above 8 bytes, else
+/// 8), with the class from one table load. Null when memory is exhausted
+/// or `size` exceeds [`MAX_ALLOC`].
+#[inline(always)]
+pub(crate) fn malloc(size: usize) -> *mut u8 {
+    if size > MAX_SMALL_SIZE {
+        return alloc_large(size, 16, false);
+    }
+    let class = sizeclass::c_malloc_class(size, CHECKED);
+    // SAFETY: a non-null cache pointer is the thread's own live cache.
+    match unsafe { tls::cache().as_ref() } {
+        // SAFETY: as above.
+        Some(c) => unsafe { c.alloc_owned(class) },
+        None => alloc_without_cache(class),
     }
 }
 
@@ -111,7 +128,7 @@ unsafe fn free_small(p: *mut u8, class: usize) {
     // SAFETY: a non-null cache pointer is the thread's own live cache.
     match unsafe { tls::cache().as_ref() } {
         // SAFETY: forwarded contract; the thread's own cache.
-        Some(c) => unsafe { enter(c, |c| c.free(p, class)) },
+        Some(c) => unsafe { c.free_owned(p, class) },
         // SAFETY: forwarded contract.
         None => unsafe { free_without_cache(p, class) },
     }
@@ -242,7 +259,7 @@ unsafe fn free_checked(p: *mut u8, want: Option<usize>) {
                     }
                     // SAFETY: a live small object of `class`, per the checks
                     // above; the thread's own cache.
-                    unsafe { enter(c, |c| c.free(p, class)) }
+                    unsafe { c.free_owned(p, class) }
                 }
                 // SAFETY: as above, with the process's marker.
                 None if unsafe { freelist::is_marked(p) } => unsafe { free_marked(p, class) },
@@ -539,7 +556,7 @@ pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new_size: usize) 
 ///
 /// `p` is a live large object.
 unsafe fn realloc_large_in_place(p: *mut u8, new_size: usize) -> Option<*mut u8> {
-    let s = large_span(p);
+    let s = large_span(p, false);
     // SAFETY: `large_span` checked it.
     let span = unsafe { &*s };
     // At least one page, as in `alloc_large`: `raw::realloc(p, align, 0)`
@@ -565,8 +582,10 @@ unsafe fn realloc_large_in_place(p: *mut u8, new_size: usize) -> Option<*mut u8>
     None
 }
 
-/// The large span starting at `p`, or a fatal report.
-fn large_span(p: *mut u8) -> *mut Span {
+/// The large span starting at `p`, or a fatal report; null when `p` is
+/// not goheap's at all, `ignorable` and `GOHEAP_IGNORE_INVALID_FREE` is
+/// set (see [`ignore_foreign_free`]).
+fn large_span(p: *mut u8, ignorable: bool) -> *mut Span {
     let s = HEAP.arenas.span_of(p as usize);
     // SAFETY: span structs are never unmapped.
     let span = unsafe { s.as_ref() };
@@ -582,8 +601,32 @@ fn large_span(p: *mut u8) -> *mut Span {
             "free of {p:p}: not the start of a live large object: no object is allocated there \
              (double free, or a pointer goheap never returned)"
         ),
+        _ if ignorable && ignore_foreign_free(p) => ptr::null_mut(),
         _ => fatal!("free of {p:p}: not a pointer goheap allocated (invalid free)"),
     }
+}
+
+/// `GOHEAP_IGNORE_INVALID_FREE`: whether a free of `p`, which goheap never
+/// allocated (another allocator's, or no heap pointer), is ignored instead
+/// of reported; warns on the first. Decided here, on the free's cold end,
+/// so that `free` itself pays nothing for the option.
+#[cold]
+#[inline(never)]
+fn ignore_foreign_free(p: *mut u8) -> bool {
+    use crate::options::{self, Opt};
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    ensure_init();
+    if !options::get(Opt::IgnoreInvalidFree) {
+        return false;
+    }
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        crate::report::print(format_args!(
+            "ignoring free of {p:p}: not a pointer goheap allocated (GOHEAP_IGNORE_INVALID_FREE is set; \
+             later ones are ignored silently)"
+        ));
+    }
+    true
 }
 
 #[cold]
@@ -655,7 +698,10 @@ fn system_memory() -> usize {
 /// `p` is a live large object.
 #[cold]
 unsafe fn free_large(p: *mut u8) {
-    let s = large_span(p);
+    let s = large_span(p, true);
+    if s.is_null() {
+        return;
+    }
     {
         let mut h = HEAP.locked.lock();
         h.large_frees += 1;
@@ -670,6 +716,28 @@ unsafe fn free_large(p: *mut u8) {
 mod tests {
     use super::*;
     use crate::sizeclass::NUM_SIZE_CLASSES;
+
+    /// C `malloc`'s one-load class is `class_for` at C's alignment, for
+    /// every small size, in this build and in the other (checked or not).
+    #[test]
+    fn c_malloc_class_is_class_for_at_c_alignment() {
+        for size in 0..=MAX_SMALL_SIZE {
+            let align = if size <= 8 { 8 } else { 16 };
+            assert_eq!(
+                sizeclass::c_malloc_class(size, CHECKED),
+                class_for(size, align).unwrap(),
+                "size {size}"
+            );
+            let mut other = sizeclass::size_to_class(size);
+            if !CHECKED && other == 1 {
+                other = 2;
+            }
+            if align == 16 && sizeclass::class_size(other) % 16 != 0 {
+                other += 1;
+            }
+            assert_eq!(sizeclass::c_malloc_class(size, !CHECKED), other, "size {size}, other build");
+        }
+    }
 
     /// `class_for` picks, for every small size and every alignment up to a
     /// page, the smallest class that holds the size with every object

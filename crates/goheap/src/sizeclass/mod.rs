@@ -85,6 +85,52 @@ static ALIGNED_CLASS: [[u8; NUM_SIZE_CLASSES]; (PAGE_SHIFT - ALIGNED_MIN_SHIFT +
     t
 };
 
+/// The class C's `malloc(size)` takes, for `size <= MAX_SMALL_SIZE`: the
+/// smallest class that holds `size` with every object aligned to 16 (8 for
+/// sizes up to 8, as glibc), and, when `min_class_2` (checked builds, whose
+/// freed objects hold a second word, the free marker), never the 8-byte
+/// class. The same as `size_to_class` followed by those two adjustments,
+/// in one table load: the C `malloc` fast path's whole size lookup.
+#[inline(always)]
+pub fn c_malloc_class(size: usize, min_class_2: bool) -> usize {
+    debug_assert!(size <= MAX_SMALL_SIZE, "not a small size");
+    // SAFETY: `size.div_ceil(8) <= MAX_SMALL_SIZE / 8`, the table's last
+    // index (callers take larger sizes elsewhere; `malloc` checks first).
+    unsafe { *C_MALLOC_CLASS[min_class_2 as usize].get_unchecked(size.div_ceil(SMALL_SIZE_DIV)) as usize }
+}
+
+/// [`c_malloc_class`]'s tables: one byte per 8 bytes of size, to 32 KiB (4
+/// KiB each, of which a program touches the lines of the sizes it uses),
+/// so the lookup is one load with no branch between the two ranges of
+/// `size_to_class`.
+type CMallocClass = [u8; MAX_SMALL_SIZE / SMALL_SIZE_DIV + 1];
+
+static C_MALLOC_CLASS: [CMallocClass; 2] = [c_malloc_table(false), c_malloc_table(true)];
+
+/// The class for C's alignment at or above `class` (sizes above 8 must be
+/// 16-aligned).
+const fn c_adjust(class: usize, above_8: bool, min_class_2: bool) -> u8 {
+    let mut c = class;
+    if min_class_2 && c == 1 {
+        c = 2;
+    }
+    while above_8 && CLASS_TO_SIZE[c] % 16 != 0 {
+        c += 1;
+    }
+    c as u8
+}
+
+const fn c_malloc_table(min_class_2: bool) -> CMallocClass {
+    let mut t = [0; MAX_SMALL_SIZE / SMALL_SIZE_DIV + 1];
+    let mut i = 0;
+    while i < t.len() {
+        // Index i holds sizes 8i-7 ..= 8i: above 8 from i = 2.
+        t[i] = c_adjust(size_to_class(i * SMALL_SIZE_DIV), i >= 2, min_class_2);
+        i += 1;
+    }
+    t
+}
+
 /// Bytes per object of class `class`.
 #[inline(always)]
 pub fn class_size(class: usize) -> usize {

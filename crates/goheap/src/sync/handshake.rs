@@ -43,9 +43,7 @@
 //! is exactly what the membarrier guarantees, so `tests/loom.rs` checks
 //! this code itself.
 
-#[cfg(not(goheap_loom))]
-use super::atomic::AtomicU8;
-use super::atomic::{fence, AtomicBool, Ordering};
+use super::atomic::{fence, AtomicBool, AtomicU8, Ordering};
 
 /// How the heavy side orders itself against every owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,16 +131,21 @@ pub fn heavy_barrier() -> bool {
 pub struct Handshake {
     /// The owner is inside an operation. Written only by the owner.
     busy: AtomicBool,
-    /// A claimer wants, or is using, the owner's state. Written only by
-    /// claimers, which serialise among themselves (a lock of the caller's).
-    claim: AtomicBool,
-    /// Whether the owner's fence is a real one: the mode when the
-    /// handshake was made, kept here so the owner reads it from its own
-    /// (hot) state. Fixed for the handshake's life (the mode is chosen
-    /// before any owner exists; a handshake made earlier fences, which is
-    /// always correct).
-    fenced: bool,
+    /// Bit [`CLAIM`]: a claimer wants, or is using, the owner's state;
+    /// written only by claimers, which serialise among themselves (a lock
+    /// of the caller's). Bit [`FENCED`]: the owner's fence is a real one
+    /// (the mode when the handshake was made, kept here so the owner reads
+    /// it from its own hot state), fixed for the handshake's life (the mode
+    /// is chosen before any owner exists; a handshake made earlier fences,
+    /// which is always correct). One byte, so the owner's fast path tests
+    /// both with one load: zero means "no fence needed, not claimed".
+    gate: AtomicU8,
 }
+
+/// [`Handshake::gate`]'s claim bit.
+const CLAIM: u8 = 1;
+/// [`Handshake::gate`]'s fixed "the owner fences" bit.
+const FENCED: u8 = 2;
 
 impl Default for Handshake {
     fn default() -> Self {
@@ -155,10 +158,10 @@ impl Handshake {
     /// asks for.
     #[cfg(not(goheap_loom))]
     pub fn new() -> Self {
+        let fenced = MODE.load(Ordering::Relaxed) != Mode::Membarrier as u8;
         Handshake {
             busy: AtomicBool::new(false),
-            claim: AtomicBool::new(false),
-            fenced: MODE.load(Ordering::Relaxed) != Mode::Membarrier as u8,
+            gate: AtomicU8::new(if fenced { FENCED } else { 0 }),
         }
     }
 
@@ -168,8 +171,7 @@ impl Handshake {
     pub const fn new_fenced() -> Self {
         Handshake {
             busy: AtomicBool::new(false),
-            claim: AtomicBool::new(false),
-            fenced: true,
+            gate: AtomicU8::new(FENCED),
         }
     }
 
@@ -178,8 +180,7 @@ impl Handshake {
     pub fn new() -> Self {
         Handshake {
             busy: AtomicBool::new(false),
-            claim: AtomicBool::new(false),
-            fenced: true,
+            gate: AtomicU8::new(FENCED),
         }
     }
 
@@ -188,10 +189,38 @@ impl Handshake {
     #[inline(always)]
     pub fn enter(&self) {
         self.busy.store(true, Ordering::Relaxed);
-        light_fence(self.fenced);
-        if self.claim.load(Ordering::Acquire) {
+        light_fence(self.fenced());
+        if self.claimed(Ordering::Acquire) {
             self.enter_contended();
         }
+    }
+
+    /// Whether the owner's fence is a real one.
+    #[inline(always)]
+    fn fenced(&self) -> bool {
+        self.gate.load(Ordering::Relaxed) & FENCED != 0
+    }
+
+    /// Whether the claim bit is set, read with `order`.
+    #[inline(always)]
+    fn claimed(&self, order: Ordering) -> bool {
+        self.gate.load(order) & CLAIM != 0
+    }
+
+    /// Owner: starts an operation if no claimer holds the state and no
+    /// fence is needed (one load of the gate); on `false` the owner is
+    /// marked busy and must go on with [`enter`](Self::enter) (which
+    /// fences, or steps back and waits) before touching the state. The
+    /// fast paths use this to leave those cases to an out-of-line
+    /// function. (In the fenced mode every operation takes that path.)
+    #[inline(always)]
+    pub fn try_enter(&self) -> bool {
+        self.busy.store(true, Ordering::Relaxed);
+        // Without the fence bit the claimer's barrier stands in for a
+        // fence here; with it, this load only sends us to `enter`, which
+        // fences before the load that counts.
+        light_fence(false);
+        self.gate.load(Ordering::Acquire) == 0
     }
 
     /// Owner: ends the operation; its writes become visible to the next
@@ -208,12 +237,12 @@ impl Handshake {
     fn enter_contended(&self) {
         loop {
             self.busy.store(false, Ordering::Release);
-            while self.claim.load(Ordering::Acquire) {
+            while self.claimed(Ordering::Acquire) {
                 super::spin_hint_or_yield();
             }
             self.busy.store(true, Ordering::Relaxed);
-            light_fence(self.fenced);
-            if !self.claim.load(Ordering::Acquire) {
+            light_fence(self.fenced());
+            if !self.claimed(Ordering::Acquire) {
                 return;
             }
         }
@@ -223,7 +252,9 @@ impl Handshake {
     /// handshakes claimed), then [`is_busy`](Self::is_busy) or
     /// [`wait_idle`](Self::wait_idle), then [`release`](Self::release).
     pub fn request(&self) {
-        self.claim.store(true, Ordering::Relaxed);
+        // The fence bit never changes, so a store keeps it.
+        let fenced = self.gate.load(Ordering::Relaxed) & FENCED;
+        self.gate.store(fenced | CLAIM, Ordering::Relaxed);
     }
 
     /// Claimer, after the barrier: whether the owner is inside an
@@ -248,12 +279,13 @@ impl Handshake {
     /// Claimer: drops the claim, publishing the claimer's writes to the
     /// owner.
     pub fn release(&self) {
-        self.claim.store(false, Ordering::Release);
+        let fenced = self.gate.load(Ordering::Relaxed) & FENCED;
+        self.gate.store(fenced, Ordering::Release);
     }
 
     /// Whether a claim is raised (statistics and the fork handler).
     pub fn is_claimed(&self) -> bool {
-        self.claim.load(Ordering::Relaxed)
+        self.claimed(Ordering::Relaxed)
     }
 }
 

@@ -39,7 +39,13 @@ pub(crate) struct CWorkload {
 }
 
 /// The workloads, in report order.
-pub(crate) const C_WORKLOADS: [CWorkload; 6] = [
+pub(crate) const C_WORKLOADS: [CWorkload; 7] = [
+    CWorkload {
+        name: "tight",
+        source: "tight.c",
+        about: "1 thread: batches of 64 blocks of 16-271 B allocated and freed at once, \
+                25.6M pairs: the malloc/free fast path alone (glibc-simple)",
+    },
     CWorkload {
         name: "small",
         source: "small.c",

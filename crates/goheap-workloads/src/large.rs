@@ -58,3 +58,33 @@ pub(crate) fn large(scale: f64) -> u64 {
     }
     ck.value()
 }
+
+/// Zeroed buffers alive at once in `zeroed`'s ring.
+const RING: usize = 32;
+
+/// `3 000 * scale` times, replaces the oldest of 32 zeroed buffers
+/// (`vec![0u8; n]`, n uniform in 64 KiB..=4 MiB) by a new one and writes
+/// a single byte of it: a program that asks for big zeroed buffers and
+/// uses little of each (sparse tables, reserved scratch space). The
+/// allocator's zeroed large path: clearing reused pages touches all of
+/// them, while pages the OS hands out fresh are zero without being touched.
+pub(crate) fn zeroed(scale: f64) -> u64 {
+    let ops = scaled(3_000, scale);
+    let mut rng = Rng::new(11);
+    let mut ring: Vec<Vec<u8>> = (0..RING).map(|_| Vec::new()).collect();
+    let mut ck = Checksum::new();
+    for i in 0..ops {
+        let slot = i % RING;
+        let old = std::mem::take(&mut ring[slot]);
+        ck.add(old.len() as u64);
+        ck.add(old.get(old.len() / 2).copied().unwrap_or(0) as u64);
+        drop(old);
+        let size = rng.range(64 << 10, 4 << 20);
+        let mut v = vec![0u8; size];
+        let at = rng.below(size);
+        ck.add(v[at] as u64);
+        v[size / 2] = (i as u8) | 1;
+        ring[slot] = v;
+    }
+    ck.value()
+}

@@ -69,6 +69,12 @@ pub static WORKLOADS: &[Workload] = &[
         run: maps::hashmap,
     },
     Workload {
+        name: "maprebuild",
+        threads: 1,
+        about: "HashMap<String, Vec<u8>> of 100k entries (1-200 B values) built from empty and dropped, 8 times",
+        run: maps::maprebuild,
+    },
+    Workload {
         name: "prodcons",
         threads: 4,
         about: "2 producers allocate, 2 consumers free: every free is a remote free",
@@ -91,6 +97,12 @@ pub static WORKLOADS: &[Workload] = &[
         threads: 1,
         about: "blocks of 64 KiB-4 MiB, each touched page by page, 6 live at a time",
         run: large::large,
+    },
+    Workload {
+        name: "zeroed",
+        threads: 1,
+        about: "vec![0u8; n] of 64 KiB-4 MiB (uniform), one byte written, 32 live: big zeroed buffers used sparsely",
+        run: large::zeroed,
     },
     Workload {
         name: "bintree",

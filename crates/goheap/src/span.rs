@@ -95,6 +95,10 @@ pub(crate) struct Span {
     pub(crate) cached: Cell<bool>,
     /// Large spans: pages are known to be zero (fresh or released).
     pub(crate) needzero: Cell<bool>,
+    /// Large spans: zeroed by releasing the pages instead of clearing them
+    /// (`malloc.rs`, `ZERO_BY_RELEASE`); their free counts how many the
+    /// program touched.
+    pub(crate) zeroed_by_release: Cell<bool>,
     /// Checked builds: slots at or above this index have never been handed
     /// out since the span was made (its high-water mark), mirrored in the
     /// arena's per-page record at `hw_slot` for frees to read. Kept when the
@@ -159,6 +163,7 @@ impl Span {
         list: Cell::new(SpanList::None),
         cached: Cell::new(false),
         needzero: Cell::new(true),
+        zeroed_by_release: Cell::new(false),
         hw: Cell::new(0),
         hw_slot: Cell::new(ptr::null()),
         fresh_mark: Cell::new(0),

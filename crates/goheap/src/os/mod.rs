@@ -83,6 +83,16 @@ pub unsafe trait Os: Sync {
     /// The range must be committed.
     unsafe fn hint_huge(&self, _addr: *mut u8, _size: usize) {}
 
+    /// How many of the OS pages of `[addr, addr + size)` are resident
+    /// (`mincore`), or `None` where that cannot be told.
+    ///
+    /// # Safety
+    ///
+    /// The range must lie inside a reservation made by this `Os`.
+    unsafe fn resident_pages(&self, _addr: *const u8, _size: usize) -> Option<usize> {
+        None
+    }
+
     /// The OS page size.
     fn page_size(&self) -> usize {
         OS_PAGE_SIZE

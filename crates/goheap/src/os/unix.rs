@@ -80,6 +80,26 @@ unsafe impl Os for SystemOs {
         unsafe { libc::munmap(addr.cast(), size) };
     }
 
+    unsafe fn resident_pages(&self, addr: *const u8, size: usize) -> Option<usize> {
+        // One byte per page, on the stack, 4 MiB of pages per call.
+        let mut vec = [0u8; 1024];
+        let page = super::OS_PAGE_SIZE;
+        let mut resident = 0;
+        let mut off = 0;
+        while off < size {
+            let len = (size - off).min(vec.len() * page);
+            // SAFETY: the range is mapped (the caller's contract); `vec`
+            // holds a byte for each of its `len / page` pages.
+            let rc = unsafe { libc::mincore(addr.add(off) as *mut libc::c_void, len, vec.as_mut_ptr()) };
+            if rc != 0 {
+                return None;
+            }
+            resident += vec[..len.div_ceil(page)].iter().filter(|&&b| b & 1 != 0).count();
+            off += len;
+        }
+        Some(resident)
+    }
+
     unsafe fn hint_huge(&self, addr: *mut u8, size: usize) {
         // SAFETY: the caller guarantees the range is committed; the advice
         // does not change its contents.

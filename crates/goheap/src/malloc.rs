@@ -703,10 +703,14 @@ static ZEROED_COUNT: AtomicU32 = AtomicU32::new(0);
 /// Above this touched part (1/4) clearing wins: a fault costs 3-6 times a
 /// page's `memset` (the figures at [`ZERO_BY_RELEASE`]).
 const TOUCHED_MAX: u32 = 256;
-/// While clearing wins, one zeroed allocation in this many is still zeroed
-/// by release, to notice when the program's use changes (costing about
-/// 1/64 of five clearings, 8 %, in the worst case).
-const PROBE_EVERY: u32 = 64;
+/// While clearing wins, one zeroed allocation in `ZEROED_PROBE_GAP` is
+/// still zeroed by release, to notice when the program's use changes; the
+/// gap doubles (from 16 to 1024) each time such a probe finds the buffer
+/// used densely again, so a program that always writes its buffers all
+/// over pays for a handful of probes in all.
+static ZEROED_PROBE_GAP: AtomicU32 = AtomicU32::new(PROBE_GAP_MIN);
+const PROBE_GAP_MIN: u32 = 16;
+const PROBE_GAP_MAX: u32 = 1024;
 
 /// Whether to zero this large allocation by releasing its pages: when the
 /// buffers zeroed so were mostly left untouched (a page fault for each
@@ -716,7 +720,7 @@ const PROBE_EVERY: u32 = 64;
 /// after a few frees.
 fn zero_by_release() -> bool {
     let n = ZEROED_COUNT.fetch_add(1, Relaxed);
-    ZEROED_TOUCHED.load(Relaxed) <= TOUCHED_MAX || n % PROBE_EVERY == 0
+    ZEROED_TOUCHED.load(Relaxed) <= TOUCHED_MAX || n % ZEROED_PROBE_GAP.load(Relaxed) == 0
 }
 
 /// At the free of a large span zeroed by release: folds the part of its
@@ -732,7 +736,14 @@ fn note_zeroed_touched(span: &Span) {
     let part = (resident * 1024 / total) as u32;
     // A racy average is fine: it only steers a choice.
     let old = ZEROED_TOUCHED.load(Relaxed);
-    ZEROED_TOUCHED.store(old - old / 4 + part / 4, Relaxed);
+    let avg = old - old / 4 + part / 4;
+    ZEROED_TOUCHED.store(avg, Relaxed);
+    let gap = if avg > TOUCHED_MAX {
+        (ZEROED_PROBE_GAP.load(Relaxed) * 2).min(PROBE_GAP_MAX)
+    } else {
+        PROBE_GAP_MIN
+    };
+    ZEROED_PROBE_GAP.store(gap, Relaxed);
 }
 
 /// Requests at least this large are checked against [`system_memory`].

@@ -31,7 +31,7 @@ if ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources
     echo "deb http://deb.debian.org/debian bookworm-backports main" | "${sudo[@]}" tee "$list" >/dev/null
 fi
 "${sudo[@]}" apt-get update
-"${sudo[@]}" apt-get install -y gcc libgc-dev libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
+"${sudo[@]}" apt-get install -y gcc libgc-dev libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 libsqlite3-dev
 if ! "${sudo[@]}" apt-get install -y -t bookworm-backports golang-1.23-go; then
     echo "install-bench-deps: no Go 1.23 from bookworm-backports; installing Debian's golang-go (Go 1.19)" >&2
     "${sudo[@]}" apt-get install -y golang-go

@@ -3,11 +3,12 @@
 # Debian's packages: jemalloc 5.3 (libjemalloc2), mimalloc 2.0
 # (libmimalloc2.0) and gperftools' tcmalloc (libtcmalloc-minimal4). They
 # land in /usr/lib/x86_64-linux-gnu/ as libjemalloc.so.2,
-# libmimalloc.so.2 and libtcmalloc_minimal.so.4.
+# libmimalloc.so.2 and libtcmalloc_minimal.so.4. Also SQLite's headers and
+# library (libsqlite3-dev), which cbench's `sqlite` workload links.
 #
 # Needs root (or sudo) and apt-get: Debian 12 or a derivative.
 set -euo pipefail
-pkgs=(libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4)
+pkgs=(libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 libsqlite3-dev)
 if [ "$(id -u)" -eq 0 ]; then
     sudo=()
 elif command -v sudo >/dev/null; then

@@ -36,51 +36,77 @@ pub(crate) struct CWorkload {
     pub(crate) source: &'static str,
     /// One line on what it does.
     pub(crate) about: &'static str,
+    /// Libraries it links (`-l` flags) beyond libc and libdl, and the
+    /// Debian package that provides them (named when compiling fails).
+    pub(crate) libs: &'static [&'static str],
+    pub(crate) package: Option<&'static str>,
 }
 
 /// The workloads, in report order.
-pub(crate) const C_WORKLOADS: [CWorkload; 7] = [
+pub(crate) const C_WORKLOADS: [CWorkload; 8] = [
     CWorkload {
         name: "tight",
         source: "tight.c",
         about: "1 thread: batches of 64 blocks of 16-271 B allocated and freed at once, \
                 25.6M pairs: the malloc/free fast path alone (glibc-simple)",
+        libs: &[],
+        package: None,
     },
     CWorkload {
         name: "small",
         source: "small.c",
         about: "1 thread: bignum-style arithmetic, 2.5M steps of ~9 blocks of 8-256 B, \
                 nearly all freed within microseconds (cfrac, espresso)",
+        libs: &[],
+        package: None,
     },
     CWorkload {
         name: "larson",
         source: "larson.c",
         about: "4 threads × 1000 generations: each frees 8-1000 B blocks its exited \
                 predecessor allocated, then hands over to a new thread (larsonN)",
+        libs: &[],
+        package: None,
     },
     CWorkload {
         name: "xmalloc",
         source: "xmalloc.c",
         about: "2 producers allocate 15M objects of 16-128 B, 2 consumers free them: \
                 every free remote (xmalloc-testN)",
+        libs: &[],
+        package: None,
     },
     CWorkload {
         name: "rand16k",
         source: "rand16k.c",
         about: "4 threads churn 1024-block working sets of 8 B-16 KiB (log-uniform), \
                 passing 128 blocks on every round (glibc-thread, rptest)",
+        libs: &[],
+        package: None,
     },
     CWorkload {
         name: "calloc-large",
         source: "calloc-large.c",
         about: "1 thread: 1000 callocs of 256 KiB-16 MiB, 8 live, one byte per page \
                 checked and written (malloc-large)",
+        libs: &[],
+        package: None,
     },
     CWorkload {
         name: "stl",
         source: "stl.cc",
         about: "C++, 1 thread: std::map<std::string, std::string> insert/replace/erase/find \
                 and vectors of strings, through operator new/delete",
+        libs: &[],
+        package: None,
+    },
+    CWorkload {
+        name: "sqlite",
+        source: "sqlite.c",
+        about: "1 thread, a real library: SQLite (Debian's libsqlite3) on an in-memory database, \
+                4 rounds of 40k indexed rows inserted, queried, updated, half deleted, dropped",
+        libs: &["-lsqlite3"],
+        package: Some("libsqlite3-dev"),
     },
 ];
 
@@ -110,7 +136,7 @@ pub(crate) const PEER_LIBS: [(&str, &str, &str); 3] = [
 
 /// The command that installs the peers.
 pub(crate) const INSTALL_CMD: &str =
-    "apt-get install libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4";
+    "apt-get install libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 libsqlite3-dev";
 
 /// Where Debian installs shared libraries: `/usr/lib/<arch>-linux-gnu`.
 fn lib_dir() -> PathBuf {
@@ -230,11 +256,21 @@ fn compile(src_dir: &Path, out_dir: &Path, workloads: &[CWorkload]) -> Result<()
             .args(["-O2", "-g", "-pthread", "-Wall", "-Wextra", "-o"])
             .arg(out_dir.join(w.name))
             .arg(src_dir.join(w.source))
+            .args(w.libs)
             .arg("-ldl")
             .status()
             .map_err(|e| format!("cannot run {compiler}: {e}"))?;
         if !status.success() {
-            return Err(format!("{compiler} failed on {} ({status})", w.source));
+            let needs = match w.package {
+                Some(p) => {
+                    format!("; it needs Debian's {p} (scripts/install-peers.sh installs it)")
+                }
+                None => String::new(),
+            };
+            return Err(format!(
+                "{compiler} failed on {} ({status}){needs}",
+                w.source
+            ));
         }
     }
     Ok(())

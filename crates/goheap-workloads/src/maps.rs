@@ -154,30 +154,31 @@ pub(crate) fn hashmap(scale: f64) -> u64 {
 }
 
 /// `8 * scale` times, builds a `HashMap<String, Vec<u8>>` of 100 000
-/// entries from empty (the table doubles 17 times: each new table
+/// entries (fewer below scale 1) from empty (the table doubles 17 times: each new table
 /// allocated, the old one freed; 16-byte keys; values of 1-200 bytes
 /// filled with one byte), looks every key up, and drops the whole map: a
 /// program that rebuilds an index per request or per file. Every object
 /// of a build dies together, so the allocator sees 200 000 small frees in
 /// a burst and the same sizes asked for again at once.
 pub(crate) fn maprebuild(scale: f64) -> u64 {
-    const ENTRIES: usize = 100_000;
+    // Below scale 1 the maps shrink, above it the rounds multiply.
+    let entries = scaled(100_000, scale.min(1.0));
     let mut rng = Rng::new(13);
     let mut ck = Checksum::new();
-    for round in 0..scaled(8, scale) {
+    for round in 0..scaled(8, scale.max(1.0)) {
         let mut m: HashMap<String, Vec<u8>, BuildHasherDefault<FxHasher>> = HashMap::default();
-        for i in 0..ENTRIES {
+        for i in 0..entries {
             let key = format!(
                 "k{:015}",
-                mix((round * ENTRIES + i) as u64) % 1_000_000_000_000_000
+                mix((round * entries + i) as u64) % 1_000_000_000_000_000
             );
             let len = rng.range(1, 200);
             m.insert(key, vec![(i as u8) | 1; len]);
         }
-        for i in (0..ENTRIES).step_by(7) {
+        for i in (0..entries).step_by(7) {
             let key = format!(
                 "k{:015}",
-                mix((round * ENTRIES + i) as u64) % 1_000_000_000_000_000
+                mix((round * entries + i) as u64) % 1_000_000_000_000_000
             );
             ck.add(m.get(&key).map_or(0, |v| v.len() as u64 + v[0] as u64));
         }

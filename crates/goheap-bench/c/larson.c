@@ -8,8 +8,18 @@
  * down GENERATIONS times per lineage.
  *
  * The work of each lineage depends only on its own seed, so the checksum
- * (a sum over lineages) is the same whatever the scheduling. */
+ * (a sum over lineages) is the same whatever the scheduling.
+ *
+ * larson-sized.cc compiles this file as C++ with the blocks allocated by
+ * `operator new` and freed by the sized `operator delete(p, size)`
+ * (mimalloc-bench's larson-sized): the free is told the size. */
 #include "common.h"
+
+#ifndef LARSON_NAME
+#define LARSON_NAME "larson"
+#define LARSON_ALLOC(size) malloc(size)
+#define LARSON_FREE(p, size) free(p)
+#endif
 
 #include <pthread.h>
 
@@ -40,7 +50,7 @@ static int done_count = 0;
 static block *new_block(uint64_t *rng) {
     uint64_t r = rng_next(rng);
     size_t size = MIN_SIZE + (size_t)(r % (MAX_SIZE - MIN_SIZE + 1));
-    block *b = check(malloc(size), "larson");
+    block *b = (block *)check(LARSON_ALLOC(size), LARSON_NAME);
     /* blocks under 16 bytes hold only the tag */
     b->tag = r;
     if (size >= sizeof(block)) {
@@ -54,14 +64,14 @@ static uint64_t free_block(block *b) {
     uint64_t v = b->tag;
     size_t size = MIN_SIZE + (size_t)(v % (MAX_SIZE - MIN_SIZE + 1));
     if (size >= sizeof(block)) v += b->size + ((unsigned char *)b)[size - 1];
-    free(b);
+    LARSON_FREE(b, size);
     return hash64(v);
 }
 
 static void start(lineage *l);
 
 static void *worker(void *arg) {
-    lineage *l = arg;
+    lineage *l = (lineage *)arg;
     for (int i = 0; i < OPS; i++) {
         size_t k = (size_t)(rng_next(&l->rng) % SLOTS);
         l->sum += free_block(l->slot[k]);
@@ -98,7 +108,7 @@ int main(int argc, char **argv) {
 
     lineage *ls[LINEAGES];
     for (int i = 0; i < LINEAGES; i++) {
-        lineage *l = check(calloc(1, sizeof(lineage)), "lineage");
+        lineage *l = (lineage *)check(calloc(1, sizeof(lineage)), "lineage");
         l->id = i;
         l->generations = generations;
         l->rng = 0x1a250000 + (uint64_t)i;
@@ -119,6 +129,6 @@ int main(int argc, char **argv) {
         h += l->sum;
         free(l);
     }
-    report("larson", scale, h, now_secs() - t0);
+    report(LARSON_NAME, scale, h, now_secs() - t0);
     return 0;
 }

@@ -43,7 +43,7 @@ pub(crate) struct CWorkload {
 }
 
 /// The workloads, in report order.
-pub(crate) const C_WORKLOADS: [CWorkload; 8] = [
+pub(crate) const C_WORKLOADS: [CWorkload; 9] = [
     CWorkload {
         name: "tight",
         source: "tight.c",
@@ -65,6 +65,14 @@ pub(crate) const C_WORKLOADS: [CWorkload; 8] = [
         source: "larson.c",
         about: "4 threads × 1000 generations: each frees 8-1000 B blocks its exited \
                 predecessor allocated, then hands over to a new thread (larsonN)",
+        libs: &[],
+        package: None,
+    },
+    CWorkload {
+        name: "larson-sized",
+        source: "larson-sized.cc",
+        about: "larson's server loop in C++ with sized deallocation: operator new(n), \
+                operator delete(p, n) (larson-sized)",
         libs: &[],
         package: None,
     },

@@ -180,11 +180,8 @@ fn alloc_aligned(align: usize, size: usize) -> *mut c_void {
 /// option) memory goheap does not own.
 #[inline(always)]
 unsafe fn free_impl(p: *mut c_void) {
-    if p.is_null() {
-        return;
-    }
-    // SAFETY: forwarded contract; `raw::free` aborts with a report for
-    // pointers it does not own.
+    // SAFETY: forwarded contract; `raw::free` ignores null and aborts with
+    // a report for pointers it does not own.
     unsafe { raw::free(p.cast()) }
 }
 
@@ -257,10 +254,8 @@ pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, _align: usize, size:
 ///
 /// As [`free_sized`].
 unsafe fn free_sized_impl(p: *mut c_void, size: usize) {
-    if p.is_null() {
-        return;
-    }
-    // SAFETY: forwarded contract; checks the pointer before using it (and
+    // SAFETY: forwarded contract; ignores null, checks the pointer before
+    // using it (and
     // ignores one goheap does not own, with GOHEAP_IGNORE_INVALID_FREE).
     unsafe { raw::free_sized(p.cast(), size) }
 }

@@ -166,21 +166,20 @@ pub(crate) fn maprebuild(scale: f64) -> u64 {
     let mut rng = Rng::new(13);
     let mut ck = Checksum::new();
     for round in 0..scaled(8, scale.max(1.0)) {
+        // A 16-byte key per entry of the round.
+        let key = |i: usize| {
+            format!(
+                "k{:015}",
+                mix((round * entries + i) as u64) % 1_000_000_000_000_000
+            )
+        };
         let mut m: HashMap<String, Vec<u8>, BuildHasherDefault<FxHasher>> = HashMap::default();
         for i in 0..entries {
-            let key = format!(
-                "k{:015}",
-                mix((round * entries + i) as u64) % 1_000_000_000_000_000
-            );
             let len = rng.range(1, 200);
-            m.insert(key, vec![(i as u8) | 1; len]);
+            m.insert(key(i), vec![(i as u8) | 1; len]);
         }
         for i in (0..entries).step_by(7) {
-            let key = format!(
-                "k{:015}",
-                mix((round * entries + i) as u64) % 1_000_000_000_000_000
-            );
-            ck.add(m.get(&key).map_or(0, |v| v.len() as u64 + v[0] as u64));
+            ck.add(m.get(&key(i)).map_or(0, |v| v.len() as u64 + v[0] as u64));
         }
         ck.add(m.len() as u64);
     }

@@ -241,18 +241,7 @@ impl Guard {
     #[inline(always)]
     pub(crate) unsafe fn pop(&self, obj: *mut u8) -> *mut u8 {
         // SAFETY: per the contract.
-        unsafe {
-            if !CHECKED {
-                return obj.cast::<*mut u8>().read();
-            }
-            let next = (obj.cast::<usize>().read() ^ self.link.get()) as *mut u8;
-            let off = (next as usize).wrapping_sub(self.lo.get()).rotate_right(3);
-            if off >= self.span8.get() && !next.is_null() {
-                self.recheck_link(obj, next);
-            }
-            obj.cast::<usize>().add(1).write(0);
-            next
-        }
+        unsafe { self.try_pop(obj) }.unwrap_or_else(|| self.pop_recheck(obj))
     }
 
     /// [`pop`](Self::pop) for the owner's fast path: the link of `obj`,
@@ -269,7 +258,7 @@ impl Guard {
             if !CHECKED {
                 return Some(obj.cast::<*mut u8>().read());
             }
-            let next = (obj.cast::<usize>().read() ^ self.link.get()) as *mut u8;
+            let next = self.decode(obj);
             let off = (next as usize).wrapping_sub(self.lo.get()).rotate_right(3);
             if off >= self.span8.get() && !next.is_null() {
                 return None;
@@ -279,12 +268,31 @@ impl Guard {
         }
     }
 
-    /// A link outside this copy's range: the heap may have grown since.
+    /// The link `obj` holds, decoded (checked builds).
+    ///
+    /// # Safety
+    ///
+    /// As [`pop`](Self::pop).
+    #[inline(always)]
+    unsafe fn decode(&self, obj: *mut u8) -> *mut u8 {
+        // SAFETY: per the contract, word 0 is readable.
+        (unsafe { obj.cast::<usize>().read() } ^ self.link.get()) as *mut u8
+    }
+
+    /// [`pop`](Self::pop) of a link outside this copy's range: the heap
+    /// may have grown since, so the link is checked against the process's
+    /// range (a report if outside it too), the copy refreshed, and the pop
+    /// finished.
     #[cold]
     #[inline(never)]
-    fn recheck_link(&self, obj: *mut u8, next: *mut u8) {
+    fn pop_recheck(&self, obj: *mut u8) -> *mut u8 {
+        // SAFETY: `obj` is the list head `pop` was given.
+        let next = unsafe { self.decode(obj) };
         check_link(obj, next);
         self.refresh();
+        // SAFETY: as above; word 1 is ours to clear.
+        unsafe { obj.cast::<usize>().add(1).write(0) };
+        next
     }
 
     /// [`is_marked`], with this copy of the marker.

@@ -27,19 +27,9 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
         if size > MAX_SMALL_SIZE {
             return None;
         }
-        let class = sizeclass::size_to_class(size);
         // Checked builds have no 8-byte class: a freed object needs a
         // second word for its free marker.
-        if CHECKED && class == 1 {
-            return Some(2);
-        }
-        // Every class is 8-aligned; all but 8 and 24 bytes are 16-aligned,
-        // and the class after each of those (16, 32) is. (C's malloc asks
-        // for 16 for everything above 8 bytes, so this stays inline.)
-        if align > 8 && sizeclass::class_size(class) % 16 != 0 {
-            return Some(class + 1);
-        }
-        return Some(class);
+        return Some(sizeclass::class_at_align16(sizeclass::size_to_class(size), align > 8, CHECKED));
     }
     aligned_class(size, align)
 }
@@ -60,15 +50,19 @@ fn aligned_class(size: usize, align: usize) -> Option<usize> {
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
-        Some(class) => {
-            // SAFETY: a non-null cache pointer is the thread's own live cache.
-            match unsafe { tls::cache().as_ref() } {
-                // SAFETY: as above.
-                Some(c) => unsafe { c.alloc_owned(class) },
-                None => alloc_without_cache(class),
-            }
-        }
+        Some(class) => alloc_small(class),
         None => alloc_large(size, align, false),
+    }
+}
+
+/// An object of `class` from the calling thread's cache.
+#[inline(always)]
+fn alloc_small(class: usize) -> *mut u8 {
+    // SAFETY: a non-null cache pointer is the thread's own live cache.
+    match unsafe { tls::cache().as_ref() } {
+        // SAFETY: as above.
+        Some(c) => unsafe { c.alloc_owned(class) },
+        None => alloc_without_cache(class),
     }
 }
 
@@ -80,13 +74,7 @@ pub(crate) fn malloc(size: usize) -> *mut u8 {
     if size > MAX_SMALL_SIZE {
         return alloc_large(size, 16, false);
     }
-    let class = sizeclass::c_malloc_class(size, CHECKED);
-    // SAFETY: a non-null cache pointer is the thread's own live cache.
-    match unsafe { tls::cache().as_ref() } {
-        // SAFETY: as above.
-        Some(c) => unsafe { c.alloc_owned(class) },
-        None => alloc_without_cache(class),
-    }
+    alloc_small(sizeclass::c_malloc_class(size, CHECKED))
 }
 
 /// Like [`alloc`], with the first `size` bytes zero.

@@ -70,10 +70,11 @@ fn replace_cache(c: *const ThreadCache) -> *const ThreadCache {
 /// (`glibc.rtld.optional_static_tls`, 512 bytes by default); the test
 /// `c_api::dlopen_a_library_linked_with_goheap` loads it so.
 ///
-/// The symbol is global but hidden, so each binary that links goheap has
-/// its own (the code that reads it may be inlined into another crate's
-/// object file); its name carries the layout version, so two goheaps in
-/// one link would not share it.
+/// The symbol is global (the code that reads it may be inlined into
+/// another crate's object file) but hidden, so each binary that links
+/// goheap has its own; its name carries a version, to be changed with the
+/// slot's meaning, so that two goheaps of different layouts in one link
+/// fail to link rather than share it.
 #[cfg(all(
     feature = "initial-exec-tls",
     target_arch = "x86_64",

@@ -107,17 +107,22 @@ type CMallocClass = [u8; MAX_SMALL_SIZE / SMALL_SIZE_DIV + 1];
 
 static C_MALLOC_CLASS: [CMallocClass; 2] = [c_malloc_table(false), c_malloc_table(true)];
 
-/// The class for C's alignment at or above `class` (sizes above 8 must be
-/// 16-aligned).
-const fn c_adjust(class: usize, above_8: bool, min_class_2: bool) -> u8 {
-    let mut c = class;
-    if min_class_2 && c == 1 {
-        c = 2;
+/// The class at or above `class` (`size_to_class` of the request) whose
+/// objects are all 16-aligned when `align16` (spans are page-aligned, so a
+/// class size that is a multiple of 16 is the rule), and never the 8-byte
+/// class when `min_class_2`. Every class is 8-aligned; all but 8 and 24
+/// bytes are 16-aligned, and the class after each of those (16, 32) is,
+/// so one step is enough. The malloc front-end's rule for alignments up to
+/// 16, shared by its `class_for` and the C table.
+#[inline(always)]
+pub const fn class_at_align16(class: usize, align16: bool, min_class_2: bool) -> usize {
+    if min_class_2 && class == 1 {
+        return 2;
     }
-    while above_8 && CLASS_TO_SIZE[c] % 16 != 0 {
-        c += 1;
+    if align16 && CLASS_TO_SIZE[class] % 16 != 0 {
+        return class + 1;
     }
-    c as u8
+    class
 }
 
 const fn c_malloc_table(min_class_2: bool) -> CMallocClass {
@@ -125,7 +130,7 @@ const fn c_malloc_table(min_class_2: bool) -> CMallocClass {
     let mut i = 0;
     while i < t.len() {
         // Index i holds sizes 8i-7 ..= 8i: above 8 from i = 2.
-        t[i] = c_adjust(size_to_class(i * SMALL_SIZE_DIV), i >= 2, min_class_2);
+        t[i] = class_at_align16(size_to_class(i * SMALL_SIZE_DIV), i >= 2, min_class_2) as u8;
         i += 1;
     }
     t

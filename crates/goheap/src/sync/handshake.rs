@@ -188,7 +188,17 @@ impl Handshake {
     /// claimer that holds it.
     #[inline(always)]
     pub fn enter(&self) {
-        self.busy.store(true, Ordering::Relaxed);
+        if !self.try_enter() {
+            self.enter_gated();
+        }
+    }
+
+    /// [`enter`](Self::enter) once the gate was found non-zero (busy is
+    /// set): the fence, if this handshake's mode needs one, then the claim
+    /// read that counts.
+    #[cold]
+    #[inline(never)]
+    fn enter_gated(&self) {
         light_fence(self.fenced());
         if self.claimed(Ordering::Acquire) {
             self.enter_contended();
@@ -212,7 +222,8 @@ impl Handshake {
     /// marked busy and must go on with [`enter`](Self::enter) (which
     /// fences, or steps back and waits) before touching the state. The
     /// fast paths use this to leave those cases to an out-of-line
-    /// function. (In the fenced mode every operation takes that path.)
+    /// function, and `enter` is this plus that function. (In the fenced
+    /// mode every operation takes that path.)
     #[inline(always)]
     pub fn try_enter(&self) -> bool {
         self.busy.store(true, Ordering::Relaxed);

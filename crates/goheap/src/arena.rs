@@ -13,6 +13,12 @@ use core::ptr;
 
 /// log2 of the arena size.
 pub(crate) const ARENA_SHIFT: u32 = 26;
+/// No arena's address has this bit: the heap profiler's region of
+/// sampled objects (`profile`) has it in every address, so a sized free
+/// tells a sampled object by its address alone. It splits the 47-bit
+/// user space in halves; the kernel places mappings near the top of the
+/// upper one, arenas start at Go's hint in the lower one.
+pub(crate) const SAMPLED_ADDR_BIT: usize = 1 << 46;
 /// Bytes per arena: 64 MiB, as in Go on 64-bit Linux.
 pub(crate) const ARENA_BYTES: usize = 1 << ARENA_SHIFT;
 /// goheap pages per arena.

@@ -74,6 +74,17 @@ pub(crate) struct ThreadCache {
     /// The free-list secrets, on the cache's first line (owner only).
     pub(crate) guard: freelist::Guard,
     pub(crate) classes: [ClassCache; NUM_SIZE_CLASSES],
+    /// Heap profiling (owner only, never claimed): bytes left until this
+    /// thread's next sampled allocation (Go's `mcache.nextSample`). Every
+    /// allocation subtracts its size; below zero, `profile` samples it and
+    /// draws the next distance. Starts at 0, so the first allocation
+    /// draws.
+    pub(crate) sample_left: Cell<isize>,
+    /// The state of the thread's sample-distance generator (owner only).
+    pub(crate) sample_rng: Cell<u64>,
+    /// Set while the owner records a sample, whose stack walk may allocate
+    /// (owner only): such allocations are not sampled.
+    pub(crate) sampling: Cell<bool>,
     /// The heap this cache takes spans from and returns objects to.
     pub(crate) heap: &'static Heap,
     /// The reclaimer's bookkeeping (registry lock): activity seen at its
@@ -126,6 +137,9 @@ impl ThreadCache {
             }; NUM_SIZE_CLASSES],
             handshake: Handshake::new_fenced(),
             guard: freelist::Guard::new(),
+            sample_left: Cell::new(0),
+            sample_rng: Cell::new(0),
+            sampling: Cell::new(false),
             heap,
             seen_activity: AtomicU64::new(0),
             reclaimed_activity: AtomicU64::new(u64::MAX),
@@ -141,6 +155,16 @@ impl ThreadCache {
         for class in 1..NUM_SIZE_CLASSES {
             self.classes[class].max.set(class_max(class));
         }
+    }
+
+    /// Takes `size` bytes off the distance to the next heap-profile
+    /// sample: whether this allocation is to be sampled (then
+    /// `profile::sample_small` or `sample_large` draws the next distance).
+    #[inline(always)]
+    pub(crate) fn sample_due(&self, size: usize) -> bool {
+        let left = self.sample_left.get().wrapping_sub(size as isize);
+        self.sample_left.set(left);
+        left < 0
     }
 
     /// Allocates an object of `class`: the free list, then the cached

@@ -23,6 +23,7 @@ pub(crate) fn prefork(heap: &Heap, threads: &Threads) {
         core::mem::forget(c.lists.lock());
     }
     core::mem::forget(heap.locked.lock());
+    crate::profile::table::prefork();
 }
 
 /// Releases every lock [`prefork`] took, in reverse order.
@@ -35,6 +36,7 @@ unsafe fn release_all(heap: &Heap, threads: &Threads) {
     // SAFETY: `prefork` took these locks on this thread (or, in the child,
     // on the thread the child is a copy of) and forgot their guards.
     unsafe {
+        crate::profile::table::postfork();
         heap.locked.force_unlock();
         for c in heap.centrals.iter().rev() {
             c.lists.force_unlock();

@@ -45,7 +45,10 @@ fn start_scavenger() {
     if cfg!(miri) {
         return;
     }
-    tls::call_out(|| crate::scavenger::start(&HEAP, &THREADS));
+    tls::call_out(|| {
+        crate::scavenger::start(&HEAP, &THREADS);
+        crate::profile::writer::start();
+    });
 }
 
 /// 0 = not initialised, 1 = initialising, 2 = done.
@@ -84,6 +87,7 @@ fn init() {
     // (Miri has no `membarrier`: fences.)
     crate::sync::handshake::init(options::get(Opt::Membarrier) && !cfg!(miri));
     crate::scavenger::init_from_env(&HEAP);
+    crate::profile::writer::init_from_env();
     if !cfg!(miri) {
         crate::cgroup::init_limit(&HEAP);
         crate::stats::init_exit_stats();

@@ -6,7 +6,7 @@
 //! scavenger when the first span is made) is a hook the composition root
 //! (`global.rs`) installs when it builds the process heap.
 
-use crate::arena::{ArenaMap, ARENA_BYTES};
+use crate::arena::{ArenaMap, ARENA_BYTES, SAMPLED_ADDR_BIT};
 use crate::central::Central;
 use crate::fixalloc::FixAlloc;
 use crate::limit::Limit;
@@ -89,6 +89,12 @@ pub(crate) struct Heap {
     /// Whether `hooks.first_span` has run.
     started: AtomicBool,
     hooks: HeapHooks,
+}
+
+/// Whether `[p, p + bytes)` has an address with [`SAMPLED_ADDR_BIT`],
+/// which arenas must not.
+fn has_sampled_bit(p: usize, bytes: usize) -> bool {
+    (p | (p + bytes - 1)) & SAMPLED_ADDR_BIT != 0
 }
 
 /// First hint for arena placement (Go starts at 0x00c0 << 32 on amd64).
@@ -254,7 +260,12 @@ impl Heap {
             if !self.make_room(h, ask) {
                 return None;
             }
-            let p = self.os.reserve(bytes, ARENA_BYTES, h.arena_hint) as usize;
+            let mut p = self.os.reserve(bytes, ARENA_BYTES, h.arena_hint) as usize;
+            if p != 0 && has_sampled_bit(p, bytes) {
+                // SAFETY: the reservation just made, unused.
+                unsafe { self.os.release(p as *mut u8, bytes) };
+                p = self.reserve_low(bytes);
+            }
             if p == 0 {
                 return None;
             }
@@ -291,6 +302,26 @@ impl Heap {
         h.cur_arena += ask;
         h.heap_sys += ask;
         Some(())
+    }
+
+    /// Reserves `bytes` of arena space in the lower half of the address
+    /// space (the kernel put the last try in the upper one, where the
+    /// profiler's sampled region lives): tries a hint per TiB upward from
+    /// 1 TiB; 0 if none gave such space.
+    #[cold]
+    fn reserve_low(&self, bytes: usize) -> usize {
+        for tib in 1..(SAMPLED_ADDR_BIT >> 40) {
+            let p = self.os.reserve(bytes, ARENA_BYTES, tib << 40) as usize;
+            if p == 0 {
+                return 0;
+            }
+            if !has_sampled_bit(p, bytes) {
+                return p;
+            }
+            // SAFETY: the reservation just made, unused.
+            unsafe { self.os.release(p as *mut u8, bytes) };
+        }
+        0
     }
 
     /// Returns span `s` and its pages to the heap.

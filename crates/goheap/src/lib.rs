@@ -210,6 +210,7 @@ not_under_loom! {
     pub mod options;
     pub mod os;
     mod pagealloc;
+    mod profile;
     pub mod report;
     mod scavenger;
     pub mod sizeclass;
@@ -223,6 +224,8 @@ not_under_loom! {
     pub use check::HeapCheck;
     pub use limit::LimitSource;
     pub use malloc::MAX_ALLOC;
+    pub use profile::pprof::DROP_FRAMES as PROFILE_DROP_FRAMES;
+    pub use profile::DEFAULT_RATE as DEFAULT_PROFILE_RATE;
     pub use stats::{claim_exit_stats, process_rss, BySize, CacheHandshake, MemStats, Metrics};
 
     use core::sync::atomic::Ordering::Relaxed;
@@ -284,6 +287,57 @@ not_under_loom! {
             scavenger::start(&HEAP, &THREADS);
         }
         old
+    }
+
+    /// Sets the heap profile's sampling rate, Go's `runtime.MemProfileRate`:
+    /// on average one allocation per `rate` bytes allocated is sampled
+    /// (its stack recorded); `1` samples every allocation, `0` (the
+    /// default, unless `GOHEAP_HEAP_PROFILE` or `GOHEAP_PROFILE_RATE` is
+    /// set) none. Returns the previous rate. The calling thread uses the
+    /// new rate from its next allocation, other running threads within a
+    /// mebibyte of allocation. [`DEFAULT_PROFILE_RATE`] is Go's 512 KiB.
+    pub fn set_profile_rate(rate: usize) -> usize {
+        global::ensure_init();
+        // SAFETY: a non-null cache pointer is the thread's own live cache.
+        profile::set_rate(rate, unsafe { tls::cache().as_ref() })
+    }
+
+    /// The heap profile's sampling rate in bytes (0: off).
+    pub fn profile_rate() -> usize {
+        profile::profile_rate()
+    }
+
+    /// Writes the heap profile (pprof's gzipped `profile.proto`: Go's
+    /// `alloc_objects`, `alloc_space`, `inuse_objects`, `inuse_space`,
+    /// scaled for sampling) to `path`, creating or truncating it. Read it
+    /// with `goheap profile PATH` or `go tool pprof PATH`. Allocates
+    /// nothing through goheap (its buffers are mapped from the OS).
+    pub fn write_heap_profile(path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut buf = [0u8; 4096];
+        let bytes = path.as_ref().as_os_str().as_bytes();
+        if bytes.len() >= buf.len() || bytes.contains(&0) {
+            return Err(std::io::Error::from_raw_os_error(if bytes.contains(&0) {
+                libc::EINVAL
+            } else {
+                libc::ENAMETOOLONG
+            }));
+        }
+        buf[..bytes.len()].copy_from_slice(bytes);
+        let c = core::ffi::CStr::from_bytes_until_nul(&buf).map_err(|_| {
+            std::io::Error::from_raw_os_error(libc::EINVAL)
+        })?;
+        write_heap_profile_at(c)
+    }
+
+    /// [`write_heap_profile`] for a NUL-terminated path (the C API's).
+    pub fn write_heap_profile_at(path: &core::ffi::CStr) -> std::io::Result<()> {
+        profile::pprof::write_to_path(path).map_err(|e| match e {
+            profile::pprof::WriteError::NoMemory => {
+                std::io::Error::from_raw_os_error(libc::ENOMEM)
+            }
+            profile::pprof::WriteError::Os(errno) => std::io::Error::from_raw_os_error(errno),
+        })
     }
 
     /// The soft memory limit in bytes (`usize::MAX`: none).

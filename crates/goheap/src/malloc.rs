@@ -4,7 +4,8 @@
 //! See the crate docs for the overview, and "What is checked" there for
 //! the checks `free` makes.
 
-use crate::cache::enter;
+use crate::cache::{enter, ThreadCache};
+use crate::profile;
 use crate::freelist;
 use crate::global::{ensure_init, HEAP, THREADS};
 use crate::report::fatal;
@@ -50,20 +51,39 @@ fn aligned_class(size: usize, align: usize) -> Option<usize> {
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
-        Some(class) => alloc_small(class),
+        Some(class) => alloc_small(class, size),
         None => alloc_large(size, align, false),
     }
 }
 
-/// An object of `class` from the calling thread's cache.
+/// An object of `class` (for a request of `size` bytes) from the calling
+/// thread's cache, or from the heap profile's region when it is sampled.
 #[inline(always)]
-fn alloc_small(class: usize) -> *mut u8 {
+fn alloc_small(class: usize, size: usize) -> *mut u8 {
     // SAFETY: a non-null cache pointer is the thread's own live cache.
     match unsafe { tls::cache().as_ref() } {
-        // SAFETY: as above.
-        Some(c) => unsafe { c.alloc_owned(class) },
+        Some(c) => {
+            if c.sample_due(size) {
+                return alloc_maybe_sampled(c, class, size);
+            }
+            // SAFETY: as above.
+            unsafe { c.alloc_owned(class) }
+        }
         None => alloc_without_cache(class),
     }
+}
+
+/// [`alloc_small`] when the profile's countdown ran out: the sampled
+/// object, or (profiling off, or no room) an ordinary one.
+#[cold]
+#[inline(never)]
+fn alloc_maybe_sampled(c: &ThreadCache, class: usize, size: usize) -> *mut u8 {
+    let p = profile::sample_small(c, class, size);
+    if !p.is_null() {
+        return p;
+    }
+    // SAFETY: `c` is the calling thread's own cache.
+    unsafe { c.alloc_owned(class) }
 }
 
 /// C's `malloc(size)`: [`alloc`] at C's alignment (16 above 8 bytes, else
@@ -74,7 +94,7 @@ pub(crate) fn malloc(size: usize) -> *mut u8 {
     if size > MAX_SMALL_SIZE {
         return alloc_large(size, 16, false);
     }
-    alloc_small(sizeclass::c_malloc_class(size, CHECKED))
+    alloc_small(sizeclass::c_malloc_class(size, CHECKED), size)
 }
 
 /// Like [`alloc`], with the first `size` bytes zero.
@@ -84,8 +104,17 @@ pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
         Some(class) => {
             // SAFETY: a non-null cache pointer is the thread's own live cache.
             match unsafe { tls::cache().as_ref() } {
-                // SAFETY: as above.
-                Some(c) => unsafe { enter(c, |c| c.alloc_zeroed(class, size)) },
+                Some(c) => {
+                    if c.sample_due(size) {
+                        // Sampled objects are zero (fresh or released slots).
+                        let p = profile::sample_small(c, class, size);
+                        if !p.is_null() {
+                            return p;
+                        }
+                    }
+                    // SAFETY: as above.
+                    unsafe { enter(c, |c| c.alloc_zeroed(class, size)) }
+                }
                 None => {
                     let p = alloc_without_cache(class);
                     if !p.is_null() {
@@ -144,6 +173,10 @@ unsafe fn free_without_cache(p: *mut u8, class: usize) {
 pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
     match class_for(size, align) {
         Some(class) => {
+            if profile::is_sampled_addr(p) {
+                // SAFETY: forwarded contract.
+                return unsafe { free_sampled(p) };
+            }
             if CHECKED {
                 // SAFETY: the pointer is checked before it is used.
                 return unsafe { free_checked(p, Some(class)) };
@@ -153,6 +186,20 @@ pub(crate) unsafe fn dealloc(p: *mut u8, size: usize, align: usize) {
         }
         // SAFETY: forwarded contract.
         None => unsafe { free_large(p) },
+    }
+}
+
+/// Frees sampled small object `p` (its address has the profile's bit).
+///
+/// # Safety
+///
+/// As [`dealloc`].
+#[cold]
+#[inline(never)]
+unsafe fn free_sampled(p: *mut u8) {
+    // SAFETY: forwarded contract.
+    if !unsafe { profile::free_small(p) } {
+        fatal!("free of {p:p}: not a pointer goheap allocated (invalid free)");
     }
 }
 
@@ -395,6 +442,7 @@ fn place_in(cache: &'static str, place: &'static str) -> &'static str {
 /// the C front-end to tell pointers from another allocator apart.
 pub(crate) fn owns(p: *const u8) -> bool {
     !HEAP.arenas.span_of(p as usize).is_null()
+        || (profile::is_sampled_addr(p) && profile::sampled_class(p).is_some())
 }
 
 /// Bytes usable at `p` (at least what was asked for).
@@ -405,6 +453,9 @@ pub(crate) fn owns(p: *const u8) -> bool {
 pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
     let s = HEAP.arenas.span_of(p as usize);
     if s.is_null() {
+        if let Some(size) = profile::sampled_usable_size(p) {
+            return size;
+        }
         fatal!("usable size of {p:p}: not a pointer goheap allocated");
     }
     // SAFETY: see `free`.
@@ -433,6 +484,12 @@ pub(crate) unsafe fn realloc(
 ) -> *mut u8 {
     let old_class = class_for(old_size, align);
     let new_class = class_for(new_size, align);
+    if let Some(class) = old_class {
+        if profile::is_sampled_addr(p) {
+            // SAFETY: forwarded contract.
+            return unsafe { realloc_sampled(p, class, align, new_size) };
+        }
+    }
     match (old_class, new_class) {
         (Some(a), Some(b)) if a == b => {
             if CHECKED {
@@ -491,6 +548,10 @@ unsafe fn check_live_small(p: *mut u8, what: &str) {
 pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new_size: usize) -> *mut u8 {
     let s = HEAP.arenas.span_of(p as usize);
     if s.is_null() {
+        if let Some(class) = profile::sampled_class(p) {
+            // SAFETY: forwarded contract.
+            return unsafe { realloc_sampled(p, class, align, new_size) };
+        }
         fatal!("realloc of {p:p}: not a pointer goheap allocated (invalid realloc)");
     }
     // SAFETY: span structs are never unmapped; read-only fields.
@@ -539,6 +600,30 @@ pub(crate) unsafe fn realloc_unsized(p: *mut u8, align: usize, new_size: usize) 
     q
 }
 
+/// C `realloc` of sampled small object `p` of `class`: kept when the
+/// class does not change, else moved (the new block sampled or not by
+/// the countdown, as any allocation).
+///
+/// # Safety
+///
+/// As [`realloc_unsized`].
+#[cold]
+unsafe fn realloc_sampled(p: *mut u8, class: usize, align: usize, new_size: usize) -> *mut u8 {
+    if class_for(new_size, align) == Some(class) {
+        return p;
+    }
+    let q = alloc(new_size, align);
+    if !q.is_null() {
+        // SAFETY: both blocks are live and distinct; the class size is
+        // readable at `p`.
+        unsafe {
+            ptr::copy_nonoverlapping(p, q, sizeclass::class_size(class).min(new_size));
+            free_sampled(p);
+        }
+    }
+    q
+}
+
 /// Resizes large object `p` in place if possible.
 ///
 /// # Safety
@@ -548,6 +633,11 @@ unsafe fn realloc_large_in_place(p: *mut u8, new_size: usize) -> Option<*mut u8>
     let s = large_span(p, false);
     // SAFETY: `large_span` checked it.
     let span = unsafe { &*s };
+    if span.sample.get() != 0 {
+        // A sampled object is recorded with its size: resized, it is a
+        // new allocation (sampled or not) and the old one's free.
+        return None;
+    }
     // At least one page, as in `alloc_large`: `raw::realloc(p, align, 0)`
     // must not shrink the span to nothing.
     let new_pages = new_size.max(1).div_ceil(PAGE_SIZE);
@@ -590,6 +680,10 @@ fn large_span(p: *mut u8, ignorable: bool) -> *mut Span {
             "free of {p:p}: not the start of a live large object: no object is allocated there \
              (double free, or a pointer goheap never returned)"
         ),
+        // SAFETY: forwarded from `free_large` (the caller gives `p` up).
+        _ if ignorable && profile::is_sampled_addr(p) && unsafe { profile::free_small(p) } => {
+            ptr::null_mut()
+        }
         _ if ignorable && ignore_foreign_free(p) => ptr::null_mut(),
         _ => fatal!("free of {p:p}: not a pointer goheap allocated (invalid free)"),
     }
@@ -631,6 +725,7 @@ fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
     let align_pages = align.div_ceil(PAGE_SIZE).max(1);
     let init = |s: &Span, needzero: bool| {
         s.class.set(0);
+        s.sample.set(0);
         s.set_state(SpanState::Large);
         s.elemsize.set(npages * PAGE_SIZE);
         s.nelems.set(1);
@@ -652,6 +747,12 @@ fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
         let mut h = HEAP.locked.lock();
         h.large_mallocs += 1;
         h.large_alloc_bytes += span.elemsize.get() as u64;
+    }
+    // SAFETY: a non-null cache pointer is the thread's own live cache.
+    if let Some(c) = unsafe { tls::cache().as_ref() } {
+        if c.sample_due(size) {
+            profile::sample_large(c, span, size);
+        }
     }
     let p = span.base.get() as *mut u8;
     if zero && span.needzero.get() {
@@ -768,6 +869,9 @@ unsafe fn free_large(p: *mut u8) {
     let span = unsafe { &*s };
     if span.zeroed_by_release.get() {
         note_zeroed_touched(span);
+    }
+    if span.sample.get() != 0 {
+        profile::free_large(span);
     }
     {
         let mut h = HEAP.locked.lock();

@@ -99,6 +99,9 @@ pub(crate) struct Span {
     /// (`malloc.rs`, `ZERO_BY_RELEASE`); their free counts how many the
     /// program touched.
     pub(crate) zeroed_by_release: Cell<bool>,
+    /// Large spans: the heap profile's record of this object (its bucket
+    /// plus one), 0 when the allocation was not sampled (`profile`).
+    pub(crate) sample: Cell<u32>,
     /// Checked builds: slots at or above this index have never been handed
     /// out since the span was made (its high-water mark), mirrored in the
     /// arena's per-page record at `hw_slot` for frees to read. Kept when the
@@ -164,6 +167,7 @@ impl Span {
         cached: Cell::new(false),
         needzero: Cell::new(true),
         zeroed_by_release: Cell::new(false),
+        sample: Cell::new(0),
         hw: Cell::new(0),
         hw_slot: Cell::new(ptr::null()),
         fresh_mark: Cell::new(0),

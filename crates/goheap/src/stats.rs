@@ -119,6 +119,12 @@ pub(crate) fn memstats(heap: &Heap, threads: &Threads, gc_heap: &GcHeap) -> MemS
     // SAFETY: the fallback's counters are atomics, which may be read while
     // its lock is held elsewhere; nothing else of it is touched.
     add_counts(&mut by_size, unsafe { &*threads.fallback.data_ptr() });
+    // Sampled small objects live in the heap profile's region, outside
+    // the caches' counts.
+    for (class, b) in by_size.iter_mut().enumerate().skip(1) {
+        b.mallocs += crate::profile::table::SMALL_ALLOCS[class].load(Relaxed);
+        b.frees += crate::profile::table::SMALL_FREES[class].load(Relaxed);
+    }
 
     let h = heap.locked.lock();
     let mut mallocs = h.large_mallocs;

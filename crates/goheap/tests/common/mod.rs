@@ -34,3 +34,5 @@ impl Rng {
         self.below(100) < percent
     }
 }
+
+pub(crate) mod pprof;

@@ -1,0 +1,221 @@
+//! Heap profiling: which code allocated the bytes the program holds, by
+//! Go's sampling (`runtime.MemProfileRate`, `mprof.go`), written in pprof's
+//! format.
+//!
+//! # Sampling
+//!
+//! Every thread cache counts down the bytes to its next sample
+//! (`ThreadCache::sample_left`): each allocation subtracts its requested
+//! size, a subtraction and a branch on the fast path. When the count goes
+//! below zero, the allocation is sampled and the next distance is drawn
+//! from an exponential distribution with mean [`profile_rate`] bytes, as
+//! Go draws `nextSample`, so every byte has the same chance 1/rate of
+//! being the one that triggers a sample and a block of `n` bytes is
+//! sampled with probability `1 - exp(-n/rate)`. Rate 1 samples every
+//! allocation; rate 0 (the default) samples none: the count is then
+//! reset to [`OFF_DISTANCE`], so each thread looks at the rate again
+//! every mebibyte, and a rate set while threads run reaches them within
+//! that much allocation (the thread setting it at once).
+//!
+//! # What a sample records
+//!
+//! The call stack, walked with libgcc's `_Unwind_Backtrace` (DWARF call
+//! frame information from `.eh_frame`, which x86-64 and aarch64 compilers
+//! emit by default even with `-fomit-frame-pointer`, so programs built
+//! without frame pointers get whole stacks; a frame without unwind
+//! information ends the stack there), up to [`table::MAX_DEPTH`] frames.
+//! The walk does not allocate in the unwinders of glibc 2.35 and later
+//! (`_dl_find_object`); where one does (older libgcc registering frames),
+//! the allocation goes through goheap unsampled ([`ThreadCache::sampling`]
+//! blocks the recursion). The stack and the size select a bucket
+//! ([`table`]); buckets count allocations and frees.
+//!
+//! # Telling a sampled object at its free
+//!
+//! A Rust `dealloc` knows the size class from the layout and never looks
+//! at the object's page, so a sampled object must be recognisable from
+//! its address alone:
+//!
+//! - a sampled small object (≤ 32 KiB) is placed in a slot of its own in
+//!   the sampled region ([`table`]), a reservation whose addresses all
+//!   have bit [`SAMPLED_ADDR_BIT`] set, which no arena of the page heap has
+//!   (`Heap::grow` refuses such address space). `dealloc` tests that bit
+//!   (one instruction and a branch); C `free` does not even do that: the
+//!   arena map knows no such address, and the large-object path asks the
+//!   region before reporting an invalid free;
+//! - a sampled large object is a large span as usual, with the bucket in
+//!   `Span::sample`, read by the large free path that reads the span
+//!   anyway.
+//!
+//! # Writing
+//!
+//! [`pprof`] writes a gzipped `profile.proto` with Go's four heap sample
+//! types, the executable mappings of `/proc/self/maps` and unsymbolized
+//! locations (`goheap profile` and `go tool pprof` symbolize them from the
+//! binaries), without allocating: all its memory comes from `mmap`. It
+//! runs from [`write_heap_profile`], at exit (`GOHEAP_HEAP_PROFILE`), and
+//! from the writer thread on an interval or a signal ([`writer`]).
+//!
+//! # Locks
+//!
+//! [`table::TABLE`] (the buckets and the region's slots) is a leaf lock,
+//! taken on sampled allocations and frees only; it is taken and released
+//! with no other goheap lock held, and no allocation happens under it.
+
+pub(crate) mod pprof;
+pub(crate) mod table;
+mod unwind;
+pub(crate) mod writer;
+
+use crate::cache::ThreadCache;
+use crate::sizeclass;
+use crate::span::Span;
+use crate::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+pub(crate) use crate::arena::SAMPLED_ADDR_BIT;
+
+/// Go's default `MemProfileRate`: one sample per 512 KiB on average.
+pub const DEFAULT_RATE: usize = 512 * 1024;
+
+/// The profile rate in bytes; 0 = profiling off.
+static RATE: AtomicUsize = AtomicUsize::new(0);
+
+/// The countdown a thread gets while profiling is off: it looks at the
+/// rate again after this many bytes (a cold call per mebibyte).
+const OFF_DISTANCE: isize = 1 << 20;
+
+/// The mean distance in bytes between samples; 0 when profiling is off.
+pub(crate) fn profile_rate() -> usize {
+    RATE.load(Relaxed)
+}
+
+/// Sets the profile rate (0 turns sampling off, 1 samples every
+/// allocation); returns the previous one. Objects sampled before stay
+/// in the profile until freed. The calling thread's next allocation
+/// already uses the new rate; other threads pick it up within
+/// [`OFF_DISTANCE`] bytes of allocation (or their next sample).
+pub(crate) fn set_rate(rate: usize, own: Option<&ThreadCache>) -> usize {
+    let rate = if cfg!(miri) { 0 } else { rate };
+    let old = RATE.swap(rate, Relaxed);
+    if let Some(c) = own {
+        c.sample_left.set(0);
+    }
+    old
+}
+
+/// Whether `p` lies in the sampled region (no page heap address does).
+#[inline(always)]
+pub(crate) fn is_sampled_addr(p: *const u8) -> bool {
+    p as usize & SAMPLED_ADDR_BIT != 0
+}
+
+/// The next countdown for cache `c` at `rate`: an exponential draw with
+/// mean `rate` (Go's `nextSample`), 0 at rate 1, [`OFF_DISTANCE`] at 0.
+fn next_distance(c: &ThreadCache, rate: usize) -> isize {
+    match rate {
+        0 => OFF_DISTANCE,
+        1 => 0,
+        _ => {
+            let mut x = c.sample_rng.get();
+            if x == 0 {
+                // Seeded per cache: the address and the clock differ
+                // between threads and runs.
+                x = (c as *const ThreadCache as u64) ^ now_nanos() ^ 0x9e37_79b9_7f4a_7c15;
+                x |= 1;
+            }
+            // xorshift64*
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            c.sample_rng.set(x);
+            let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            // Uniform in (0, 1]: never ln(0).
+            let u = ((r >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
+            let d = -u.ln() * rate as f64;
+            d.min((isize::MAX / 2) as f64) as isize
+        }
+    }
+}
+
+fn now_nanos() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+}
+
+/// Called when `c`'s countdown ran out on a small allocation of `size`
+/// bytes of `class`: draws the next distance and, if profiling is on,
+/// records the stack and returns the object from the sampled region
+/// (zero-filled). Null means "allocate as usual": profiling is off, the
+/// thread is already recording a sample, or the region or the table is
+/// full.
+#[cold]
+#[inline(never)]
+pub(crate) fn sample_small(c: &ThreadCache, class: usize, size: usize) -> *mut u8 {
+    let rate = RATE.load(Relaxed);
+    c.sample_left.set(next_distance(c, rate));
+    if rate == 0 || c.sampling.get() {
+        return core::ptr::null_mut();
+    }
+    c.sampling.set(true);
+    let mut stack = [0usize; table::MAX_DEPTH];
+    let depth = unwind::capture(&mut stack);
+    let p = table::alloc_small(&stack[..depth], size, class);
+    c.sampling.set(false);
+    p
+}
+
+/// Called when `c`'s countdown ran out on large span `span` of `size`
+/// requested bytes: draws the next distance and, if profiling is on,
+/// records the stack and marks the span as sampled.
+#[cold]
+#[inline(never)]
+pub(crate) fn sample_large(c: &ThreadCache, span: &Span, size: usize) {
+    let rate = RATE.load(Relaxed);
+    c.sample_left.set(next_distance(c, rate));
+    if rate == 0 || c.sampling.get() {
+        return;
+    }
+    c.sampling.set(true);
+    let mut stack = [0usize; table::MAX_DEPTH];
+    let depth = unwind::capture(&mut stack);
+    if let Some(b) = table::record_alloc(&stack[..depth], size) {
+        span.sample.set(b + 1);
+    }
+    c.sampling.set(false);
+}
+
+/// A sampled large span is being freed: counts the free in its bucket.
+#[cold]
+#[inline(never)]
+pub(crate) fn free_large(span: &Span) {
+    let b = span.sample.replace(0);
+    if b != 0 {
+        table::record_free(b - 1);
+    }
+}
+
+/// Frees `p` if it is a live object of the sampled region; false if the
+/// region never handed it out (the caller reports or ignores the free).
+///
+/// # Safety
+///
+/// If `p` is a live sampled object, the caller gives it up.
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn free_small(p: *mut u8) -> bool {
+    // SAFETY: forwarded contract.
+    unsafe { table::free_small(p) }
+}
+
+/// The size class of live sampled object `p`, or `None` if `p` is not
+/// one (its usable size is the class size, as for any small object).
+pub(crate) fn sampled_class(p: *const u8) -> Option<usize> {
+    table::small_class(p)
+}
+
+/// The usable size of live sampled object `p`, if it is one.
+pub(crate) fn sampled_usable_size(p: *const u8) -> Option<usize> {
+    sampled_class(p).map(sizeclass::class_size)
+}

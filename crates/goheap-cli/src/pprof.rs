@@ -592,7 +592,11 @@ pub(crate) fn parse(file_data: &[u8]) -> Result<Profile, String> {
         );
     }
     let p = decode(data).map_err(|e| {
-        format!("not a valid pprof profile (neither gzip nor profile.proto protobuf): {e}")
+        if is_gzip(file_data) {
+            format!("gzipped, but what it holds is not a valid pprof profile: {e}")
+        } else {
+            format!("not a valid pprof profile (neither gzip nor profile.proto protobuf): {e}")
+        }
     })?;
     if p.sample_type.is_empty() {
         return Err(

@@ -133,15 +133,27 @@ pub(crate) fn choose_sample_type(p: &Profile, wanted: Option<&str>) -> Result<us
         .unwrap_or(p.sample_type.len() - 1))
 }
 
-/// Every location's frames, leaf (innermost inlined) first, as the names
-/// shown (with ` file:line` when `lines`), by location id.
-pub(crate) fn resolve(p: &Profile, sym: &mut Symbolizer, lines: bool) -> HashMap<u64, Vec<String>> {
+/// A frame of a stack as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Shown {
+    /// The function's name, which [`ALLOCATOR_FRAMES`] is matched against.
+    pub(crate) function: String,
+    /// What the report aggregates by and prints: the function, or with
+    /// `--lines` the function and its `file:line`.
+    pub(crate) key: String,
+}
+
+/// Every location's frames, leaf (innermost inlined) first, by location id.
+pub(crate) fn resolve(p: &Profile, sym: &mut Symbolizer, lines: bool) -> HashMap<u64, Vec<Shown>> {
     let funcs = p.function_index();
     let maps = p.mapping_index();
-    let show = |name: &str, file: Option<&str>, line: i64| match file {
-        Some(f) if lines && !f.is_empty() && line > 0 => format!("{name} {f}:{line}"),
-        Some(f) if lines && !f.is_empty() => format!("{name} {f}"),
-        _ => name.to_owned(),
+    let show = |name: String, file: Option<&str>, line: i64| Shown {
+        key: match file {
+            Some(f) if lines && !f.is_empty() && line > 0 => format!("{name} {f}:{line}"),
+            Some(f) if lines && !f.is_empty() => format!("{name} {f}"),
+            _ => name.clone(),
+        },
+        function: name,
     };
     let mut out = HashMap::new();
     for loc in &p.location {
@@ -170,18 +182,19 @@ pub(crate) fn resolve(p: &Profile, sym: &mut Symbolizer, lines: bool) -> HashMap
                 n => n,
             };
             if !name.is_empty() {
-                names.push(show(&demangle(name), Some(p.str(f.filename)), l.line));
+                names.push(show(demangle(name), Some(p.str(f.filename)), l.line));
             }
         }
         if names.is_empty() {
             if let Some(at) = at {
                 for f in sym.frames(at, loc.address) {
-                    names.push(show(&f.name, f.file.as_deref(), i64::from(f.line)));
+                    names.push(show(f.name, f.file.as_deref(), i64::from(f.line)));
                 }
             }
         }
         if names.is_empty() {
-            names.push(unsymbolized(loc, at));
+            let name = unsymbolized(loc, at);
+            names.push(show(name, None, 0));
         }
         out.insert(loc.id, names);
     }
@@ -220,7 +233,7 @@ pub(crate) struct Analysis {
 /// dropped from the leaf end of each stack unless `keep_allocator`.
 pub(crate) fn analyze(
     p: &Profile,
-    stacks: &HashMap<u64, Vec<String>>,
+    stacks: &HashMap<u64, Vec<Shown>>,
     ty: usize,
     keep_allocator: bool,
 ) -> Analysis {
@@ -233,26 +246,26 @@ pub(crate) fn analyze(
     for s in &p.sample {
         let v = s.value[ty];
         a.total += v;
-        let full: Vec<&str> = s
+        let full: Vec<&Shown> = s
             .location_id
             .iter()
-            .flat_map(|id| stacks[id].iter().map(String::as_str))
+            .flat_map(|id| stacks.get(id).into_iter().flatten())
             .collect();
-        let mut stack = &full[..];
+        let mut user = 0;
         if !keep_allocator {
-            let user = full
-                .iter()
-                .position(|f| !is_allocator_frame(f))
-                .unwrap_or(0);
             // A stack of nothing but allocator frames is kept whole: there
             // is no user frame to show instead.
-            stack = &full[user..];
+            user = full
+                .iter()
+                .position(|f| !is_allocator_frame(&f.function))
+                .unwrap_or(0);
         }
+        let stack: Vec<&str> = full[user..].iter().map(|f| f.key.as_str()).collect();
         if let Some(leaf) = stack.first() {
             a.by_function.entry((*leaf).to_owned()).or_default().0 += v;
         }
         seen.clear();
-        for f in stack {
+        for f in &stack {
             if seen.insert(*f) {
                 a.by_function.entry((*f).to_owned()).or_default().1 += v;
             }
@@ -483,7 +496,12 @@ mod tests {
         assert_eq!(a.by_function["malloc"], (3, 3));
         assert_eq!(a.by_function["alpha"], (0, 3));
         let stacks = resolve(&p, &mut Symbolizer::default(), true);
-        assert_eq!(stacks[&2], ["alpha m.go:20"]);
+        assert_eq!(stacks[&2][0].key, "alpha m.go:20");
+        assert_eq!(stacks[&2][0].function, "alpha");
+        // The allocator's frames are known by their function, not key.
+        let a = analyze(&p, &stacks, ty, false);
+        assert!(!a.by_function.contains_key("malloc m.go:40"));
+        assert_eq!(a.by_function["alpha m.go:20"], (3, 3));
     }
 
     #[test]
@@ -511,8 +529,8 @@ mod tests {
         });
         let mut sym = Symbolizer::default();
         let stacks = resolve(&p, &mut sym, false);
-        assert_eq!(stacks[&5], ["libfoo.so+0x1234"]);
-        assert_eq!(stacks[&6], ["0x1234"]);
+        assert_eq!(stacks[&5][0].key, "libfoo.so+0x1234");
+        assert_eq!(stacks[&6][0].key, "0x1234");
         assert_eq!(sym.warnings.len(), 1);
     }
 }

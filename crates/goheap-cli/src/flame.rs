@@ -23,6 +23,10 @@ const TOP: f64 = 40.0;
 const BOTTOM: f64 = 16.0;
 /// Label font size; a character is about 0.6 of it wide.
 const FONT: f64 = 12.0;
+/// The deepest stack drawn (from the root): the tree is walked
+/// recursively, so a corrupt profile's endless stack must not exhaust the
+/// thread's stack.
+pub(crate) const MAX_DEPTH: usize = 1024;
 /// Frames narrower than this are not drawn (their parents' width still
 /// counts them): they would be unreadable slivers.
 const MIN_WIDTH: f64 = 0.3;
@@ -40,11 +44,11 @@ pub(crate) struct Node {
 impl Node {
     /// Adds a stack, root (outermost caller) first, with its value.
     pub(crate) fn add(&mut self, stack_root_first: &[&str], value: i64) {
-        self.value += value;
+        self.value = self.value.saturating_add(value);
         let mut node = self;
         for name in stack_root_first {
             node = node.children.entry((*name).to_owned()).or_default();
-            node.value += value;
+            node.value = node.value.saturating_add(value);
         }
     }
 

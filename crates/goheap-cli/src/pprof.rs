@@ -880,6 +880,73 @@ mod tests {
         assert!(decode(&data).unwrap_err().what.contains("already used"));
     }
 
+    /// A small valid profile: two sample types, a mapping, a function, two
+    /// locations, two samples (one packed, one not).
+    fn small_profile() -> Vec<u8> {
+        let mut d = Vec::new();
+        for s in ["", "inuse_space", "bytes", "main", "/bin/x"] {
+            d.extend(len_field(6, s.as_bytes()));
+        }
+        d.extend(len_field(1, &[0x08, 1, 0x10, 2]));
+        d.extend(len_field(
+            3,
+            &[0x08, 1, 0x10, 0x80, 0x20, 0x18, 0x80, 0x40, 0x28, 4],
+        ));
+        d.extend(len_field(5, &[0x08, 1, 0x10, 3]));
+        d.extend(len_field(4, &[0x08, 1, 0x10, 1, 0x18, 0x90, 0x20]));
+        d.extend(len_field(4, &[0x08, 2, 0x22, 0x04, 0x08, 1, 0x10, 7]));
+        d.extend(len_field(2, &[0x0a, 2, 1, 2, 0x12, 1, 9]));
+        d.extend(len_field(2, &[0x08, 2, 0x10, 5]));
+        d
+    }
+
+    #[test]
+    fn a_small_profile() {
+        let p = decode(&small_profile()).unwrap();
+        assert_eq!(p.sample.len(), 2);
+        assert_eq!(p.sample[0].location_id, [1, 2]);
+        assert_eq!(p.sample[1].value, [5]);
+        assert_eq!(p.mapping[0].memory_start, 0x1000);
+        assert_eq!(p.mapping[0].memory_limit, 0x2000);
+        assert_eq!(p.str(p.mapping[0].filename), "/bin/x");
+        assert_eq!(
+            p.location[1].line,
+            [Line {
+                function_id: 1,
+                line: 7
+            }]
+        );
+        assert_eq!(p.str(p.function[0].name), "main");
+    }
+
+    #[test]
+    fn damaged_profiles_never_panic() {
+        // Every prefix and many single-byte changes: an error or a
+        // profile, never a panic.
+        // What decodes is also reported on, which must not panic either.
+        let report = |data: &[u8]| {
+            if let Ok(p) = parse(data) {
+                use crate::profile::*;
+                let ty = choose_sample_type(&p, None).unwrap();
+                let stacks = resolve(&p, &mut Default::default(), true);
+                let a = analyze(&p, &stacks, ty, false);
+                let _ = top_table(&p, "f", ty, &a, 20);
+                let _ = crate::flame::svg(&a.tree, "t", &|v| v.to_string());
+            }
+        };
+        let good = small_profile();
+        for n in 0..good.len() {
+            report(&good[..n]);
+        }
+        for i in 0..good.len() {
+            for x in [0x01, 0x07, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[i] ^= x;
+                report(&bad);
+            }
+        }
+    }
+
     #[test]
     fn parse_rejects_what_is_not_a_profile() {
         assert!(parse(b"").unwrap_err().contains("empty"));

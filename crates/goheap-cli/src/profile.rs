@@ -245,7 +245,8 @@ pub(crate) fn analyze(
     let mut seen = HashSet::new();
     for s in &p.sample {
         let v = s.value[ty];
-        a.total += v;
+        // Saturating: a corrupt profile's huge values must not panic.
+        a.total = a.total.saturating_add(v);
         let full: Vec<&Shown> = s
             .location_id
             .iter()
@@ -262,15 +263,19 @@ pub(crate) fn analyze(
         }
         let stack: Vec<&str> = full[user..].iter().map(|f| f.key.as_str()).collect();
         if let Some(leaf) = stack.first() {
-            a.by_function.entry((*leaf).to_owned()).or_default().0 += v;
+            let e = a.by_function.entry((*leaf).to_owned()).or_default();
+            e.0 = e.0.saturating_add(v);
         }
         seen.clear();
         for f in &stack {
             if seen.insert(*f) {
-                a.by_function.entry((*f).to_owned()).or_default().1 += v;
+                let e = a.by_function.entry((*f).to_owned()).or_default();
+                e.1 = e.1.saturating_add(v);
             }
         }
-        let root_first: Vec<&str> = stack.iter().rev().copied().collect();
+        // The tree is drawn (and dropped) recursively, so its depth is
+        // bounded; real stacks are far shallower (Go's hold 32 frames).
+        let root_first: Vec<&str> = stack.iter().rev().take(flame::MAX_DEPTH).copied().collect();
         a.tree.add(&root_first, v);
     }
     a
@@ -310,7 +315,10 @@ pub(crate) fn top_table(p: &Profile, file: &str, ty: usize, a: &Analysis, n: usi
     let _ = writeln!(s, "Type: {type_name}");
     let totals: Vec<String> = (0..p.sample_type.len())
         .map(|t| {
-            let sum: i64 = p.sample.iter().map(|x| x.value[t]).sum();
+            let sum = p
+                .sample
+                .iter()
+                .fold(0i64, |acc, x| acc.saturating_add(x.value[t]));
             format!("{} {}", p.str(p.sample_type[t].ty), format_value(p, t, sum))
         })
         .collect();
@@ -343,9 +351,9 @@ pub(crate) fn top_table(p: &Profile, file: &str, ty: usize, a: &Analysis, n: usi
             100.0 * v as f64 / a.total as f64
         }
     };
-    let mut sum = 0;
+    let mut sum = 0i64;
     for (name, flat, cum) in rows.into_iter().take(n) {
-        sum += flat;
+        sum = sum.saturating_add(flat);
         let _ = writeln!(
             s,
             "{:>10} {:>6.2}% {:>6.2}% {:>10} {:>6.2}%  {name}",

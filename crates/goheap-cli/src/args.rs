@@ -18,6 +18,28 @@ pub(crate) enum Cmd {
     Gcbench(GcbenchOpts),
     /// `goheap sizeclasses`.
     SizeClasses,
+    /// `goheap profile FILE …`.
+    Profile(ProfileOpts),
+}
+
+/// Options of `goheap profile`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ProfileOpts {
+    /// The profile to read.
+    pub(crate) file: PathBuf,
+    /// The sample type to show (`None`: inuse_space, or the profile's
+    /// default).
+    pub(crate) sample: Option<String>,
+    /// How many functions to list.
+    pub(crate) top: usize,
+    /// One row per source line (function file:line), not per function.
+    pub(crate) lines: bool,
+    /// Where to write the flame graph (`None`: beside FILE).
+    pub(crate) svg: Option<PathBuf>,
+    /// Write no flame graph.
+    pub(crate) no_svg: bool,
+    /// Keep the allocator's own frames at the leaf end of the stacks.
+    pub(crate) keep_allocator_frames: bool,
 }
 
 /// Options of `goheap rss`.
@@ -213,6 +235,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Cmd, String> {
         "rss" => parse_rss(rest),
         "cbench" => parse_cbench(rest),
         "gcbench" => parse_gcbench(rest),
+        "profile" => parse_profile(rest),
         other => Err(format!("unknown command {other:?}")),
     }
 }
@@ -359,6 +382,51 @@ fn parse_gcbench(args: &[String]) -> Result<Cmd, String> {
     Ok(Cmd::Gcbench(o))
 }
 
+fn parse_profile(args: &[String]) -> Result<Cmd, String> {
+    let mut file = None;
+    let mut o = ProfileOpts {
+        file: PathBuf::new(),
+        sample: None,
+        top: 20,
+        lines: false,
+        svg: None,
+        no_svg: false,
+        keep_allocator_frames: false,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = split_eq(arg);
+        let mut value = |what: &str| -> Result<String, String> {
+            inline
+                .map(str::to_string)
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("profile: {name} needs {what}"))
+        };
+        match name {
+            "--help" | "-h" => return Ok(Cmd::Help(Some("profile".into()))),
+            "--sample" => o.sample = Some(value("a sample type")?),
+            "--top" => o.top = at_least_one("profile", "--top", &value("a number")?)? as usize,
+            "--svg" => o.svg = Some(value("a path")?.into()),
+            "--lines" | "--no-svg" | "--keep-allocator-frames" if inline.is_some() => {
+                return Err(format!("profile: {name} takes no value"))
+            }
+            "--lines" => o.lines = true,
+            "--no-svg" => o.no_svg = true,
+            "--keep-allocator-frames" => o.keep_allocator_frames = true,
+            _ if arg.starts_with('-') && arg != "-" => {
+                return Err(format!("profile: unknown option {arg:?}"))
+            }
+            _ if file.is_some() => return Err(format!("profile: unexpected argument {arg:?}")),
+            _ => file = Some(PathBuf::from(arg)),
+        }
+    }
+    if o.svg.is_some() && o.no_svg {
+        return Err("profile: --svg and --no-svg together".into());
+    }
+    o.file = file.ok_or("profile: no profile file given")?;
+    Ok(Cmd::Profile(o))
+}
+
 /// A whole number of at least 1 for `flag` of command `cmd`.
 fn at_least_one(cmd: &str, flag: &str, v: &str) -> Result<u64, String> {
     v.parse()
@@ -490,6 +558,40 @@ mod tests {
         assert!(p("gcbench --runs 0").is_err());
         assert!(p("gcbench --no-build=1").is_err());
         assert!(p("gcbench --baseline x").is_err());
+    }
+
+    #[test]
+    fn profile_options() {
+        let Ok(Cmd::Profile(o)) = p("profile heap.pb.gz") else {
+            panic!()
+        };
+        assert_eq!(o.file, PathBuf::from("heap.pb.gz"));
+        assert_eq!((o.sample, o.top, o.svg), (None, 20, None));
+        assert!(!o.lines && !o.no_svg && !o.keep_allocator_frames);
+        let Ok(Cmd::Profile(o)) = p(
+            "profile --top=5 --sample alloc_space h --svg /t/f.svg --lines --keep-allocator-frames",
+        ) else {
+            panic!()
+        };
+        assert_eq!(o.file, PathBuf::from("h"));
+        assert_eq!(o.sample.as_deref(), Some("alloc_space"));
+        assert_eq!(o.top, 5);
+        assert_eq!(o.svg, Some(PathBuf::from("/t/f.svg")));
+        assert!(o.lines && o.keep_allocator_frames);
+        let Ok(Cmd::Profile(o)) = p("profile h --no-svg") else {
+            panic!()
+        };
+        assert!(o.no_svg);
+        assert_eq!(p("profile -h"), Ok(Cmd::Help(Some("profile".into()))));
+        assert!(p("profile").unwrap_err().contains("no profile file"));
+        assert!(p("profile a b")
+            .unwrap_err()
+            .contains("unexpected argument"));
+        assert!(p("profile a --top 0").is_err());
+        assert!(p("profile a --top").is_err());
+        assert!(p("profile a --bogus").is_err());
+        assert!(p("profile a --no-svg=1").is_err());
+        assert!(p("profile a --no-svg --svg x").is_err());
     }
 
     #[test]

@@ -3,19 +3,24 @@
 //! libgoheap.so with glibc, jemalloc, mimalloc and tcmalloc on C programs
 //! under `LD_PRELOAD`; `goheap rss` records RSS over time in a bursty
 //! server; `goheap gcbench` compares goheap-gc with other garbage
-//! collectors; `goheap sizeclasses` prints the size-class table. `goheap help`
-//! describes them.
+//! collectors; `goheap sizeclasses` prints the size-class table; `goheap
+//! profile` reads a heap profile (pprof format) and prints its top
+//! allocation sites and writes a flame graph. `goheap help` describes them.
 
 mod args;
 mod bench;
 mod cbench;
+mod flame;
 mod gcbench;
+mod pprof;
 mod proc;
+mod profile;
 mod report;
 mod rss;
 mod run;
 mod sizeclasses;
 mod svg;
+mod symbolize;
 
 use std::process::ExitCode;
 
@@ -41,6 +46,9 @@ commands:
                 run a program with libgoheap.so preloaded (see `goheap help run`)
   sizeclasses   print the size-class table: class, bytes/obj, bytes/span,
                 objects, tail waste, max waste
+  profile FILE  read a heap profile (pprof format, gzipped or not): the top
+                allocation sites, symbolized and demangled, and a flame
+                graph SVG (see `goheap help profile`)
   help [CMD]    this text, or the help of CMD
 
 From the source tree: cargo run --release -p goheap-cli -- <command>
@@ -251,6 +259,54 @@ size, objects per span, the tail wasted at the end of a span, and the worst
 internal fragmentation (every object one byte above the previous class).
 ";
 
+const HELP_PROFILE: &str = "\
+usage: goheap profile FILE [--sample TYPE] [--top N] [--lines]
+                      [--svg PATH | --no-svg] [--keep-allocator-frames]
+
+Reads FILE, a heap profile in pprof's format (profile.proto, gzipped or
+not): goheap's own, or Go's (runtime/pprof's WriteHeapProfile). Prints,
+like `go tool pprof -top`, the totals of every sample type and the top N
+functions by the chosen type: flat (samples whose leaf frame is the
+function), flat%, sum% (of the rows so far), cum (samples with the
+function anywhere in their stack, once per sample) and cum%. Bytes are
+shown in B, KiB, MiB, GiB; counts as integers.
+
+Locations that carry only an address (goheap's profiles) are symbolized
+from the files of their mappings: the address is converted to the ELF
+file's virtual address (through its PT_LOAD program headers) and looked up
+in its DWARF, inlined frames included, else its symbol table (.symtab,
+else .dynsym). Rust names (legacy and v0) are demangled without the hash,
+C++ names demangled. An address that cannot be symbolized is shown as
+FILE+0xOFFSET (the offset in its mapped file), or 0xADDRESS with no
+mapping; a file that cannot be read is a warning, once.
+
+The allocator's own frames at the leaf end of each stack (goheap*, malloc,
+calloc, realloc, posix_memalign, aligned_alloc, memalign, operator new*,
+__rust_alloc*, __rdl_alloc*, alloc::alloc::*, alloc::raw_vec::*, ...) are
+dropped, so the first frame shown is the allocation site in the
+program.
+
+Writes a flame graph, a static SVG (tooltips, no script): one rectangle
+per stack prefix, its width proportional to the chosen sample type, the
+root at the bottom. It goes to FILE with .gz and its extension replaced
+by .svg (heap.pb.gz: heap.svg) unless --svg or --no-svg.
+
+options:
+  --sample TYPE     the sample type to rank by: inuse_space, inuse_objects,
+                    alloc_space, alloc_objects or any type the file has
+                    (default inuse_space if present, else the profile's
+                    default_sample_type, else its last)
+  --top N           list N functions (default 20)
+  --lines           one row per source line (function file:line)
+  --svg PATH        write the flame graph to PATH
+  --no-svg          write no flame graph
+  --keep-allocator-frames
+                    keep the allocator's frames (see above)
+
+Exit status 1 if FILE cannot be read or is not a valid profile (the
+message names the field and byte offset).
+";
+
 fn help(topic: Option<&str>) -> ExitCode {
     match topic {
         None => print!("{HELP}"),
@@ -277,6 +333,7 @@ fn help(topic: Option<&str>) -> ExitCode {
             run::run(&["--help".to_owned()]);
         }
         Some("sizeclasses") => print!("{HELP_SIZECLASSES}"),
+        Some("profile") => print!("{HELP_PROFILE}"),
         Some(other) => {
             eprintln!("goheap: no help for {other:?}\n");
             eprint!("{HELP}");
@@ -302,6 +359,7 @@ fn main() -> ExitCode {
         Ok(Cmd::Rss(o)) => rss::run(&o),
         Ok(Cmd::Cbench(o)) => cbench::run(&o),
         Ok(Cmd::Gcbench(o)) => gcbench::run(&o),
+        Ok(Cmd::Profile(o)) => profile::run(&o),
         Err(e) => {
             eprintln!("goheap: {e}\n");
             eprint!("{HELP}");

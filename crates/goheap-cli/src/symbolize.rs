@@ -1,0 +1,250 @@
+//! Turns the bare addresses of a profile's locations into function names:
+//! a runtime address is converted to the offset in its mapping's file
+//! (`address − memory_start + file_offset`), then through the ELF program
+//! headers to the file's virtual address (the PT_LOAD segment holding that
+//! offset), which is looked up in the file's DWARF (with inlined frames)
+//! by `addr2line`, else in its symbol table (.symtab, else .dynsym).
+//! Names are demangled: Rust (legacy and v0, without the trailing hash)
+//! and C++ (Itanium ABI).
+//!
+//! Each file is opened once; one that cannot be read is a warning on
+//! stderr (once per file), and its addresses are shown as `file+0xoffset`.
+
+use std::collections::HashMap;
+use std::fs::File;
+
+/// A symbolized frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Frame {
+    /// The function's demangled name.
+    pub(crate) name: String,
+    /// Its source file, where known.
+    pub(crate) file: Option<String>,
+    /// The line in it (0: unknown).
+    pub(crate) line: u32,
+}
+
+/// Where an address was mapped in the profiled process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MappedAt<'a> {
+    /// The mapped file's path.
+    pub(crate) path: &'a str,
+    /// The mapping's first runtime address.
+    pub(crate) memory_start: u64,
+    /// The file offset mapped there.
+    pub(crate) file_offset: u64,
+}
+
+impl MappedAt<'_> {
+    /// The offset in the file of runtime address `addr`.
+    pub(crate) fn file_offset_of(&self, addr: u64) -> u64 {
+        addr.wrapping_sub(self.memory_start)
+            .wrapping_add(self.file_offset)
+    }
+}
+
+/// A PT_LOAD segment: where its bytes are in the file and in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Segment {
+    /// p_offset.
+    pub(crate) offset: u64,
+    /// p_filesz.
+    pub(crate) file_size: u64,
+    /// p_vaddr.
+    pub(crate) vaddr: u64,
+}
+
+/// The virtual address (as in the file's symbols and DWARF) of file offset
+/// `off`, through the segment that holds it.
+pub(crate) fn vaddr_of_offset(segments: &[Segment], off: u64) -> Option<u64> {
+    segments
+        .iter()
+        .find(|s| off >= s.offset && off - s.offset < s.file_size)
+        .map(|s| off - s.offset + s.vaddr)
+}
+
+/// An opened binary.
+struct Binary {
+    loader: addr2line::Loader,
+    segments: Vec<Segment>,
+}
+
+/// Symbolizes addresses, caching each binary.
+#[derive(Default)]
+pub(crate) struct Symbolizer {
+    /// By path; `None` for a file that could not be read.
+    binaries: HashMap<String, Option<Binary>>,
+    /// The warnings printed, for the tests.
+    pub(crate) warnings: Vec<String>,
+}
+
+impl Symbolizer {
+    /// The frames of `addr` in `at`, innermost (inlined callee) first;
+    /// empty when the address cannot be symbolized.
+    pub(crate) fn frames(&mut self, at: MappedAt<'_>, addr: u64) -> Vec<Frame> {
+        // Pseudo-files of /proc/self/maps ([vdso], [heap], anonymous
+        // memory) have nothing to read.
+        if at.path.is_empty() || at.path.starts_with('[') {
+            return Vec::new();
+        }
+        let bin = self
+            .binaries
+            .entry(at.path.to_owned())
+            .or_insert_with(|| match open(at.path) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    let w = format!(
+                        "goheap profile: warning: cannot read {}: {e}; its addresses are shown \
+                         unsymbolized",
+                        at.path
+                    );
+                    eprintln!("{w}");
+                    self.warnings.push(w);
+                    None
+                }
+            });
+        let Some(bin) = bin else {
+            return Vec::new();
+        };
+        let Some(vaddr) = vaddr_of_offset(&bin.segments, at.file_offset_of(addr)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Ok(mut frames) = bin.loader.find_frames(vaddr) {
+            while let Ok(Some(f)) = frames.next() {
+                let Some(name) = f.function.as_ref().and_then(|n| n.raw_name().ok()) else {
+                    continue;
+                };
+                let (file, line) = f.location.map_or((None, 0), |l| {
+                    (l.file.map(str::to_owned), l.line.unwrap_or(0))
+                });
+                out.push(Frame {
+                    name: demangle(&name),
+                    file,
+                    line,
+                });
+            }
+        }
+        if out.is_empty() {
+            if let Some(sym) = bin.loader.find_symbol(vaddr) {
+                out.push(Frame {
+                    name: demangle(sym),
+                    file: None,
+                    line: 0,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Opens the binary at `path`: its DWARF and symbols, and its PT_LOAD
+/// segments.
+fn open(path: &str) -> Result<Binary, String> {
+    use object::{Object, ObjectSegment};
+    // The program headers are read through a cache of the file, not the
+    // whole file: a binary with debug info can be hundreds of MB.
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let cache = object::ReadCache::new(file);
+    let obj = object::File::parse(&cache).map_err(|e| format!("not an object file: {e}"))?;
+    let segments = obj
+        .segments()
+        .map(|s| {
+            let (offset, file_size) = s.file_range();
+            Segment {
+                offset,
+                file_size,
+                vaddr: s.address(),
+            }
+        })
+        .collect();
+    let loader = addr2line::Loader::new(path).map_err(|e| e.to_string())?;
+    Ok(Binary { loader, segments })
+}
+
+/// `name` demangled if it is a Rust (legacy or v0; shown without the
+/// hash) or C++ symbol, else as it is.
+pub(crate) fn demangle(name: &str) -> String {
+    if let Ok(d) = rustc_demangle::try_demangle(name) {
+        let short = format!("{d:#}");
+        // A legacy Rust symbol and a C++ one both start with _ZN; the
+        // hash (which the alternate form leaves out) tells Rust's apart.
+        if name.starts_with("_R") || format!("{d}") != short {
+            return short;
+        }
+    }
+    if name.starts_with("_Z") {
+        if let Ok(sym) = cpp_demangle::Symbol::new(name) {
+            if let Ok(s) = sym.demangle(&cpp_demangle::DemangleOptions::default()) {
+                return s;
+            }
+        }
+    }
+    name.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demangles_rust_and_cpp() {
+        assert_eq!(
+            demangle("_ZN4core3fmt5write17h0123456789abcdefE"),
+            "core::fmt::write"
+        );
+        assert_eq!(
+            demangle("_RNvCs1234_7profapp15alloc_site_rust"),
+            "profapp::alloc_site_rust"
+        );
+        assert_eq!(demangle("_ZN3foo3barEv"), "foo::bar()");
+        assert_eq!(demangle("_Znwm"), "operator new(unsigned long)");
+        assert_eq!(demangle("alloc_site_alpha"), "alloc_site_alpha");
+        assert_eq!(demangle("_Zgarbage"), "_Zgarbage");
+    }
+
+    #[test]
+    fn offsets_to_vaddrs() {
+        let segs = [
+            Segment {
+                offset: 0,
+                file_size: 0x1000,
+                vaddr: 0,
+            },
+            Segment {
+                offset: 0x1000,
+                file_size: 0x2345,
+                vaddr: 0x401000,
+            },
+        ];
+        assert_eq!(vaddr_of_offset(&segs, 0x10), Some(0x10));
+        assert_eq!(vaddr_of_offset(&segs, 0x1010), Some(0x401010));
+        assert_eq!(vaddr_of_offset(&segs, 0x3344), Some(0x403344));
+        assert_eq!(vaddr_of_offset(&segs, 0x3345), None);
+        let at = MappedAt {
+            path: "x",
+            memory_start: 0x7f00_0000_1000,
+            file_offset: 0x1000,
+        };
+        assert_eq!(at.file_offset_of(0x7f00_0000_1234), 0x1234);
+    }
+
+    #[test]
+    fn missing_binary_warns_once() {
+        let mut s = Symbolizer::default();
+        let at = MappedAt {
+            path: "/nonexistent/libfoo.so",
+            memory_start: 0x1000,
+            file_offset: 0,
+        };
+        assert!(s.frames(at, 0x1234).is_empty());
+        assert!(s.frames(at, 0x1238).is_empty());
+        assert_eq!(s.warnings.len(), 1);
+        let vdso = MappedAt {
+            path: "[vdso]",
+            ..at
+        };
+        assert!(s.frames(vdso, 0x1234).is_empty());
+        assert_eq!(s.warnings.len(), 1);
+    }
+}

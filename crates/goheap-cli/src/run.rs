@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: goheap run [--stats] [--verbose] [--] CMD [ARGS...]\n\
+const USAGE: &str = "usage: goheap run [--stats] [--verbose] [--heap-profile FILE] [--profile-rate BYTES] [--] CMD [ARGS...]\n\
     \n\
     Runs CMD with libgoheap.so preloaded (LD_PRELOAD), so its malloc, free\n\
     and C++ new/delete are goheap's, in CMD and in the processes it starts.\n\
@@ -16,6 +16,13 @@ const USAGE: &str = "usage: goheap run [--stats] [--verbose] [--] CMD [ARGS...]\
     \x20           (GOHEAP_PRINT_STATS=1)\n\
     --verbose   print a line on stderr as goheap starts in each process\n\
     \x20           (GOHEAP_VERBOSE=1)\n\
+    --heap-profile FILE\n\
+    \x20           sample allocations and write CMD's heap profile (pprof\n\
+    \x20           format) to FILE when it exits; processes CMD starts write\n\
+    \x20           FILE.PID. Read it with `goheap profile FILE`.\n\
+    --profile-rate BYTES\n\
+    \x20           mean bytes between samples (default Go's 524288; 1 samples\n\
+    \x20           every allocation)\n\
     \n\
     libgoheap.so is looked for next to the goheap executable (as cargo\n\
     builds both into target/<profile>/) and built with cargo if missing.\n\
@@ -26,11 +33,28 @@ const USAGE: &str = "usage: goheap run [--stats] [--verbose] [--] CMD [ARGS...]\
 pub(crate) fn run(args: &[String]) -> i32 {
     let mut stats = false;
     let mut verbose = false;
+    let mut heap_profile: Option<PathBuf> = None;
+    let mut rate: Option<String> = None;
     let mut rest = args;
     while let Some(a) = rest.first() {
         match a.as_str() {
             "--stats" => stats = true,
             "--verbose" => verbose = true,
+            "--heap-profile" | "--profile-rate" => {
+                let Some(v) = rest.get(1) else {
+                    eprintln!("goheap run: {a} needs a value\n\n{USAGE}");
+                    return 2;
+                };
+                if a == "--heap-profile" {
+                    heap_profile = Some(PathBuf::from(v));
+                } else if goheap::parse_size(v.as_bytes()).is_some_and(|r| r != usize::MAX) {
+                    rate = Some(v.clone());
+                } else {
+                    eprintln!("goheap run: --profile-rate {v}: not a byte count");
+                    return 2;
+                }
+                rest = &rest[1..];
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return 0;
@@ -69,8 +93,34 @@ pub(crate) fn run(args: &[String]) -> i32 {
     if verbose {
         c.env("GOHEAP_VERBOSE", "1");
     }
-    match c.status() {
-        Ok(st) => exit_code(st),
+    if let Some(f) = &heap_profile {
+        // Each process writes FILE.PID (`%p`); CMD's own becomes FILE.
+        let mut v = f.clone().into_os_string();
+        v.push(".%p");
+        c.env("GOHEAP_HEAP_PROFILE", v);
+    }
+    if let Some(r) = &rate {
+        c.env("GOHEAP_PROFILE_RATE", r);
+    }
+    let child = c.spawn().and_then(|mut ch| {
+        let pid = ch.id();
+        ch.wait().map(|st| (st, pid))
+    });
+    match child {
+        Ok((st, pid)) => {
+            if let Some(f) = &heap_profile {
+                let mut own = f.clone().into_os_string();
+                own.push(format!(".{pid}"));
+                match std::fs::rename(&own, f) {
+                    Ok(()) => eprintln!("goheap run: heap profile written to {}", f.display()),
+                    Err(e) => eprintln!(
+                        "goheap run: {cmd} wrote no heap profile ({}: {e})",
+                        Path::new(&own).display()
+                    ),
+                }
+            }
+            exit_code(st)
+        }
         Err(e) => {
             eprintln!("goheap run: cannot run {cmd}: {e}");
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -177,6 +227,8 @@ mod tests {
         assert_eq!(run(&s(&[])), 2);
         assert_eq!(run(&s(&["--stats"])), 2);
         assert_eq!(run(&s(&["--bogus", "true"])), 2);
+        assert_eq!(run(&s(&["--heap-profile"])), 2);
+        assert_eq!(run(&s(&["--profile-rate", "lots", "true"])), 2);
         assert_eq!(run(&s(&["--help"])), 0);
     }
 

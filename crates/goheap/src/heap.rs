@@ -261,7 +261,7 @@ impl Heap {
                 return None;
             }
             let mut p = self.os.reserve(bytes, ARENA_BYTES, h.arena_hint) as usize;
-            if p != 0 && has_sampled_bit(p, bytes) {
+            if p != 0 && self.os.avoids_sampled_bit() && has_sampled_bit(p, bytes) {
                 // SAFETY: the reservation just made, unused.
                 unsafe { self.os.release(p as *mut u8, bytes) };
                 p = self.reserve_low(bytes);

@@ -93,6 +93,13 @@ pub unsafe trait Os: Sync {
         None
     }
 
+    /// Whether arenas must stay clear of addresses with the heap
+    /// profiler's tag bit (`arena::SAMPLED_ADDR_BIT`): true for the
+    /// process's OS, where the profiler's region lives; mocks map anywhere.
+    fn avoids_sampled_bit(&self) -> bool {
+        false
+    }
+
     /// The OS page size.
     fn page_size(&self) -> usize {
         OS_PAGE_SIZE

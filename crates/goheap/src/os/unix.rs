@@ -55,6 +55,10 @@ unsafe impl Os for SystemOs {
         aligned as *mut u8
     }
 
+    fn avoids_sampled_bit(&self) -> bool {
+        true
+    }
+
     unsafe fn commit(&self, addr: *mut u8, size: usize) -> bool {
         // SAFETY: the caller guarantees the range is inside our reservation.
         unsafe { libc::mprotect(addr.cast(), size, libc::PROT_READ | libc::PROT_WRITE) == 0 }

@@ -30,10 +30,13 @@ use core::ffi::{c_int, CStr};
 use core::ptr;
 
 /// The `drop_frames` expression (RE2 syntax, matched against whole
-/// function names): the allocator's entry points and goheap's own code.
+/// function names): the allocator's entry points and goheap's own code,
+/// by full name and by the bare names symbolizers read from DWARF.
 pub const DROP_FRAMES: &str = "(malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|\
 memalign|valloc|pvalloc|operator new.*|__rust_alloc.*|__rust_realloc|__rdl_.*|__rg_.*|\
-alloc::alloc::.*|goheap_core::.*|goheap_capi::.*|<goheap::GoHeap as .*|goheap::GoHeap.*)";
+alloc::alloc::.*|goheap_core::.*|goheap_capi::.*|<goheap::GoHeap as .*|goheap::GoHeap.*|\
+alloc_maybe_sampled|alloc_zeroed_maybe_sampled|alloc_large|malloc_impl|calloc_impl|realloc_impl|\
+new_impl|new_or_abort)";
 
 /// Fixed entries of the string table; mapping file names follow.
 const STRINGS: [&str; 9] = [

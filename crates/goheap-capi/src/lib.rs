@@ -35,6 +35,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cxx;
+pub mod glibc;
 pub mod stats;
 
 use core::ffi::{c_int, c_void};
@@ -43,6 +44,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use goheap_core::options::{self, Opt};
 use goheap_core::{raw, MAX_ALLOC};
 
+pub use glibc::{Mallinfo, Mallinfo2};
 pub use stats::{GoheapBySize, GoheapMemstats};
 
 /// Alignment `malloc(size)` guarantees: 16 for sizes above 8 (GCC and

@@ -35,6 +35,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cxx;
+pub mod glibc;
 pub mod stats;
 
 use core::ffi::{c_int, c_void};
@@ -43,6 +44,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use goheap_core::options::{self, Opt};
 use goheap_core::{raw, MAX_ALLOC};
 
+pub use glibc::{Mallinfo, Mallinfo2};
 pub use stats::{GoheapBySize, GoheapMemstats};
 
 /// Alignment `malloc(size)` guarantees: 16 for sizes above 8 (GCC and
@@ -365,7 +367,7 @@ pub unsafe extern "C" fn posix_memalign(
     size: usize,
 ) -> c_int {
     ensure_init();
-    if !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
+    if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<*mut c_void>()) {
         return libc::EINVAL;
     }
     let p = alloc_aligned(align, size);

@@ -173,6 +173,15 @@ void goheap_memstats(struct goheap_memstats *out);
  * "goheap: stats: mallocs=N frees=N heap_objects=N heap_alloc=N ..." */
 void goheap_print_stats(void);
 
+/* Heap profiles (pprof format; read with `goheap profile FILE` or
+ * `go tool pprof FILE`). goheap_write_heap_profile writes the profile of
+ * the sampled allocations to path: 0, or -1 with errno set.
+ * goheap_set_profile_rate sets the mean bytes between samples (1: every
+ * allocation, 0: off; GOHEAP_PROFILE_RATE and GOHEAP_HEAP_PROFILE set it
+ * from the environment) and returns the previous rate. */
+int goheap_write_heap_profile(const char *path);
+size_t goheap_set_profile_rate(size_t rate);
+
 /* Checks goheap's bookkeeping against itself with every thread's cache held
  * still: every span has one owner, free lists hold handed-out slots of
  * their class, no page is lost. Prints each problem on stderr

@@ -623,6 +623,37 @@ pub unsafe extern "C" fn goheap_usable_size(p: *mut c_void) -> usize {
     unsafe { usable_size_impl(p) }
 }
 
+/// Writes the heap profile (pprof's gzipped `profile.proto`) to the
+/// NUL-terminated `path`: 0 on success, -1 with `errno` set on failure
+/// (`EINVAL` for a null path). Allocates nothing through goheap.
+///
+/// # Safety
+///
+/// `path` is null or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn goheap_write_heap_profile(path: *const core::ffi::c_char) -> c_int {
+    if path.is_null() {
+        set_errno(libc::EINVAL);
+        return -1;
+    }
+    // SAFETY: the caller passes a NUL-terminated string.
+    let path = unsafe { core::ffi::CStr::from_ptr(path) };
+    match goheap_core::write_heap_profile_at(path) {
+        Ok(()) => 0,
+        Err(e) => {
+            set_errno(e.raw_os_error().unwrap_or(libc::EIO));
+            -1
+        }
+    }
+}
+
+/// Sets the heap profile's sampling rate (mean bytes between samples; 1:
+/// every allocation; 0: off) and returns the previous one.
+#[no_mangle]
+pub extern "C" fn goheap_set_profile_rate(rate: usize) -> usize {
+    goheap_core::set_profile_rate(rate)
+}
+
 /// 1 if `p` lies in pages goheap has in use (a span of small objects or a
 /// large object), else 0. Never aborts; does not check that `p` starts a
 /// live object.
@@ -771,6 +802,8 @@ mod tests {
             "goheap_memory_limit",
             "goheap_set_hard_limit",
             "goheap_set_background_scavenger",
+            "goheap_write_heap_profile",
+            "goheap_set_profile_rate",
         ];
         for n in names {
             let listed = ["(", ",", ":"]

@@ -133,13 +133,38 @@ pub struct ValueOptionInfo {
 }
 
 /// Options with values, read where they are used (see each one).
-pub const VALUE_OPTIONS: [ValueOptionInfo; 2] = [
+pub const VALUE_OPTIONS: [ValueOptionInfo; 6] = [
     ValueOptionInfo {
         name: c"GOHEAP_MEMORY_LIMIT",
         value: "bytes with an optional unit (`B`, `KiB`, `MiB`, `GiB`, `TiB`), or `max`",
         description: "Soft memory limit on everything goheap maps (like `GOMEMLIMIT`). Unset: \
                       the container's limit (cgroup v2 `memory.max`, v1 \
                       `memory.limit_in_bytes`), re-read every second; `max`: none.",
+    },
+    ValueOptionInfo {
+        name: c"GOHEAP_PROFILE_RATE",
+        value: "bytes with an optional unit",
+        description: "Heap profile sampling: one allocation per this many bytes on average (Go's \
+                      `MemProfileRate`); `1` samples every allocation, `0` none. Unset: off, or \
+                      512 KiB when `GOHEAP_HEAP_PROFILE` is set. Also `goheap::set_profile_rate`.",
+    },
+    ValueOptionInfo {
+        name: c"GOHEAP_HEAP_PROFILE",
+        value: "a path (`%p` = the process id)",
+        description: "Profile the heap and write the profile (pprof format) there at exit. Read \
+                      it with `goheap profile PATH` or `go tool pprof PATH`.",
+    },
+    ValueOptionInfo {
+        name: c"GOHEAP_HEAP_PROFILE_INTERVAL",
+        value: "seconds",
+        description: "With `GOHEAP_HEAP_PROFILE`: also write `PATH.0001`, `PATH.0002`, ... every \
+                      that many seconds.",
+    },
+    ValueOptionInfo {
+        name: c"GOHEAP_HEAP_PROFILE_SIGNAL",
+        value: "a signal number or name (`USR2`)",
+        description: "With `GOHEAP_HEAP_PROFILE`: also write a numbered profile each time the \
+                      process gets this signal.",
     },
     ValueOptionInfo {
         name: c"GOHEAP_CGROUP_ROOT",

@@ -11,10 +11,13 @@
 //! on such programs. A frame without unwind information (hand-written
 //! assembly without CFI, JIT code) ends the stack there.
 
+#[cfg(not(miri))]
 use core::ffi::{c_int, c_void};
 
 /// `_Unwind_Reason_Code` values used here.
+#[cfg(not(miri))]
 const URC_NO_REASON: c_int = 0;
+#[cfg(not(miri))]
 const URC_NORMAL_STOP: c_int = 4;
 
 #[cfg(not(miri))]
@@ -30,14 +33,17 @@ extern "C" {
 /// [`capture`] and the `sample_*` function calling it, both never
 /// inlined. (The allocator's entry points, `malloc` or `__rust_alloc`,
 /// stay: readers drop them by name, see `pprof`'s `drop_frames`.)
+#[cfg(not(miri))]
 const SKIP: usize = 2;
 
+#[cfg(not(miri))]
 struct Walk<'a> {
     out: &'a mut [usize],
     n: usize,
     skip: usize,
 }
 
+#[cfg(not(miri))]
 extern "C" fn step(ctx: *mut c_void, arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the `Walk` that `capture` passed, alive for the
     // whole walk; `ctx` is the unwinder's context for this frame.

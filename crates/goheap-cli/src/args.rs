@@ -76,6 +76,9 @@ pub(crate) struct BaselineOpts {
     /// Its name in the reports (default
     /// [`GOHEAP_BASE`](crate::report::GOHEAP_BASE)).
     pub(crate) name: Option<String>,
+    /// `--baseline-env NAME=VALUE`: variables set for the baseline's runs
+    /// only (the same build with an option on, for example).
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl BaselineOpts {
@@ -89,6 +92,15 @@ impl BaselineOpts {
         match flag {
             "--baseline" => self.path = Some(value("a path")?.into()),
             "--baseline-name" => self.name = Some(value("a name")?),
+            "--baseline-env" => {
+                let v = value("NAME=VALUE")?;
+                match v.split_once('=') {
+                    Some((n, val)) if !n.is_empty() && !n.contains('\0') && !val.contains('\0') => {
+                        self.env.push((n.to_string(), val.to_string()))
+                    }
+                    _ => return Err(format!("--baseline-env needs NAME=VALUE, not {v:?}")),
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -97,6 +109,9 @@ impl BaselineOpts {
     /// Checks the options once all are read: a name only with a path, and
     /// a name that reads as one word in tables and CSV.
     fn check(&self, cmd: &str) -> Result<(), String> {
+        if !self.env.is_empty() && self.path.is_none() {
+            return Err(format!("{cmd}: --baseline-env needs --baseline"));
+        }
         let Some(name) = &self.name else {
             return Ok(());
         };
@@ -599,6 +614,7 @@ mod tests {
         let base = |path: &str, name: Option<&str>| BaselineOpts {
             path: Some(path.into()),
             name: name.map(String::from),
+            env: Vec::new(),
         };
         let Ok(Cmd::Cbench(o)) = p("cbench --baseline /tmp/libgoheap-base.so --runs 1") else {
             panic!()
@@ -633,5 +649,22 @@ mod tests {
             assert!(e("--baseline b --baseline-name=").contains("letters, digits"));
         }
         assert!(p("rss --baseline b").is_err());
+        // The same build with an option on, set for its runs only.
+        let Ok(Cmd::Cbench(o)) = p(
+            "cbench --baseline l.so --baseline-env GOHEAP_PROFILE_RATE=524288 --baseline-env A=b=c",
+        ) else {
+            panic!()
+        };
+        let env = vec![
+            ("GOHEAP_PROFILE_RATE".to_string(), "524288".to_string()),
+            ("A".to_string(), "b=c".to_string()),
+        ];
+        assert_eq!(o.baseline.env, env);
+        for cmd in ["bench", "cbench"] {
+            let e = |args: &str| p(&format!("{cmd} {args}")).unwrap_err();
+            assert!(e("--baseline-env A=1").contains("--baseline-env needs --baseline"));
+            assert!(e("--baseline b --baseline-env A").contains("needs NAME=VALUE"));
+            assert!(e("--baseline b --baseline-env =1").contains("needs NAME=VALUE"));
+        }
     }
 }

@@ -3,13 +3,14 @@
 //! report. With `--baseline`, an earlier build's `bench-goheap` runs too,
 //! as one more allocator (see [`with_baseline`], shared with cbench).
 
+use std::ffi::OsStr;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use crate::args::{BaselineOpts, BenchOpts};
-use crate::proc;
+use crate::proc::{self, EnvChange};
 use crate::report::{self, Lineup, Metric, Record, Summary, ALLOCATORS, GOHEAP_BASE, RUST_LINEUP};
 use crate::svg;
 
@@ -239,7 +240,7 @@ pub(crate) fn with_baseline(
     if !path.is_file() {
         return Err(format!("--baseline {}: not a file", given.display()));
     }
-    if current.canonicalize().is_ok_and(|c| c == path) {
+    if b.env.is_empty() && current.canonicalize().is_ok_and(|c| c == path) {
         eprintln!(
             "goheap {cmd}: note: --baseline {} is the file measured as goheap, not an earlier build",
             path.display()
@@ -256,15 +257,38 @@ pub(crate) fn with_baseline(
 /// The header line that says which build is which, for a lineup with an
 /// earlier build of goheap at `base`; empty without one. `current` is
 /// what this run measures as goheap.
-pub(crate) fn baseline_line(lineup: &Lineup, current: &Path, base: Option<&Path>) -> String {
+pub(crate) fn baseline_line(
+    lineup: &Lineup,
+    current: &Path,
+    base: Option<&Path>,
+    env: &[(String, String)],
+) -> String {
+    let with: String = env.iter().map(|(n, v)| format!(" with {n}={v}")).collect();
     match (lineup.goheap_base, base) {
         (Some(name), Some(base)) => format!(
-            "- before/after: goheap is {} (this tree); {name} is {} (--baseline), run and checked \
-             as goheap is; the `÷ {name}` columns are goheap ÷ {name}\n",
+            "- before/after: goheap is {} (this tree); {name} is {}{with} (--baseline), run and \
+             checked as goheap is; the `÷ {name}` columns are goheap ÷ {name}\n",
             current.display(),
             base.display()
         ),
         _ => String::new(),
+    }
+}
+
+/// The environment changes of `alloc`'s runs: the `--baseline-env`
+/// variables for the baseline, nothing for the others.
+pub(crate) fn base_env<'a>(
+    lineup: &Lineup,
+    alloc: &str,
+    b: &'a BaselineOpts,
+) -> Vec<EnvChange<'a>> {
+    if lineup.goheap_base == Some(alloc) {
+        b.env
+            .iter()
+            .map(|(n, v)| (n.as_str(), Some(OsStr::new(v.as_str()))))
+            .collect()
+    } else {
+        Vec::new()
     }
 }
 
@@ -344,7 +368,8 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
                 let (a, bin) = (allocators[k], &bins[k]);
                 let i = records.len();
                 progress.starting(i, round, o.runs, w, a);
-                let m = proc::run(bin, &[w, &scale_arg], timeout)
+                let env = base_env(&lineup, a, &o.baseline);
+                let m = proc::run_env(bin, &[w, &scale_arg], &env, timeout)
                     .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
                 let mut r = Record {
                     round,
@@ -386,7 +411,7 @@ fn bench(o: &BenchOpts) -> Result<ExitCode, String> {
         mmss(took),
         cpus(),
         load_average(),
-        baseline_line(&lineup, &bins[0], base.as_deref()),
+        baseline_line(&lineup, &bins[0], base.as_deref(), &o.baseline.env),
     ));
     text.push_str(
         "### Wall time and peak RSS: goheap, and goheap ÷ each peer (below 1: goheap better)\n\n",
@@ -476,13 +501,14 @@ mod tests {
         let (l, base) = with_baseline("bench", RUST_LINEUP, &none, &bins[0]).unwrap();
         assert_eq!((l, base), (RUST_LINEUP, None));
         assert_eq!(lineup_binaries(&RUST_LINEUP, &bins, None), bins);
-        assert_eq!(baseline_line(&RUST_LINEUP, &bins[0], None), "");
+        assert_eq!(baseline_line(&RUST_LINEUP, &bins[0], None, &[]), "");
 
         // This test's own executable stands in for an earlier build.
         let exe = std::env::current_exe().unwrap();
         let b = BaselineOpts {
             path: Some(exe.clone()),
             name: Some("before".into()),
+            env: Vec::new(),
         };
         let (l, base) = with_baseline("bench", RUST_LINEUP, &b, &bins[0]).unwrap();
         let base = base.unwrap();
@@ -491,7 +517,7 @@ mod tests {
         let run = lineup_binaries(&l, &bins, Some(&base));
         assert_eq!(run.len(), 5);
         assert_eq!((&run[0], &run[1], &run[2]), (&bins[0], &base, &bins[1]));
-        let line = baseline_line(&l, &bins[0], Some(&base));
+        let line = baseline_line(&l, &bins[0], Some(&base), &[]);
         assert!(
             line.starts_with("- before/after: goheap is /t/bench-goheap (this tree); before is /")
                 && line.contains("`÷ before` columns"),
@@ -501,6 +527,7 @@ mod tests {
         let missing = BaselineOpts {
             path: Some("/nonexistent/bench-goheap".into()),
             name: None,
+            env: Vec::new(),
         };
         let e = with_baseline("bench", RUST_LINEUP, &missing, &bins[0]).unwrap_err();
         assert!(
@@ -510,6 +537,7 @@ mod tests {
         let dir = BaselineOpts {
             path: Some(std::env::temp_dir()),
             name: None,
+            env: Vec::new(),
         };
         assert!(with_baseline("bench", RUST_LINEUP, &dir, &bins[0])
             .unwrap_err()
@@ -517,8 +545,35 @@ mod tests {
         let clash = BaselineOpts {
             path: Some(exe),
             name: Some("system".into()),
+            env: Vec::new(),
         };
         assert!(with_baseline("bench", RUST_LINEUP, &clash, &bins[0]).is_err());
+    }
+
+    /// `--baseline-env` reaches the baseline's runs only, and the header
+    /// names it.
+    #[test]
+    fn baseline_env_is_the_baselines_own() {
+        let exe = std::env::current_exe().unwrap();
+        let b = BaselineOpts {
+            path: Some(exe.clone()),
+            name: Some("goheap-prof".into()),
+            env: vec![("GOHEAP_PROFILE_RATE".into(), "524288".into())],
+        };
+        let (l, base) = with_baseline("bench", RUST_LINEUP, &b, &exe).unwrap();
+        let env = base_env(&l, "goheap-prof", &b);
+        assert_eq!(
+            env,
+            vec![("GOHEAP_PROFILE_RATE", Some(OsStr::new("524288")))]
+        );
+        for other in l.allocators.iter().filter(|&&a| a != "goheap-prof") {
+            assert!(base_env(&l, other, &b).is_empty(), "{other}");
+        }
+        let line = baseline_line(&l, &exe, base.as_deref(), &b.env);
+        assert!(
+            line.contains(" with GOHEAP_PROFILE_RATE=524288 (--baseline)"),
+            "{line}"
+        );
     }
 
     #[test]

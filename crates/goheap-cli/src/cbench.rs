@@ -487,7 +487,9 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
     for bin in &bins {
         for &k in &runnable {
             let (a, p) = &allocs[k];
-            let _ = proc::run_env(bin, &[&warm], &env_for(lineup.is_goheap(a), p), timeout);
+            let mut env = env_for(lineup.is_goheap(a), p);
+            env.extend(bench::base_env(&lineup, a, &o.baseline));
+            let _ = proc::run_env(bin, &[&warm], &env, timeout);
         }
     }
     let progress = Progress {
@@ -505,7 +507,9 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
                 let i = records.len();
                 progress.starting(i, round, o.runs, w.name, a);
                 let goheap = lineup.is_goheap(a);
-                let m = proc::run_env(bin, &[&scale_arg], &env_for(goheap, preload), timeout)
+                let mut env = env_for(goheap, preload);
+                env.extend(bench::base_env(&lineup, a, &o.baseline));
+                let m = proc::run_env(bin, &[&scale_arg], &env, timeout)
                     .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
                 let mut r = Record {
                     round,
@@ -583,7 +587,12 @@ fn cbench(o: &CbenchOpts) -> Result<ExitCode, String> {
         }
     }
     text.push('\n');
-    text.push_str(&bench::baseline_line(&lineup, &goheap_lib, base.as_deref()));
+    text.push_str(&bench::baseline_line(
+        &lineup,
+        &goheap_lib,
+        base.as_deref(),
+        &o.baseline.env,
+    ));
     let goheap_env: Vec<String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("GOHEAP_"))
         .map(|(k, v)| format!("{k}={v}"))

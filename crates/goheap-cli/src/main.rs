@@ -57,7 +57,7 @@ From the source tree: cargo run --release -p goheap-cli -- <command>
 const HELP_BENCH: &str = "\
 usage: goheap bench [--runs N] [--filter SUBSTR] [--quick] [--scale X]
                     [--no-build] [--timeout SECS]
-                    [--baseline PATH [--baseline-name NAME]]
+                    [--baseline PATH [--baseline-name NAME] [--baseline-env NAME=VALUE]...]
 
 Builds the benchmark binaries (cargo build --release -p goheap-bench; uses
 $CARGO if set), then runs every workload under every allocator, each run in
@@ -95,6 +95,11 @@ options:
   --baseline-name NAME
                     its name in the reports (default goheap-base; letters,
                     digits and - _ . +)
+  --baseline-env NAME=VALUE
+                    set NAME for the baseline's runs only (repeatable); with
+                    PATH this build's own file, it measures an option, e.g.
+                    --baseline-env GOHEAP_PROFILE_RATE=524288 for the cost
+                    of heap profiling
 
 Exit status 1 if a run failed or checksums disagree.
 
@@ -103,7 +108,7 @@ workloads:
 
 const HELP_CBENCH: &str = "\
 usage: goheap cbench [--runs N] [--filter SUBSTR] [--no-build] [--scale X]
-                     [--timeout SECS] [--baseline PATH [--baseline-name NAME]]
+                     [--timeout SECS] [--baseline PATH [--baseline-name NAME] [--baseline-env NAME=VALUE]...]
 
 Builds libgoheap.so (cargo build --release -p goheap-capi; uses $CARGO if
 set) and compiles the C and C++ workloads of crates/goheap-bench/c/ with
@@ -153,6 +158,11 @@ options:
   --baseline-name NAME
                     its name in the reports (default goheap-base; letters,
                     digits and - _ . +)
+  --baseline-env NAME=VALUE
+                    set NAME for the baseline's runs only (repeatable); with
+                    PATH this build's own file, it measures an option, e.g.
+                    --baseline-env GOHEAP_PROFILE_RATE=524288 for the cost
+                    of heap profiling
 
 Exit status 1 if a run failed, a preload did not serve malloc, or
 checksums disagree.

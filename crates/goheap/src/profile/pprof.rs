@@ -436,7 +436,7 @@ pub(crate) fn write_to_fd(fd: c_int) -> Result<(), WriteError> {
     let dropped = table::dropped();
     if dropped > 0 {
         crate::report::print(format_args!(
-            "goheap: heap profile: {dropped} samples were not recorded (the profile's tables or its \
+            "heap profile: {dropped} samples were not recorded (the profile's tables or its \
              region of sampled objects are full); figures are low by about that many samples"
         ));
     }

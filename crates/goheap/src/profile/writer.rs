@@ -70,11 +70,11 @@ pub(crate) fn init_from_env() {
     if cfg!(miri) {
         return;
     }
-    let rate = env(c"GOHEAP_PROFILE_RATE").map(|v| match crate::cgroup::parse_size(v) {
+    let rate = env(c"GOHEAP_PROFILE_RATE").filter(|v| !v.is_empty()).map(|v| match crate::cgroup::parse_size(v) {
         Some(r) if r != usize::MAX => r,
         _ => {
             crate::report::print(format_args!(
-                "goheap: GOHEAP_PROFILE_RATE={}: not a byte count; profiling stays off",
+                "GOHEAP_PROFILE_RATE={}: not a byte count; profiling stays off",
                 v.escape_ascii()
             ));
             0
@@ -84,7 +84,7 @@ pub(crate) fn init_from_env() {
     if let Some(p) = path {
         if p.len() >= 4096 {
             crate::report::print(format_args!(
-                "goheap: GOHEAP_HEAP_PROFILE is longer than 4095 bytes; no profile will be written"
+                "GOHEAP_HEAP_PROFILE is longer than 4095 bytes; no profile will be written"
             ));
         } else {
             let mut g = PATH.lock();
@@ -107,7 +107,7 @@ pub(crate) fn init_from_env() {
         match core::str::from_utf8(secs).ok().and_then(|s| s.parse::<u64>().ok()) {
             Some(s) if s > 0 => INTERVAL.store(s, Ordering::Relaxed),
             _ => crate::report::print(format_args!(
-                "goheap: GOHEAP_HEAP_PROFILE_INTERVAL={}: not a whole number of seconds; ignored",
+                "GOHEAP_HEAP_PROFILE_INTERVAL={}: not a whole number of seconds; ignored",
                 v.escape_ascii()
             )),
         }
@@ -127,7 +127,7 @@ pub(crate) fn init_from_env() {
                 }
             }
             None => crate::report::print(format_args!(
-                "goheap: GOHEAP_HEAP_PROFILE_SIGNAL={}: not a signal; ignored",
+                "GOHEAP_HEAP_PROFILE_SIGNAL={}: not a signal; ignored",
                 v.escape_ascii()
             )),
         }
@@ -165,7 +165,7 @@ pub(crate) fn start() {
     let r = unsafe { libc::pthread_create(&mut tid, ptr::null(), writer_main, ptr::null_mut()) };
     if r != 0 {
         crate::report::print(format_args!(
-            "goheap: cannot start the heap profile writer (error {r}): no numbered profiles"
+            "cannot start the heap profile writer (error {r}): no numbered profiles"
         ));
         return;
     }
@@ -260,14 +260,14 @@ fn write_reporting(path: &[u8]) {
 pub(crate) fn report_error(path: &CStr, e: WriteError) {
     match e {
         WriteError::NoMemory => crate::report::print(format_args!(
-            "goheap: cannot write the heap profile to {}: out of memory",
+            "cannot write the heap profile to {}: out of memory",
             path.to_bytes().escape_ascii()
         )),
         WriteError::Os(errno) => {
             // SAFETY: strerror returns a NUL-terminated static string.
             let msg = unsafe { CStr::from_ptr(libc::strerror(errno)) };
             crate::report::print(format_args!(
-                "goheap: cannot write the heap profile to {}: {}",
+                "cannot write the heap profile to {}: {}",
                 path.to_bytes().escape_ascii(),
                 msg.to_bytes().escape_ascii()
             ))

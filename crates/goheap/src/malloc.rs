@@ -78,7 +78,7 @@ fn alloc_small(class: usize, size: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn alloc_maybe_sampled(c: &ThreadCache, class: usize, size: usize) -> *mut u8 {
-    let p = profile::sample_small(c, class, size);
+    let p = profile::sample_small(c, class, size, false);
     if !p.is_null() {
         return p;
     }
@@ -106,8 +106,7 @@ pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
             match unsafe { tls::cache().as_ref() } {
                 Some(c) => {
                     if c.sample_due(size) {
-                        // Sampled objects are zero (fresh or released slots).
-                        let p = profile::sample_small(c, class, size);
+                        let p = profile::sample_small(c, class, size, true);
                         if !p.is_null() {
                             return p;
                         }

@@ -15,8 +15,15 @@
 //!   bucket and size class while live, the next free slot while free).
 //!
 //! A sampled small object starts its slot, so any small alignment (at
-//! most 8 KiB) holds; a freed slot's pages are released
-//! (`MADV_DONTNEED`), so a slot always reads as zero when handed out.
+//! most 8 KiB) holds. A slot handed out for zeroed memory is cleared up
+//! to the extent earlier objects wrote (`Slot::dirty`; the rest of the
+//! slot was never touched since its pages were last released). A freed slot keeps its pages while the free slots'
+//! touched pages stay under [`DIRTY_FREE_LIMIT`], so a program that
+//! allocates and frees steadily reuses resident slots; beyond that the
+//! freed slot's pages are released (`MADV_DONTNEED`). Releasing every
+//! freed slot at once was what made profiling expensive: each `madvise`
+//! flushes the TLB of every CPU the process runs on (an interrupt to
+//! each), and the next use of the slot faults its pages back in.
 
 use crate::sizeclass::NUM_SIZE_CLASSES;
 use crate::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -31,7 +38,11 @@ pub(crate) const MAX_DEPTH: usize = 64;
 /// Distinct (stack, size) pairs kept; samples beyond are dropped and
 /// counted ([`dropped`]).
 pub(crate) const MAX_BUCKETS: usize = 1 << 18;
+/// The index's largest and first sizes, in entries: it starts small (a
+/// program with few allocation sites touches 16 KiB of it) and doubles
+/// while over half full, rebuilt from the buckets' hashes.
 const INDEX_LEN: usize = 1 << 19;
+const INDEX_FIRST_LEN: usize = 1 << 12;
 const STACK_WORDS: usize = 1 << 24;
 /// A sampled small object's slot: the largest small size.
 pub(crate) const SLOT_BYTES: usize = 32 << 10;
@@ -41,6 +52,9 @@ const REGION_BYTES: usize = REGION_SLOTS * SLOT_BYTES;
 /// Where the region is asked for first: the lowest address with the tag
 /// bit, far below where the kernel places mappings.
 const REGION_HINT: usize = SAMPLED_ADDR_BIT;
+/// Touched pages the free slots may keep, in bytes: at most this much
+/// memory is held for sampled objects that no longer exist.
+pub(crate) const DIRTY_FREE_LIMIT: usize = 1 << 20;
 
 /// One call stack and allocation size, with its counts.
 #[repr(C)]
@@ -62,7 +76,9 @@ struct Slot {
     bucket: u32,
     class: u32,
     next_free: u32,
-    _pad: u32,
+    /// Bytes from the slot's start that may be non-zero (the largest
+    /// object it held since its pages were last released).
+    dirty: u32,
 }
 
 /// The writers' side, under [`TABLE`].
@@ -70,6 +86,8 @@ struct Table {
     /// 0 = not yet reserved, 1 = ready, 2 = reservation failed.
     state: u8,
     index: *mut u32,
+    /// Entries of `index` in use (a power of two, at most [`INDEX_LEN`]).
+    index_len: usize,
     stacks: *mut usize,
     stack_len: usize,
     slots: *mut Slot,
@@ -77,6 +95,9 @@ struct Table {
     slot_bump: usize,
     /// First free slot + 1, 0 = none.
     free_slot: u32,
+    /// The free slots' touched pages, in bytes (at most
+    /// [`DIRTY_FREE_LIMIT`]).
+    dirty_free: usize,
     /// Where the region's slots start (0 if it could not be reserved:
     /// then only large objects are sampled).
     region: usize,
@@ -90,11 +111,13 @@ unsafe impl Send for Table {}
 static TABLE: Mutex<Table> = Mutex::new(Table {
     state: 0,
     index: ptr::null_mut(),
+    index_len: INDEX_FIRST_LEN,
     stacks: ptr::null_mut(),
     stack_len: 0,
     slots: ptr::null_mut(),
     slot_bump: 0,
     free_slot: 0,
+    dirty_free: 0,
     region: 0,
 });
 
@@ -175,9 +198,11 @@ impl Table {
         let hash = hash(stack, size);
         let buckets = BUCKETS.load(Ordering::Relaxed);
         let n = NBUCKETS.load(Ordering::Relaxed);
-        let mut i = hash as usize & (INDEX_LEN - 1);
+        let mask = self.index_len - 1;
+        let mut i = hash as usize & mask;
         loop {
-            // SAFETY: `i < INDEX_LEN`, inside the index mapping.
+            // SAFETY: `i < index_len <= INDEX_LEN`, inside the index
+            // mapping.
             let e = unsafe { *self.index.add(i) };
             if e == 0 {
                 break;
@@ -198,10 +223,14 @@ impl Table {
                     return Some(b);
                 }
             }
-            i = (i + 1) & (INDEX_LEN - 1);
+            i = (i + 1) & mask;
         }
         if n >= MAX_BUCKETS || self.stack_len + stack.len() > STACK_WORDS {
             return None;
+        }
+        if 2 * (n + 1) > self.index_len && self.index_len < INDEX_LEN {
+            self.grow_index(n);
+            i = self.free_entry(hash);
         }
         // SAFETY: bucket `n` and the stack words are inside their mappings
         // and unused; readers see them only after NBUCKETS is raised.
@@ -220,6 +249,36 @@ impl Table {
         self.stack_len += stack.len();
         NBUCKETS.store(n + 1, Ordering::Release);
         Some(n as u32)
+    }
+}
+
+impl Table {
+    /// Doubles the index and enters the `n` buckets written so far again.
+    fn grow_index(&mut self, n: usize) {
+        self.index_len *= 2;
+        // SAFETY: the first `index_len` entries are inside the index
+        // mapping, used only under the lock.
+        unsafe { ptr::write_bytes(self.index, 0, self.index_len) };
+        let buckets = BUCKETS.load(Ordering::Relaxed);
+        for b in 0..n {
+            // SAFETY: buckets below NBUCKETS are written.
+            let h = unsafe { (*buckets.add(b)).hash };
+            let i = self.free_entry(h);
+            // SAFETY: `i < index_len`, inside the mapping.
+            unsafe { *self.index.add(i) = b as u32 + 1 };
+        }
+    }
+
+    /// The first empty entry of `hash`'s probe sequence (the index is at
+    /// most half full, so there is one).
+    fn free_entry(&self, hash: u64) -> usize {
+        let mask = self.index_len - 1;
+        let mut i = hash as usize & mask;
+        // SAFETY: `i < index_len`, inside the index mapping.
+        while unsafe { *self.index.add(i) } != 0 {
+            i = (i + 1) & mask;
+        }
+        i
     }
 }
 
@@ -314,9 +373,9 @@ pub(crate) fn for_each_bucket(mut f: impl FnMut(&Bucket, &[usize])) {
 }
 
 /// A sampled small object of `class` (`size` requested bytes) recorded
-/// at `stack`: the start of a zero-filled slot of the region, or null
-/// (counted as dropped) if there is no room.
-pub(crate) fn alloc_small(stack: &[usize], size: usize, class: usize) -> *mut u8 {
+/// at `stack`: the start of a slot of the region, its first `size` bytes
+/// zero if `zeroed`, or null (counted as dropped) if there is no room.
+pub(crate) fn alloc_small(stack: &[usize], size: usize, class: usize, zeroed: bool) -> *mut u8 {
     let p = {
         let mut t = TABLE.lock();
         if !t.ready() || t.region == 0 {
@@ -333,22 +392,30 @@ pub(crate) fn alloc_small(stack: &[usize], size: usize, class: usize) -> *mut u8
                 (Some(s), Some(b)) => {
                     // SAFETY: `s < REGION_SLOTS`, inside the slot records.
                     let rec = unsafe { &mut *t.slots.add(s) };
+                    let dirty = rec.dirty as usize;
                     if s == t.slot_bump {
                         t.slot_bump += 1;
                     } else {
                         t.free_slot = rec.next_free;
+                        t.dirty_free -= resident(dirty);
                     }
+                    let bytes = crate::sizeclass::class_size(class);
                     rec.bucket = b + 1;
                     rec.class = class as u32;
                     rec.next_free = 0;
-                    Some((t.region + s * SLOT_BYTES, b))
+                    rec.dirty = dirty.max(bytes) as u32;
+                    let clear = if zeroed { dirty.min(size) } else { 0 };
+                    Some((t.region + s * SLOT_BYTES, b, clear))
                 }
                 _ => None,
             }
         }
     };
     match p {
-        Some((addr, b)) => {
+        Some((addr, b, clear)) => {
+            // SAFETY: the slot is ours now, and its first `clear` bytes are
+            // inside it (at most the requested size).
+            unsafe { ptr::write_bytes(addr as *mut u8, 0, clear) };
             bucket(b).allocs.fetch_add(1, Ordering::Relaxed);
             SMALL_ALLOCS[class].fetch_add(1, Ordering::Relaxed);
             addr as *mut u8
@@ -358,6 +425,11 @@ pub(crate) fn alloc_small(stack: &[usize], size: usize, class: usize) -> *mut u8
             ptr::null_mut()
         }
     }
+}
+
+/// The OS pages `dirty` bytes from a slot's start occupy.
+fn resident(dirty: usize) -> usize {
+    dirty.next_multiple_of(crate::os::OS_PAGE_SIZE)
 }
 
 /// The slot `p` starts, if `p` is inside the region.
@@ -391,8 +463,8 @@ pub(crate) unsafe fn free_small(p: *mut u8) -> bool {
     let Some((s, at_start)) = slot_of(p) else {
         return false;
     };
-    let (bucket_no, class) = {
-        let t = TABLE.lock();
+    let (bucket_no, class, release) = {
+        let mut t = TABLE.lock();
         // SAFETY: `s < REGION_SLOTS`, inside the slot records.
         let rec = unsafe { &mut *t.slots.add(s) };
         if rec.bucket == 0 {
@@ -409,19 +481,29 @@ pub(crate) unsafe fn free_small(p: *mut u8) -> bool {
         }
         let r = (rec.bucket - 1, rec.class as usize);
         rec.bucket = 0;
-        r
+        let pages = resident(rec.dirty as usize);
+        if t.dirty_free + pages <= DIRTY_FREE_LIMIT {
+            // Kept resident: on the free list at once.
+            t.dirty_free += pages;
+            rec.next_free = t.free_slot;
+            t.free_slot = s as u32 + 1;
+            (r.0, r.1, 0)
+        } else {
+            // Released first, then listed: off the list until then, so no
+            // one is handed the slot while its pages go.
+            rec.dirty = 0;
+            (r.0, r.1, pages)
+        }
     };
-    // Released before the slot can be handed out again, so the next
-    // owner finds zeros and this object's pages stop counting in RSS.
-    // SAFETY: the slot is ours (marked dead, not yet on the free list).
-    unsafe {
-        libc::madvise(
-            (p as usize & !(SLOT_BYTES - 1)) as *mut libc::c_void,
-            crate::sizeclass::class_size(class).next_multiple_of(crate::os::OS_PAGE_SIZE),
-            libc::MADV_DONTNEED,
-        )
-    };
-    {
+    if release != 0 {
+        // SAFETY: the slot is ours (marked dead, not on the free list).
+        unsafe {
+            libc::madvise(
+                (p as usize & !(SLOT_BYTES - 1)) as *mut libc::c_void,
+                release,
+                libc::MADV_DONTNEED,
+            )
+        };
         let mut t = TABLE.lock();
         let next = t.free_slot;
         // SAFETY: `s < REGION_SLOTS`, inside the slot records.
@@ -447,4 +529,36 @@ pub(crate) fn prefork() {
 pub(crate) unsafe fn postfork() {
     // SAFETY: forwarded contract: `prefork` took it and forgot the guard.
     unsafe { TABLE.force_unlock() };
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+
+    /// Enough distinct stacks to double the index several times: each
+    /// finds its own bucket again afterwards, and a repeat is not a new
+    /// bucket. (The stacks are made-up addresses: no profile the other
+    /// tests check names them.)
+    #[test]
+    fn buckets_survive_the_index_growing() {
+        let n = 5 * INDEX_FIRST_LEN;
+        let stack = |i: usize| [0x7e57_0000_0000 + i * 16, 0x7e57_8000_0000, i];
+        let first: Vec<u32> =
+            (0..n).map(|i| record_alloc(&stack(i), 64 + i % 3).expect("room")).collect();
+        let mut sorted = first.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), n, "distinct stacks share a bucket");
+        assert!(TABLE.lock().index_len >= 2 * n, "the index did not grow");
+        for (i, &b) in first.iter().enumerate() {
+            assert_eq!(record_alloc(&stack(i), 64 + i % 3), Some(b), "stack {i}");
+            assert_eq!(bucket(b).allocs.load(Ordering::Relaxed), 2);
+            record_free(b);
+            record_free(b);
+        }
+        // The same stack with another size is another bucket.
+        let other = record_alloc(&stack(0), 1 << 20).unwrap();
+        assert!(!first.contains(&other));
+        record_free(other);
+    }
 }

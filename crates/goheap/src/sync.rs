@@ -13,6 +13,7 @@ pub(crate) use core::sync::atomic;
 pub(crate) use loom::sync::atomic;
 
 pub mod handshake;
+pub mod seqcell;
 
 use atomic::{AtomicPtr, AtomicU32, Ordering};
 #[cfg(not(goheap_loom))]

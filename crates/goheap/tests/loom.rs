@@ -486,3 +486,36 @@ fn handshake_one_barrier_for_several_owners() {
         tb.join().unwrap();
     });
 }
+
+/// The unwinder's cache cell: two writers race to store whole values
+/// (each a pair of equal words) while a reader reads; the reader gets a
+/// value one writer stored whole, or nothing, never a mix, and a writer
+/// that loses the race writes nothing.
+#[test]
+fn seqcell_reads_whole_values_or_none() {
+    use goheap::sync::seqcell::SeqCell;
+    loom::model(|| {
+        let cell = Arc::new(SeqCell::<2>::new());
+        let writers: Vec<_> = [1u64, 2]
+            .into_iter()
+            .map(|v| {
+                let c = cell.clone();
+                thread::spawn(move || c.try_write([v, v]))
+            })
+            .collect();
+        if let Some([a, b]) = cell.read() {
+            assert_eq!(a, b, "a torn read: {a} and {b}");
+        }
+        let wrote: Vec<bool> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        let last = cell.read().expect("no write in progress after both joined");
+        assert_eq!(last[0], last[1]);
+        match last[0] {
+            0 => assert_eq!(wrote, [false, false]),
+            v => assert!(wrote[v as usize - 1], "{v} stored by a writer that gave up"),
+        }
+        assert!(
+            wrote.iter().any(|&w| w),
+            "both writers gave up with no other write"
+        );
+    });
+}

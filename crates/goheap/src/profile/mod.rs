@@ -19,15 +19,20 @@
 //!
 //! # What a sample records
 //!
-//! The call stack, walked with libgcc's `_Unwind_Backtrace` (DWARF call
-//! frame information from `.eh_frame`, which x86-64 and aarch64 compilers
-//! emit by default even with `-fomit-frame-pointer`, so programs built
-//! without frame pointers get whole stacks; a frame without unwind
-//! information ends the stack there), up to [`table::MAX_DEPTH`] frames.
-//! The walk does not allocate in the unwinders of glibc 2.35 and later
-//! (`_dl_find_object`); where one does (older libgcc registering frames),
-//! the allocation goes through goheap unsampled ([`ThreadCache::sampling`]
-//! blocks the recursion). The stack and the size select a bucket
+//! The call stack, up to [`table::MAX_DEPTH`] frames, walked by the DWARF
+//! call frame information of `.eh_frame`, which x86-64 and aarch64
+//! compilers emit by default even with `-fomit-frame-pointer`, so programs
+//! built without frame pointers get whole stacks; a frame without unwind
+//! information ends the stack there. On x86-64 Linux each return
+//! address's rule is decoded once and cached ([`unwind`]); elsewhere, and
+//! for frames the cache cannot follow, libgcc's `_Unwind_Backtrace` walks.
+//! Neither allocates with glibc 2.35 and later (`_dl_find_object`); where
+//! one does (older libgcc registering frames, the first look-up of
+//! `_dl_find_object` by name), the allocation goes through goheap
+//! unsampled ([`ThreadCache::sampling`] blocks the recursion). A freed
+//! sampled slot keeps its pages for the next sample (up to
+//! [`table::DIRTY_FREE_LIMIT`] of them), as releasing each one at its free
+//! interrupted every CPU the process ran on. The stack and the size select a bucket
 //! ([`table`]); buckets count allocations and frees.
 //!
 //! # Telling a sampled object at its free
@@ -147,12 +152,12 @@ fn now_nanos() -> u64 {
 /// Called when `c`'s countdown ran out on a small allocation of `size`
 /// bytes of `class`: draws the next distance and, if profiling is on,
 /// records the stack and returns the object from the sampled region
-/// (zero-filled). Null means "allocate as usual": profiling is off, the
+/// (its first `size` bytes zero if `zeroed`). Null means "allocate as usual": profiling is off, the
 /// thread is already recording a sample, or the region or the table is
 /// full.
 #[cold]
 #[inline(never)]
-pub(crate) fn sample_small(c: &ThreadCache, class: usize, size: usize) -> *mut u8 {
+pub(crate) fn sample_small(c: &ThreadCache, class: usize, size: usize, zeroed: bool) -> *mut u8 {
     let rate = RATE.load(Relaxed);
     c.sample_left.set(next_distance(c, rate));
     if rate == 0 || c.sampling.get() {
@@ -161,7 +166,7 @@ pub(crate) fn sample_small(c: &ThreadCache, class: usize, size: usize) -> *mut u
     c.sampling.set(true);
     let mut stack = [0usize; table::MAX_DEPTH];
     let depth = unwind::capture(&mut stack);
-    let p = table::alloc_small(&stack[..depth], size, class);
+    let p = table::alloc_small(&stack[..depth], size, class, zeroed);
     c.sampling.set(false);
     p
 }

@@ -188,6 +188,27 @@ fn default_rate_estimates_within_thirty_percent() {
     drop(keep);
 }
 
+/// A new thread's countdown starts with a draw, not with a sample: were
+/// each thread's first allocation sampled, 400 short threads that each
+/// allocate a few hundred bytes would add 400 samples, each standing for
+/// about a rate's worth (512 KiB), to the estimate of what was allocated.
+#[test]
+fn new_threads_are_not_sampled_at_once() {
+    let _g = SERIAL.lock().unwrap();
+    let old = goheap::set_profile_rate(goheap::DEFAULT_PROFILE_RATE);
+    let before = take_profile("threads-before").totals_at(|_| true);
+    let kept: Vec<Vec<u8>> = (0..400)
+        .map(|i| std::thread::spawn(move || black_box(vec![i as u8; 64])).join().unwrap())
+        .collect();
+    let after = take_profile("threads-after").totals_at(|_| true);
+    goheap::set_profile_rate(old);
+    // The threads and their stacks' bookkeeping allocate well under 1 MiB
+    // in all: a handful of samples at most, 64 MiB would be over 100.
+    let grew = after.alloc_space - before.alloc_space;
+    assert!(grew < 64 << 20, "400 threads estimated to allocate {grew} bytes");
+    drop(kept);
+}
+
 #[test]
 fn unwritable_path_is_an_error_not_a_crash() {
     let e = goheap::write_heap_profile("/nonexistent-dir/x.pb.gz").unwrap_err();

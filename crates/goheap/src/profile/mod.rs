@@ -103,7 +103,7 @@ pub(crate) fn set_rate(rate: usize, own: Option<&ThreadCache>) -> usize {
     let rate = if cfg!(miri) { 0 } else { rate };
     let old = RATE.swap(rate, Relaxed);
     if let Some(c) = own {
-        c.sample_left.set(0);
+        c.sample_left.set(next_distance(c, rate));
     }
     old
 }
@@ -142,6 +142,14 @@ fn next_distance(c: &ThreadCache, rate: usize) -> isize {
     }
 }
 
+/// Whether `c`'s countdown ran out for the first time at `rate` (above
+/// 1): a new cache starts at 0, so its first allocation lands here, and
+/// is not a sample: it only draws the first distance. (Sampling it would
+/// sample the first allocation of every thread, whatever its size.)
+fn first_draw(c: &ThreadCache, rate: usize) -> bool {
+    rate > 1 && c.sample_rng.get() == 0
+}
+
 fn now_nanos() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid out-pointer.
@@ -159,8 +167,9 @@ fn now_nanos() -> u64 {
 #[inline(never)]
 pub(crate) fn sample_small(c: &ThreadCache, class: usize, size: usize, zeroed: bool) -> *mut u8 {
     let rate = RATE.load(Relaxed);
+    let first = first_draw(c, rate);
     c.sample_left.set(next_distance(c, rate));
-    if rate == 0 || c.sampling.get() {
+    if rate == 0 || c.sampling.get() || first {
         return core::ptr::null_mut();
     }
     c.sampling.set(true);
@@ -178,8 +187,9 @@ pub(crate) fn sample_small(c: &ThreadCache, class: usize, size: usize, zeroed: b
 #[inline(never)]
 pub(crate) fn sample_large(c: &ThreadCache, span: &Span, size: usize) {
     let rate = RATE.load(Relaxed);
+    let first = first_draw(c, rate);
     c.sample_left.set(next_distance(c, rate));
-    if rate == 0 || c.sampling.get() {
+    if rate == 0 || c.sampling.get() || first {
         return;
     }
     c.sampling.set(true);

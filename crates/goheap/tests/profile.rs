@@ -198,14 +198,21 @@ fn new_threads_are_not_sampled_at_once() {
     let old = goheap::set_profile_rate(goheap::DEFAULT_PROFILE_RATE);
     let before = take_profile("threads-before").totals_at(|_| true);
     let kept: Vec<Vec<u8>> = (0..400)
-        .map(|i| std::thread::spawn(move || black_box(vec![i as u8; 64])).join().unwrap())
+        .map(|i| {
+            std::thread::spawn(move || black_box(vec![i as u8; 64]))
+                .join()
+                .unwrap()
+        })
         .collect();
     let after = take_profile("threads-after").totals_at(|_| true);
     goheap::set_profile_rate(old);
     // The threads and their stacks' bookkeeping allocate well under 1 MiB
     // in all: a handful of samples at most, 64 MiB would be over 100.
     let grew = after.alloc_space - before.alloc_space;
-    assert!(grew < 64 << 20, "400 threads estimated to allocate {grew} bytes");
+    assert!(
+        grew < 64 << 20,
+        "400 threads estimated to allocate {grew} bytes"
+    );
     drop(kept);
 }
 

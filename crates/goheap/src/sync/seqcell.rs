@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! writer                               reader
-//! seq: even s → s+1 (CAS; fails:       s1 = seq         (Acquire)
-//!      give up)                        words            (Relaxed)
+//! seq: even s → s+1 (CAS, Acquire;     s1 = seq         (Acquire)
+//!      fails: give up)                 words            (Relaxed)
 //! Release fence                        Acquire fence
 //! words            (Relaxed)           s2 = seq         (Relaxed)
 //! seq = s+2        (Release)           odd s1, or s1 ≠ s2: nothing
@@ -16,7 +16,10 @@
 //! The reader's fence orders its word loads before its second look at
 //! `seq`, and the writer's fence orders its first bump before its word
 //! stores: a reader that saw any word of a write in progress sees `seq`
-//! changed (Boehm, "Can seqlocks get along with programming language
+//! changed. The writer's CAS acquires the previous writer's final store,
+//! so one write's words all come after the last one's (with a relaxed
+//! CAS, loom found two writers' words interleaved in the cell's final
+//! value) (Boehm, "Can seqlocks get along with programming language
 //! memory models?", 2012).
 
 use super::atomic::{fence, AtomicU32, AtomicU64, Ordering};
@@ -71,7 +74,7 @@ impl<const N: usize> SeqCell<N> {
         if s & 1 != 0
             || self
                 .seq
-                .compare_exchange(s, s.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(s, s.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
         {
             return false;

@@ -275,7 +275,10 @@ Locations that carry only an address (goheap's profiles) are symbolized
 from the files of their mappings: the address is converted to the ELF
 file's virtual address (through its PT_LOAD program headers) and looked up
 in its DWARF, inlined frames included, else its symbol table (.symtab,
-else .dynsym). Rust names (legacy and v0) are demangled without the hash,
+else .dynsym): the function symbol whose extent (st_size) holds it, so an
+address in a static function of a stripped library, which .dynsym does
+not list, is left unsymbolized rather than named after the exported
+function before it. Rust names (legacy and v0) are demangled without the hash,
 C++ names demangled. An address that cannot be symbolized is shown as
 FILE+0xOFFSET (the offset in its mapped file), or 0xADDRESS with no
 mapping; a file that cannot be read is a warning, once.

@@ -3,7 +3,11 @@
 //! (`address − memory_start + file_offset`), then through the ELF program
 //! headers to the file's virtual address (the PT_LOAD segment holding that
 //! offset), which is looked up in the file's DWARF (with inlined frames)
-//! by `addr2line`, else in its symbol table (.symtab, else .dynsym).
+//! by `addr2line`, else in its symbol table (.symtab, else .dynsym): the
+//! function symbol at or before it whose extent (st_size) holds it. A
+//! stripped library has only its exported functions in .dynsym; an address
+//! in a static function after one of them is not that function's, and is
+//! left unsymbolized rather than misnamed.
 //! Names are demangled: Rust (legacy and v0, without the trailing hash)
 //! and C++ (Itanium ABI).
 //!
@@ -63,10 +67,50 @@ pub(crate) fn vaddr_of_offset(segments: &[Segment], off: u64) -> Option<u64> {
         .map(|s| off - s.offset + s.vaddr)
 }
 
+/// A function symbol: its virtual address, size (0: unknown) and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Symbol {
+    pub(crate) addr: u64,
+    pub(crate) size: u64,
+    pub(crate) name: String,
+}
+
+/// A binary's function symbols, sorted by address.
+#[derive(Debug, Default)]
+pub(crate) struct Symbols(Vec<Symbol>);
+
+impl Symbols {
+    pub(crate) fn new(mut syms: Vec<Symbol>) -> Symbols {
+        // By address, the sized first among symbols at one address (aliases,
+        // versioned twins).
+        syms.sort_by(|a, b| a.addr.cmp(&b.addr).then(b.size.cmp(&a.size)));
+        Symbols(syms)
+    }
+
+    /// The function holding `vaddr`: of the symbols at the greatest address
+    /// not above it, one whose extent holds it, else one of unknown size
+    /// (0); none if every one ends before `vaddr`.
+    pub(crate) fn find(&self, vaddr: u64) -> Option<&str> {
+        let end = self.0.partition_point(|s| s.addr <= vaddr);
+        let nearest = self.0[..end].last()?.addr;
+        let at = self.0[..end].iter().rev().take_while(|s| s.addr == nearest);
+        let mut sizeless = None;
+        for s in at {
+            if s.size == 0 {
+                sizeless.get_or_insert(s);
+            } else if vaddr - s.addr < s.size {
+                return Some(&s.name);
+            }
+        }
+        sizeless.map(|s| s.name.as_str())
+    }
+}
+
 /// An opened binary.
 struct Binary {
     loader: addr2line::Loader,
     segments: Vec<Segment>,
+    symbols: Symbols,
 }
 
 /// Symbolizes addresses, caching each binary.
@@ -126,7 +170,7 @@ impl Symbolizer {
             }
         }
         if out.is_empty() {
-            if let Some(sym) = bin.loader.find_symbol(vaddr) {
+            if let Some(sym) = bin.symbols.find(vaddr) {
                 out.push(Frame {
                     name: demangle(sym),
                     file: None,
@@ -141,7 +185,7 @@ impl Symbolizer {
 /// Opens the binary at `path`: its DWARF and symbols, and its PT_LOAD
 /// segments.
 fn open(path: &str) -> Result<Binary, String> {
-    use object::{Object, ObjectSegment};
+    use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
     // The program headers are read through a cache of the file, not the
     // whole file: a binary with debug info can be hundreds of MB.
     let file = File::open(path).map_err(|e| e.to_string())?;
@@ -158,8 +202,27 @@ fn open(path: &str) -> Result<Binary, String> {
             }
         })
         .collect();
+    let functions = |syms: object::SymbolIterator<'_, '_, _>| -> Vec<Symbol> {
+        syms.filter(|s| s.kind() == SymbolKind::Text && s.is_definition() && s.address() != 0)
+            .filter_map(|s| {
+                Some(Symbol {
+                    addr: s.address(),
+                    size: s.size(),
+                    name: s.name().ok()?.to_owned(),
+                })
+            })
+            .collect()
+    };
+    let mut syms = functions(obj.symbols());
+    if syms.is_empty() {
+        syms = functions(obj.dynamic_symbols());
+    }
     let loader = addr2line::Loader::new(path).map_err(|e| e.to_string())?;
-    Ok(Binary { loader, segments })
+    Ok(Binary {
+        loader,
+        segments,
+        symbols: Symbols::new(syms),
+    })
 }
 
 /// `name` demangled if it is a Rust (legacy or v0; shown without the
@@ -227,6 +290,42 @@ mod tests {
             file_offset: 0x1000,
         };
         assert_eq!(at.file_offset_of(0x7f00_0000_1234), 0x1234);
+    }
+
+    #[test]
+    fn a_symbol_names_only_the_addresses_it_spans() {
+        let sym = |addr, size, name: &str| Symbol {
+            addr,
+            size,
+            name: name.to_owned(),
+        };
+        let s = Symbols::new(vec![
+            sym(0x2000, 0x10, "exported_after"),
+            // .dynsym of a stripped library: a 1-byte function, then a
+            // static one the table does not have.
+            sym(0x1000, 0x1, "tiny"),
+            sym(0x3000, 0, "label"),
+            sym(0x4000, 0x20, "versioned"),
+            sym(0x4000, 0x20, "versioned_twin"),
+            sym(0x5000, 0, "alias"),
+            sym(0x5000, 0x8, "sized"),
+        ]);
+        assert_eq!(s.find(0xfff), None);
+        assert_eq!(s.find(0x1000), Some("tiny"));
+        assert_eq!(s.find(0x1001), None);
+        assert_eq!(s.find(0x1800), None);
+        assert_eq!(s.find(0x200f), Some("exported_after"));
+        assert_eq!(s.find(0x2010), None);
+        // Unknown size: to the next symbol.
+        assert_eq!(s.find(0x3fff), Some("label"));
+        assert!(matches!(
+            s.find(0x401f),
+            Some("versioned" | "versioned_twin")
+        ));
+        assert_eq!(s.find(0x4020), None);
+        assert_eq!(s.find(0x5004), Some("sized"));
+        assert_eq!(s.find(0x5008), Some("alias"));
+        assert_eq!(Symbols::default().find(0x1000), None);
     }
 
     #[test]

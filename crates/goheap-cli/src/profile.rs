@@ -196,6 +196,12 @@ pub(crate) fn resolve(p: &Profile, sym: &mut Symbolizer, lines: bool) -> HashMap
             let name = unsymbolized(loc, at);
             names.push(show(name, None, 0));
         }
+        // GCC's DWARF can have a function inlined into its own out-of-line
+        // copy (CPython's PyUnicode_New at two of its lines, as addr2line
+        // and llvm-symbolizer also show it): the same key twice in one
+        // location's chain would be a frame on top of itself. With --lines
+        // the keys differ and both stay.
+        names.dedup_by(|outer, inner| outer.key == inner.key);
         out.insert(loc.id, names);
     }
     out
@@ -540,5 +546,23 @@ mod tests {
         assert_eq!(stacks[&5][0].key, "libfoo.so+0x1234");
         assert_eq!(stacks[&6][0].key, "0x1234");
         assert_eq!(sym.warnings.len(), 1);
+    }
+
+    #[test]
+    fn a_function_inlined_into_itself_is_one_frame() {
+        let mut p = profile();
+        // alpha at line 5, "inlined" into alpha at line 1, into main.
+        let line = |function_id, line| Line { function_id, line };
+        p.location.push(Location {
+            id: 7,
+            line: vec![line(2, 5), line(2, 1), line(1, 30)],
+            ..Default::default()
+        });
+        let stacks = resolve(&p, &mut Symbolizer::default(), false);
+        let keys: Vec<&str> = stacks[&7].iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["alpha", "main"]);
+        let stacks = resolve(&p, &mut Symbolizer::default(), true);
+        let keys: Vec<&str> = stacks[&7].iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["alpha m.go:5", "alpha m.go:1", "main m.go:30"]);
     }
 }

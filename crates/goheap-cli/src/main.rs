@@ -269,7 +269,9 @@ like `go tool pprof -top`, the totals of every sample type and the top N
 functions by the chosen type: flat (samples whose leaf frame is the
 function), flat%, sum% (of the rows so far), cum (samples with the
 function anywhere in their stack, once per sample) and cum%. Bytes are
-shown in B, KiB, MiB, GiB; counts as integers.
+shown in B, KiB, MiB, GiB; counts as integers. As in pprof, samples of
+no value of the chosen type (for inuse_*, sites whose objects were all
+freed) are left out of the table and the flame graph.
 
 Locations that carry only an address (goheap's profiles) are symbolized
 from the files of their mappings: the address is converted to the ELF

@@ -251,6 +251,12 @@ pub(crate) fn analyze(
     let mut seen = HashSet::new();
     for s in &p.sample {
         let v = s.value[ty];
+        // As pprof's graph: a sample of no value of this type (in a heap
+        // profile's inuse_* types, one whose objects were all freed) puts
+        // neither its functions in the table nor its stack in the graph.
+        if v == 0 {
+            continue;
+        }
         // Saturating: a corrupt profile's huge values must not panic.
         a.total = a.total.saturating_add(v);
         let full: Vec<&Shown> = s
@@ -546,6 +552,40 @@ mod tests {
         assert_eq!(stacks[&5][0].key, "libfoo.so+0x1234");
         assert_eq!(stacks[&6][0].key, "0x1234");
         assert_eq!(sym.warnings.len(), 1);
+    }
+
+    #[test]
+    fn samples_of_no_value_are_left_out() {
+        let mut p = profile();
+        // gamma's only sample: allocated, all freed.
+        p.string_table.push("gamma".into());
+        p.function.push(Function {
+            id: 5,
+            name: 10,
+            ..Function::default()
+        });
+        p.location.push(Location {
+            id: 5,
+            line: vec![Line {
+                function_id: 5,
+                line: 1,
+            }],
+            ..Location::default()
+        });
+        p.sample.push(Sample {
+            location_id: vec![5, 1],
+            value: vec![7, 0],
+        });
+        let stacks = resolve(&p, &mut Symbolizer::default(), false);
+        let inuse = analyze(&p, &stacks, 1, false);
+        assert!(!inuse.by_function.contains_key("gamma"));
+        assert_eq!(inuse.by_function["main"], (0, 4));
+        assert!(!inuse.tree.children["main"].children.contains_key("gamma"));
+        let t = top_table(&p, "h.pb", 1, &inuse, 10);
+        assert!(t.contains("Showing top 3 of 3 functions"), "{t}");
+        let allocs = analyze(&p, &stacks, 0, false);
+        assert_eq!(allocs.by_function["gamma"], (7, 7));
+        assert_eq!(allocs.total, 9);
     }
 
     #[test]

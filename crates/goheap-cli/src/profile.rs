@@ -193,7 +193,14 @@ pub(crate) fn resolve(p: &Profile, sym: &mut Symbolizer, lines: bool) -> HashMap
             }
         }
         if names.is_empty() {
-            let name = unsymbolized(loc, at);
+            // No name: the start of its function stands for it, so that
+            // the call sites of one function are one row; with --lines
+            // each address is its own.
+            let start = match at {
+                Some(at) if !lines => sym.function_start(at, loc.address),
+                _ => None,
+            };
+            let name = unsymbolized(loc, at, start);
             names.push(show(name, None, 0));
         }
         // GCC's DWARF can have a function inlined into its own out-of-line
@@ -208,14 +215,15 @@ pub(crate) fn resolve(p: &Profile, sym: &mut Symbolizer, lines: bool) -> HashMap
 }
 
 /// How an address that could not be symbolized is shown: `file+0xoffset`
-/// (the offset in the mapped file) when its mapping names a file, else
-/// `0xaddress`.
-fn unsymbolized(loc: &Location, at: Option<MappedAt<'_>>) -> String {
+/// when its mapping names a file (the offset in the file of
+/// `function_start`, its function's start, if known, else of the address),
+/// else `0xaddress`.
+fn unsymbolized(loc: &Location, at: Option<MappedAt<'_>>, function_start: Option<u64>) -> String {
     match at {
         Some(at) if !at.path.is_empty() => format!(
             "{}+0x{:x}",
             file_name(at.path),
-            at.file_offset_of(loc.address)
+            function_start.unwrap_or_else(|| at.file_offset_of(loc.address))
         ),
         _ => format!("0x{:x}", loc.address),
     }

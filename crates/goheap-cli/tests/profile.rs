@@ -485,7 +485,9 @@ void *(*volatile keep_hidden)(size_t) = hidden_alloc_site;
 
 /// A stripped library has only its exported functions in .dynsym: an
 /// address in a static function after one of them is shown as
-/// `file+0xoffset`, not as the exported function (whose extent it is past).
+/// `file+0xoffset` (of the function's start, from .eh_frame; with --lines
+/// of the address), not as the exported function (whose extent it is
+/// past).
 #[test]
 fn stripped_library_addresses_are_not_misnamed() {
     if !need("cc") || !need("strip") {
@@ -533,12 +535,15 @@ fn stripped_library_addresses_are_not_misnamed() {
         let r = rows(&out);
         assert!(!out.contains("exported_tiny"), "{out}");
         if want.is_empty() {
-            let name = format!(
-                "  {}+0x{:x}",
-                lib.file_name().unwrap().to_str().unwrap(),
-                site - m.start + m.offset
-            );
+            // No name: the function's start, from .eh_frame (the site is
+            // 4 bytes into the function)...
+            let lib_name = lib.file_name().unwrap().to_str().unwrap();
+            let name = format!("  {lib_name}+0x{:x}", site - 4 - m.start + m.offset);
             assert!(r[0].ends_with(&name), "{out}");
+            // ... and with --lines the address itself.
+            let (out, _) = profile_ok(&[file.to_str().unwrap(), "--no-svg", "--lines"]);
+            let name = format!("  {lib_name}+0x{:x}", site - m.start + m.offset);
+            assert!(rows(&out)[0].ends_with(&name), "{out}");
         } else {
             assert!(r[0].ends_with(&format!("  {want}")), "{out}");
         }

@@ -20,26 +20,37 @@
  * malloc_usable_size of a pointer goheap did not allocate (another
  * allocator's, the stack, static data), of a pointer into the middle of an
  * object, or a double free, prints "goheap: fatal error: free of 0x...: ..."
- * naming the pointer on stderr and aborts (SIGABRT). A double free of a
- * small object is caught at once when it repeats the thread's last free,
- * otherwise when the thread's cache is next flushed.
+ * naming the pointer on stderr and aborts (SIGABRT). A double free is
+ * caught at once, wherever the first copy is (this thread's cache, another
+ * thread's, the transfer cache, its span); see "Bad input" in the root
+ * README.
  *
- * Environment variables, read once at first use (see the README):
+ * Environment variables, read once when the heap initialises (every one
+ * is in the "Options" table of the root README), for example:
  *   GOHEAP_IGNORE_INVALID_FREE=1  free() of a pointer goheap does not own is
  *                                 ignored (one warning) instead of aborting.
  *   GOHEAP_PRINT_STATS=1          print statistics on stderr at exit.
  *   GOHEAP_VERBOSE=1              print a line on stderr at initialisation.
+ *   GOHEAP_HEAP_PROFILE=PATH      sample allocations and write a heap
+ *                                 profile (pprof format) to PATH at exit.
  *
  * Threads, fork and dlopen: each thread has its own cache, returned to the
  * shared heap when the thread exits; fork() from a multithreaded process is
  * safe (pthread_atfork handlers take every allocator lock around it); the
- * library may be loaded with dlopen (its thread-locals use the dynamic TLS
- * model), though a dlopen'ed copy does not replace the malloc that is
- * already in use: call the goheap_ names below to use it.
+ * library may be loaded with dlopen (it needs 8 bytes of static TLS, taken
+ * from glibc's surplus; its other thread-locals are dynamic), though a
+ * dlopen'ed copy does not replace the malloc that is already in use: call
+ * the goheap_ names below to use it.
  *
- * C++: operator new cannot throw std::bad_alloc from this library; when
- * memory is exhausted it prints a message and aborts (nothrow forms return
- * NULL). operator delete, sized or not, frees by address.
+ * C++: the throwing operator new and new[] (plain and aligned) call the
+ * installed std::new_handler and retry while one is installed, and with
+ * none throw std::bad_alloc to the caller (on x86-64, through libstdc++'s
+ * std::get_new_handler and std::__throw_bad_alloc, bound weakly when
+ * libstdc++ is loaded, as in every C++ program). Where they are not bound
+ * (a C program calling _Znwm, libstdc++ dlopen'ed later) or on other
+ * architectures, a failure prints a message and aborts, as an uncaught
+ * bad_alloc would. The nothrow forms return NULL without calling the
+ * new_handler. operator delete, sized or not, frees by address.
  */
 #ifndef GOHEAP_H
 #define GOHEAP_H
@@ -100,7 +111,30 @@ extern "C" {
  *   __libc_malloc, __libc_free, __libc_calloc, __libc_realloc,
  *   __libc_memalign: glibc's alternative names, the same functions.
  *   C++ operator new / new[] / delete / delete[], every replaceable form
- *   (plain, nothrow, sized, aligned): goheap's.
+ *   (plain, nothrow, sized, aligned): goheap's (see the top of this file).
+ *
+ * glibc's <malloc.h> extras, answered from goheap's statistics (glibc's
+ * own arenas stay unused under goheap):
+ *   struct mallinfo2 mallinfo2(void);
+ *       arena: bytes of the small-object heap held from the OS; uordblks:
+ *       bytes of its live objects; fordblks: arena - uordblks; hblks,
+ *       hblkhd: live large objects and their bytes; keepcost: free bytes
+ *       not yet returned to the OS; ordblks, smblks, usmblks, fsmblks: 0.
+ *   struct mallinfo mallinfo(void);
+ *       the same, each field saturated at INT_MAX (glibc's wrap around).
+ *   void malloc_stats(void);
+ *       goheap_print_stats(), not glibc's per-arena table.
+ *   int malloc_info(int options, FILE *fp);
+ *       glibc's XML (<malloc version="1">), one <size> element per used
+ *       size class with its live objects. 0; -1 + EINVAL if options != 0
+ *       or fp is NULL; -1 if writing failed.
+ *   int mallopt(int param, int value);
+ *       honours nothing: glibc's M_MXFAST, M_TRIM_THRESHOLD, M_TOP_PAD,
+ *       M_MMAP_THRESHOLD, M_MMAP_MAX, M_CHECK_ACTION, M_PERTURB,
+ *       M_ARENA_TEST and M_ARENA_MAX are accepted and ignored, returning
+ *       1, or 0 for a value glibc rejects (M_MXFAST outside 0..160,
+ *       M_MMAP_THRESHOLD above 32 MiB or negative); any other param
+ *       returns 0.
  */
 #include <stdlib.h>
 #if defined(__GLIBC__)
@@ -169,8 +203,10 @@ _Static_assert(sizeof(struct goheap_memstats) == 15 * 8 + GOHEAP_NUM_SIZE_CLASSE
  * go). out == NULL is ignored. */
 void goheap_memstats(struct goheap_memstats *out);
 
-/* Prints the main statistics as one line on stderr, without allocating:
- * "goheap: stats: mallocs=N frees=N heap_objects=N heap_alloc=N ..." */
+/* Prints the main statistics on stderr, without allocating: a line
+ * "goheap: stats: mallocs=N frees=N heap_objects=N heap_alloc=N ..." (Go's
+ * MemStats figures) and a line "goheap: memory: ..." (the memory classes,
+ * the process's RSS, the limit, what the scavenger released). */
 void goheap_print_stats(void);
 
 /* Heap profiles (pprof format; read with `goheap profile FILE` or

@@ -4,11 +4,17 @@
 //! The library defines the whole C allocation surface (`malloc`, `free`,
 //! `calloc`, `realloc`, `reallocarray`, `posix_memalign`, `aligned_alloc`,
 //! `memalign`, `valloc`, `pvalloc`, `malloc_usable_size`, `malloc_trim`,
-//! `cfree`, glibc's `__libc_*` names) and C++'s `operator new`/`delete`
-//! family under their Itanium names, so `LD_PRELOAD=libgoheap.so prog` or
-//! linking with `-lgoheap` routes a whole process through goheap. It adds
-//! `goheap_*` functions (statistics, cache flush, and prefixed copies of the
-//! allocation calls for programs that keep another `malloc`).
+//! `free_sized`, `free_aligned_sized`, `cfree`, glibc's `__libc_*` names),
+//! glibc's `<malloc.h>` introspection calls answered from goheap's
+//! statistics ([`glibc`]: `mallinfo`, `mallinfo2`, `malloc_stats`,
+//! `malloc_info`, and `mallopt`, which accepts glibc's parameters and
+//! honours none) and C++'s `operator new`/`delete` family under their
+//! Itanium names ([`cxx`]: the throwing `new`s call the `new_handler` and
+//! throw `std::bad_alloc` through libstdc++'s functions, bound weakly), so
+//! `LD_PRELOAD=libgoheap.so prog` or linking with `-lgoheap` routes a whole
+//! process through goheap. It adds `goheap_*` functions (statistics, heap
+//! check, cache flush, memory limit, scavenger, heap profiles, and prefixed
+//! copies of the allocation calls for programs that keep another `malloc`).
 //!
 //! Semantics follow glibc: results of `malloc(n)` are 16-byte aligned for
 //! `n > 8` (8 for smaller requests, which cannot hold a 16-byte-aligned
@@ -20,12 +26,15 @@
 //! - it never allocates through the Rust global allocator (no `Vec`,
 //!   `format!`, `std::env`): messages go through the core's non-allocating
 //!   stderr writer, options through `getenv`;
-//! - it never unwinds: nothing here panics, and a panic in an `extern "C"`
-//!   function aborts (release builds also use `panic = "abort"`);
+//! - it never unwinds a Rust frame: nothing here panics, and a panic in an
+//!   `extern "C"` function aborts (release builds also use
+//!   `panic = "abort"`); the `std::bad_alloc` of the throwing `new`s is
+//!   thrown from assembly frames only (see [`cxx`]);
 //! - it needs no set-up: the core initialises itself lazily, so calls from
-//!   the dynamic loader and before `main` work; [`init`] only reads options
-//!   and registers the fork and exit hooks, and tolerates being re-entered
-//!   (registering them may allocate).
+//!   the dynamic loader and before `main` work; `init`, run by a
+//!   constructor when the library is loaded, only reads options and
+//!   registers the `GOHEAP_PRINT_STATS` exit report, and tolerates being
+//!   re-entered (registering it may allocate).
 //!
 //! The pointer to the thread's cache is one word of static TLS read with
 //! the initial-exec model (declared in assembly by the core, as

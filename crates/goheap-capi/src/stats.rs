@@ -107,8 +107,9 @@ pub unsafe extern "C" fn goheap_memstats(out: *mut GoheapMemstats) {
     unsafe { out.write(GoheapMemstats::from(&m)) };
 }
 
-/// Prints the main statistics on one line of stderr, without allocating:
-/// `goheap: stats: mallocs=... frees=... ...`.
+/// Prints the main statistics on stderr, without allocating: the
+/// `goheap: stats: mallocs=... frees=... ...` line and the
+/// `goheap: memory: ...` line.
 ///
 /// # Safety
 ///

@@ -52,11 +52,18 @@ impl Node {
         }
     }
 
-    /// The depth of the deepest stack.
-    fn depth(&self) -> usize {
-        self.children
+    /// The rows drawn from this node up (itself included) at `scale`
+    /// pixels per unit of value: none if it is narrower than
+    /// [`MIN_WIDTH`], so a deep stack of slivers, which is not drawn, adds
+    /// no empty space to the graph.
+    fn rows(&self, scale: f64) -> usize {
+        if (self.value.max(0) as f64) * scale < MIN_WIDTH {
+            return 0;
+        }
+        1 + self
+            .children
             .values()
-            .map(|c| 1 + c.depth())
+            .map(|c| c.rows(scale))
             .max()
             .unwrap_or(0)
     }
@@ -95,8 +102,15 @@ fn fit(label: &str, width: f64) -> String {
 /// The SVG of the flame graph of `root`, headed by `title`; `fmt` formats
 /// a value for the tooltips.
 pub(crate) fn svg(root: &Node, title: &str, fmt: &dyn Fn(i64) -> String) -> String {
-    let depth = root.depth() + 1;
-    let height = TOP + depth as f64 * ROW + BOTTOM;
+    let total = root.value.max(0);
+    let scale = if total > 0 {
+        (WIDTH - 2.0 * PAD) / total as f64
+    } else {
+        0.0
+    };
+    // One row at least: the root's, or the note that there is nothing.
+    let rows = root.rows(scale).max(1);
+    let height = TOP + rows as f64 * ROW + BOTTOM;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -108,9 +122,7 @@ pub(crate) fn svg(root: &Node, title: &str, fmt: &dyn Fn(i64) -> String) -> Stri
         WIDTH / 2.0,
         esc(title)
     );
-    let total = root.value.max(0);
     if total > 0 {
-        let scale = (WIDTH - 2.0 * PAD) / total as f64;
         let ctx = Draw {
             total,
             scale,
@@ -192,7 +204,7 @@ mod tests {
         assert_eq!(root.value, 4);
         assert_eq!(root.children["main"].value, 4);
         assert_eq!(root.children["main"].children["alpha"].value, 3);
-        assert_eq!(root.depth(), 2);
+        assert_eq!(root.rows(1.0), 3);
         let svg = svg(&root, "a <title>", &|v| format!("{v} B"));
         assert!(svg.contains("<title>alpha (3 B, 75.00%)</title>"), "{svg}");
         assert!(svg.contains("<title>all (4 B, 100.00%)</title>"));
@@ -200,6 +212,37 @@ mod tests {
         assert!(!svg.contains("<script"));
         // Three rows plus the background.
         assert_eq!(svg.matches("<rect").count(), 5);
+    }
+
+    #[test]
+    fn slivers_add_no_height() {
+        let mut root = Node::default();
+        root.add(&["main", "wide"], 1_000_000);
+        let shallow = svg(&root, "t", &|v| format!("{v} B"));
+        // A stack 100 frames deep, far narrower than MIN_WIDTH.
+        let deep: Vec<String> = (0..100).map(|i| format!("f{i}")).collect();
+        let deep: Vec<&str> = std::iter::once("main")
+            .chain(deep.iter().map(String::as_str))
+            .collect();
+        root.add(&deep, 1);
+        let scale = (WIDTH - 2.0 * PAD) / root.value as f64;
+        assert_eq!(root.rows(scale), 3);
+        let with_slivers = svg(&root, "t", &|v| format!("{v} B"));
+        let height = |s: &str| {
+            s.split("height=\"")
+                .nth(1)
+                .and_then(|h| h.split('"').next())
+                .map(str::to_owned)
+        };
+        assert_eq!(height(&with_slivers), height(&shallow));
+        assert_eq!(
+            height(&shallow),
+            Some(format!("{}", TOP + 3.0 * ROW + BOTTOM))
+        );
+        assert!(!with_slivers.contains("<title>f0 "));
+        // Nothing to draw: one row, for the note.
+        let empty = svg(&Node::default(), "t", &|v| format!("{v} B"));
+        assert_eq!(height(&empty), Some(format!("{}", TOP + ROW + BOTTOM)));
     }
 
     #[test]

@@ -279,16 +279,24 @@ like `go tool pprof -top`, the totals of every sample type and the top N
 functions by the chosen type: flat (samples whose leaf frame is the
 function), flat%, sum% (of the rows so far), cum (samples with the
 function anywhere in their stack, once per sample) and cum%. Bytes are
-shown in B, KiB, MiB, GiB; counts as integers.
+shown in B, KiB, MiB, GiB; counts as integers. As in pprof, samples of
+no value of the chosen type (for inuse_*, sites whose objects were all
+freed) are left out of the table and the flame graph.
 
 Locations that carry only an address (goheap's profiles) are symbolized
 from the files of their mappings: the address is converted to the ELF
 file's virtual address (through its PT_LOAD program headers) and looked up
 in its DWARF, inlined frames included, else its symbol table (.symtab,
-else .dynsym). Rust names (legacy and v0) are demangled without the hash,
-C++ names demangled. An address that cannot be symbolized is shown as
-FILE+0xOFFSET (the offset in its mapped file), or 0xADDRESS with no
-mapping; a file that cannot be read is a warning, once.
+else .dynsym): the function symbol whose extent (st_size) holds it, so an
+address in a static function of a stripped library, which .dynsym does
+not list, is left unsymbolized rather than named after the exported
+function before it. Rust names (legacy and v0) are demangled without the
+hash, C++ names demangled. An address that cannot be symbolized is shown as
+FILE+0xOFFSET, the offset in its mapped file of the start of the function
+holding it (from the file's .eh_frame, which stripping keeps), so one
+function's call sites are one row; of the address itself with --lines or
+without .eh_frame; or 0xADDRESS with no mapping. A file that cannot be
+read is a warning, once.
 
 The allocator's own frames at the leaf end of each stack (goheap*, malloc,
 calloc, realloc, posix_memalign, aligned_alloc, memalign, operator new*,

@@ -193,23 +193,37 @@ pub(crate) fn resolve(p: &Profile, sym: &mut Symbolizer, lines: bool) -> HashMap
             }
         }
         if names.is_empty() {
-            let name = unsymbolized(loc, at);
+            // No name: the start of its function stands for it, so that
+            // the call sites of one function are one row; with --lines
+            // each address is its own.
+            let start = match at {
+                Some(at) if !lines => sym.function_start(at, loc.address),
+                _ => None,
+            };
+            let name = unsymbolized(loc, at, start);
             names.push(show(name, None, 0));
         }
+        // GCC's DWARF can have a function inlined into its own out-of-line
+        // copy (CPython's PyUnicode_New at two of its lines, as addr2line
+        // and llvm-symbolizer also show it): the same key twice in one
+        // location's chain would be a frame on top of itself. With --lines
+        // the keys differ and both stay.
+        names.dedup_by(|outer, inner| outer.key == inner.key);
         out.insert(loc.id, names);
     }
     out
 }
 
 /// How an address that could not be symbolized is shown: `file+0xoffset`
-/// (the offset in the mapped file) when its mapping names a file, else
-/// `0xaddress`.
-fn unsymbolized(loc: &Location, at: Option<MappedAt<'_>>) -> String {
+/// when its mapping names a file (the offset in the file of
+/// `function_start`, its function's start, if known, else of the address),
+/// else `0xaddress`.
+fn unsymbolized(loc: &Location, at: Option<MappedAt<'_>>, function_start: Option<u64>) -> String {
     match at {
         Some(at) if !at.path.is_empty() => format!(
             "{}+0x{:x}",
             file_name(at.path),
-            at.file_offset_of(loc.address)
+            function_start.unwrap_or_else(|| at.file_offset_of(loc.address))
         ),
         _ => format!("0x{:x}", loc.address),
     }
@@ -245,6 +259,12 @@ pub(crate) fn analyze(
     let mut seen = HashSet::new();
     for s in &p.sample {
         let v = s.value[ty];
+        // As pprof's graph: a sample of no value of this type (in a heap
+        // profile's inuse_* types, one whose objects were all freed) puts
+        // neither its functions in the table nor its stack in the graph.
+        if v == 0 {
+            continue;
+        }
         // Saturating: a corrupt profile's huge values must not panic.
         a.total = a.total.saturating_add(v);
         let full: Vec<&Shown> = s
@@ -540,5 +560,57 @@ mod tests {
         assert_eq!(stacks[&5][0].key, "libfoo.so+0x1234");
         assert_eq!(stacks[&6][0].key, "0x1234");
         assert_eq!(sym.warnings.len(), 1);
+    }
+
+    #[test]
+    fn samples_of_no_value_are_left_out() {
+        let mut p = profile();
+        // gamma's only sample: allocated, all freed.
+        p.string_table.push("gamma".into());
+        p.function.push(Function {
+            id: 5,
+            name: 10,
+            ..Function::default()
+        });
+        p.location.push(Location {
+            id: 5,
+            line: vec![Line {
+                function_id: 5,
+                line: 1,
+            }],
+            ..Location::default()
+        });
+        p.sample.push(Sample {
+            location_id: vec![5, 1],
+            value: vec![7, 0],
+        });
+        let stacks = resolve(&p, &mut Symbolizer::default(), false);
+        let inuse = analyze(&p, &stacks, 1, false);
+        assert!(!inuse.by_function.contains_key("gamma"));
+        assert_eq!(inuse.by_function["main"], (0, 4));
+        assert!(!inuse.tree.children["main"].children.contains_key("gamma"));
+        let t = top_table(&p, "h.pb", 1, &inuse, 10);
+        assert!(t.contains("Showing top 3 of 3 functions"), "{t}");
+        let allocs = analyze(&p, &stacks, 0, false);
+        assert_eq!(allocs.by_function["gamma"], (7, 7));
+        assert_eq!(allocs.total, 9);
+    }
+
+    #[test]
+    fn a_function_inlined_into_itself_is_one_frame() {
+        let mut p = profile();
+        // alpha at line 5, "inlined" into alpha at line 1, into main.
+        let line = |function_id, line| Line { function_id, line };
+        p.location.push(Location {
+            id: 7,
+            line: vec![line(2, 5), line(2, 1), line(1, 30)],
+            ..Default::default()
+        });
+        let stacks = resolve(&p, &mut Symbolizer::default(), false);
+        let keys: Vec<&str> = stacks[&7].iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["alpha", "main"]);
+        let stacks = resolve(&p, &mut Symbolizer::default(), true);
+        let keys: Vec<&str> = stacks[&7].iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["alpha m.go:5", "alpha m.go:1", "main m.go:30"]);
     }
 }

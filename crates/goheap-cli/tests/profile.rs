@@ -470,6 +470,86 @@ fn rust_profile_is_demangled() {
     }
 }
 
+const C_LIBRARY: &str = r#"
+#include <stdlib.h>
+
+/* A one-byte exported function: in a stripped library's .dynsym the
+   nearest symbol before the static function below. */
+void exported_tiny(void) {}
+
+static void *hidden_alloc_site(size_t n) { return malloc(n); }
+
+/* Keeps the static function. */
+void *(*volatile keep_hidden)(size_t) = hidden_alloc_site;
+"#;
+
+/// A stripped library has only its exported functions in .dynsym: an
+/// address in a static function after one of them is shown as
+/// `file+0xoffset` (of the function's start, from .eh_frame; with --lines
+/// of the address), not as the exported function (whose extent it is
+/// past).
+#[test]
+fn stripped_library_addresses_are_not_misnamed() {
+    if !need("cc") || !need("strip") {
+        return;
+    }
+    let dir = work_dir("stripped");
+    let src = dir.join("lib.c");
+    std::fs::write(&src, C_LIBRARY).unwrap();
+    let full = dir.join("libfull.so");
+    let mut cc = Command::new("cc");
+    cc.args(["-O0", "-shared", "-fPIC", "-o"])
+        .arg(&full)
+        .arg(&src);
+    compile(cc);
+    let stripped = dir.join("libstripped.so");
+    let mut strip = Command::new("strip");
+    strip.arg("--strip-all").arg("-o").arg(&stripped).arg(&full);
+    compile(strip);
+    let bin = Binary::read(&full);
+    let (site, m) = bin.address("hidden_alloc_site");
+    let obj = object::File::parse(&bin.obj_data[..]).unwrap();
+    let tiny = obj
+        .dynamic_symbols()
+        .find(|s| s.name() == Ok("exported_tiny"))
+        .expect("exported_tiny in .dynsym");
+    assert!(
+        obj.dynamic_symbols()
+            .all(|s| s.name() != Ok("hidden_alloc_site")),
+        "a static function is not exported"
+    );
+    // The site must be past exported_tiny, with no exported function
+    // between, for the test to mean anything.
+    let site_vaddr = site - m.start + m.offset;
+    assert!(tiny.address() + tiny.size() <= site_vaddr, "layout");
+
+    for (lib, want) in [(&full, "hidden_alloc_site"), (&stripped, "")] {
+        let mut p = Prof::new();
+        p.heap_types()
+            .mapping(1, m, lib.to_str().unwrap())
+            .location(1, 1, site)
+            .sample(&[1], 1, 1024, false);
+        let file = dir.join("heap.pb");
+        std::fs::write(&file, p.finish()).unwrap();
+        let (out, _) = profile_ok(&[file.to_str().unwrap(), "--no-svg"]);
+        let r = rows(&out);
+        assert!(!out.contains("exported_tiny"), "{out}");
+        if want.is_empty() {
+            // No name: the function's start, from .eh_frame (the site is
+            // 4 bytes into the function)...
+            let lib_name = lib.file_name().unwrap().to_str().unwrap();
+            let name = format!("  {lib_name}+0x{:x}", site - 4 - m.start + m.offset);
+            assert!(r[0].ends_with(&name), "{out}");
+            // ... and with --lines the address itself.
+            let (out, _) = profile_ok(&[file.to_str().unwrap(), "--no-svg", "--lines"]);
+            let name = format!("  {lib_name}+0x{:x}", site - m.start + m.offset);
+            assert!(rows(&out)[0].ends_with(&name), "{out}");
+        } else {
+            assert!(r[0].ends_with(&format!("  {want}")), "{out}");
+        }
+    }
+}
+
 #[test]
 fn missing_binary_is_a_warning_once() {
     let dir = work_dir("missing");

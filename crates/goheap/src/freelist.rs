@@ -24,6 +24,7 @@
 
 use crate::report::fatal;
 use crate::sync::atomic::{AtomicU8, AtomicUsize, Ordering::{Acquire, Relaxed, Release}};
+use crate::sync::Mutex;
 use crate::CHECKED;
 use core::cell::Cell;
 
@@ -97,14 +98,27 @@ fn splitmix(mut z: usize) -> usize {
     z ^ (z >> 31)
 }
 
+/// Serialises [`add_heap_range`]: each heap adds its arenas under its own
+/// lock, and more than one heap may exist (tests make their own).
+static RANGE_LOCK: Mutex<()> = Mutex::new(());
+
 /// Records that `[base, base + len)` is arena memory: links may point
-/// there. Heap lock held (arenas are added under it).
+/// there. Called as an arena is added.
+///
+/// Readers load `lo` (Acquire), then `span8`, with no lock, so no moment
+/// may show a range smaller than before: the length grows first (with
+/// the old `lo` it covers the old range and more), then `lo` moves down
+/// (Release: a reader that sees the new `lo` sees the new length). Two
+/// plain stores in the other order once let a free on another thread see
+/// the new, lower `lo` with the old length, a range that missed the top
+/// arena, and report its links as corrupt.
 pub(crate) fn add_heap_range(base: usize, len: usize) {
+    let _g = RANGE_LOCK.lock();
     let lo = SECRETS.lo.load(Relaxed);
     let hi = if lo == usize::MAX { 0 } else { lo + SECRETS.span8.load(Relaxed) * 8 };
-    let (lo, hi) = (lo.min(base), hi.max(base + len));
-    SECRETS.lo.store(lo, Relaxed);
-    SECRETS.span8.store((hi - lo) / 8, Relaxed);
+    let (new_lo, new_hi) = (lo.min(base), hi.max(base + len));
+    SECRETS.span8.store((new_hi - new_lo) / 8, Relaxed);
+    SECRETS.lo.store(new_lo, Release);
 }
 
 /// Reads the link stored in `obj` (no check).
@@ -161,7 +175,7 @@ pub(crate) fn check_link(obj: *mut u8, next: *mut u8) {
     }
     // One compare for both rules: misalignment rotates the low bits to the
     // top, far above the range length.
-    let off = (next as usize).wrapping_sub(SECRETS.lo.load(Relaxed)).rotate_right(3);
+    let off = (next as usize).wrapping_sub(SECRETS.lo.load(Acquire)).rotate_right(3);
     if off >= SECRETS.span8.load(Relaxed) && !next.is_null() {
         corrupt_link(obj, next);
     }
@@ -209,7 +223,8 @@ impl Guard {
         // drew them itself): both secrets are visible.
         self.link.set(SECRETS.link.load(Relaxed));
         self.mark.set(SECRETS.mark.load(Relaxed));
-        self.lo.set(SECRETS.lo.load(Relaxed));
+        // `lo` first, Acquire: see `add_heap_range`.
+        self.lo.set(SECRETS.lo.load(Acquire));
         self.span8.set(SECRETS.span8.load(Relaxed));
     }
 

@@ -977,27 +977,35 @@ mod tests {
         ignore = "Miri's mmap places the second arena anywhere, so no span can cross a seam"
     )]
     fn small_span_across_an_arena_seam() {
-        let heap = Heap::new(Logged::leak());
         // The class with the most pages per span.
         let class = (1..crate::sizeclass::NUM_SIZE_CLASSES)
             .max_by_key(|&c| class_npages(c))
             .unwrap();
         assert!(class_npages(class) >= 2);
-        // Fill the first arena but for one page.
-        let fill = large_span(&heap, PAGES_PER_ARENA - 1, 1);
-        assert!(!fill.is_null());
-        // SAFETY: a live span.
-        let fill_base = unsafe { (*fill).base.get() };
-        assert_eq!(fill_base % ARENA_BYTES, 0, "the first span starts its arena");
-        let s = small_span(&heap, class);
-        assert!(!s.is_null());
+        // The second arena is asked for right above the first; a test
+        // running beside this one may map memory there first, and then the
+        // heap grows elsewhere and no span crosses a seam: try again with
+        // a new heap (each attempt leaks its arenas, as `Logged::leak` does).
+        let attempt = || {
+            let heap = Heap::new(Logged::leak());
+            // Fill the first arena but for one page.
+            let fill = large_span(&heap, PAGES_PER_ARENA - 1, 1);
+            assert!(!fill.is_null());
+            // SAFETY: a live span.
+            let fill_base = unsafe { (*fill).base.get() };
+            assert_eq!(fill_base % ARENA_BYTES, 0, "the first span starts its arena");
+            let s = small_span(&heap, class);
+            assert!(!s.is_null());
+            // SAFETY: a live span.
+            let at_seam = unsafe { (*s).base.get() } == fill_base + ARENA_BYTES - PAGE_SIZE;
+            at_seam.then_some((heap, fill_base, s))
+        };
+        let (heap, fill_base, s) = (0..8).find_map(|_| attempt()).expect(
+            "in 8 heaps the next arena was never reserved right above the first, so no span \
+             crossed the seam",
+        );
         // SAFETY: a live span.
         let span = unsafe { &*s };
-        assert_eq!(
-            span.base.get(),
-            fill_base + ARENA_BYTES - PAGE_SIZE,
-            "the next arena is reserved right above the first, so the span crosses the seam"
-        );
         let size = span.elemsize.get();
         let past_seam = (0..span.nelems.get())
             .find(|&i| span.base.get() + i * size >= fill_base + ARENA_BYTES)

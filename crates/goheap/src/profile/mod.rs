@@ -5,7 +5,7 @@
 //! # Sampling
 //!
 //! Every thread cache counts down the bytes to its next sample
-//! (`ThreadCache::sample_left`): each allocation subtracts its requested
+//! (a [`Countdown`]): each allocation subtracts its requested
 //! size, a subtraction and a branch on the fast path. When the count goes
 //! below zero, the allocation is sampled and the next distance is drawn
 //! from an exponential distribution with mean [`profile_rate`] bytes, as
@@ -71,6 +71,7 @@ use crate::cache::ThreadCache;
 use crate::sizeclass;
 use crate::span::Span;
 use crate::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use core::cell::Cell;
 
 pub(crate) use crate::arena::SAMPLED_ADDR_BIT;
 
@@ -98,7 +99,7 @@ pub(crate) fn set_rate(rate: usize, own: Option<&ThreadCache>) -> usize {
     let rate = if cfg!(miri) { 0 } else { rate };
     let old = RATE.swap(rate, Relaxed);
     if let Some(c) = own {
-        c.sample_left.set(0);
+        c.sample.left.set(0);
     }
     old
 }
@@ -109,30 +110,89 @@ pub(crate) fn is_sampled_addr(p: *const u8) -> bool {
     p as usize & SAMPLED_ADDR_BIT != 0
 }
 
-/// The next countdown for cache `c` at `rate`: an exponential draw with
-/// mean `rate` (Go's `nextSample`), 0 at rate 1, [`OFF_DISTANCE`] at 0.
-fn next_distance(c: &ThreadCache, rate: usize) -> isize {
-    match rate {
-        0 => OFF_DISTANCE,
-        1 => 0,
-        _ => {
-            let mut x = c.sample_rng.get();
-            if x == 0 {
-                // Seeded per cache: the address and the clock differ
-                // between threads and runs.
-                x = (c as *const ThreadCache as u64) ^ now_nanos() ^ 0x9e37_79b9_7f4a_7c15;
-                x |= 1;
+/// A cache's countdown to its next sampled allocation (Go's
+/// `mcache.nextSample`), with its distance generator and its recursion
+/// flag: every thread cache has one ([`ThreadCache::sample`]). Owner
+/// only.
+pub(crate) struct Countdown {
+    /// Bytes left until the next sampled allocation. Every allocation
+    /// subtracts its requested size; below zero, the allocation is
+    /// sampled and the next distance drawn. Starts at 0, so the first
+    /// allocation draws.
+    pub(crate) left: Cell<isize>,
+    /// The state of the distance generator (0: not yet seeded).
+    rng: Cell<u64>,
+    /// Set while the owner records a sample, whose stack walk may allocate:
+    /// such allocations are not sampled.
+    sampling: Cell<bool>,
+}
+
+impl Countdown {
+    /// A countdown that draws at the first allocation.
+    pub(crate) const fn new() -> Self {
+        Countdown {
+            left: Cell::new(0),
+            rng: Cell::new(0),
+            sampling: Cell::new(false),
+        }
+    }
+
+    /// Takes `size` bytes off the distance to the next sample: whether
+    /// this allocation is to be sampled (then a `sample_*` function draws
+    /// the next distance). A subtraction and a branch.
+    #[inline(always)]
+    pub(crate) fn due(&self, size: usize) -> bool {
+        let left = self.left.get().wrapping_sub(size as isize);
+        self.left.set(left);
+        left < 0
+    }
+
+    /// Draws the next distance at the current rate; returns the rate if
+    /// this allocation is to be recorded (profiling on, and the owner not
+    /// already recording one), and then raises the recursion flag
+    /// ([`end`](Self::end) lowers it).
+    #[inline]
+    fn begin(&self) -> Option<usize> {
+        let rate = RATE.load(Relaxed);
+        self.left.set(self.next_distance(rate));
+        if rate == 0 || self.sampling.get() {
+            return None;
+        }
+        self.sampling.set(true);
+        Some(rate)
+    }
+
+    /// The sample [`begin`](Self::begin) allowed is recorded.
+    #[inline]
+    fn end(&self) {
+        self.sampling.set(false);
+    }
+
+    /// The next countdown at `rate`: an exponential draw with mean `rate`
+    /// (Go's `nextSample`), 0 at rate 1, [`OFF_DISTANCE`] at 0.
+    fn next_distance(&self, rate: usize) -> isize {
+        match rate {
+            0 => OFF_DISTANCE,
+            1 => 0,
+            _ => {
+                let mut x = self.rng.get();
+                if x == 0 {
+                    // Seeded per cache: the address and the clock differ
+                    // between threads and runs.
+                    x = (self as *const Countdown as u64) ^ now_nanos() ^ 0x9e37_79b9_7f4a_7c15;
+                    x |= 1;
+                }
+                // xorshift64*
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                self.rng.set(x);
+                let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+                // Uniform in (0, 1]: never ln(0).
+                let u = ((r >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
+                let d = -u.ln() * rate as f64;
+                d.min((isize::MAX / 2) as f64) as isize
             }
-            // xorshift64*
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            c.sample_rng.set(x);
-            let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
-            // Uniform in (0, 1]: never ln(0).
-            let u = ((r >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-            let d = -u.ln() * rate as f64;
-            d.min((isize::MAX / 2) as f64) as isize
         }
     }
 }
@@ -153,16 +213,13 @@ fn now_nanos() -> u64 {
 #[cold]
 #[inline(never)]
 pub(crate) fn sample_small(c: &ThreadCache, class: usize, size: usize) -> *mut u8 {
-    let rate = RATE.load(Relaxed);
-    c.sample_left.set(next_distance(c, rate));
-    if rate == 0 || c.sampling.get() {
+    if c.sample.begin().is_none() {
         return core::ptr::null_mut();
     }
-    c.sampling.set(true);
     let mut stack = [0usize; table::MAX_DEPTH];
     let depth = unwind::capture(&mut stack);
     let p = table::alloc_small(&stack[..depth], size, class);
-    c.sampling.set(false);
+    c.sample.end();
     p
 }
 
@@ -172,18 +229,15 @@ pub(crate) fn sample_small(c: &ThreadCache, class: usize, size: usize) -> *mut u
 #[cold]
 #[inline(never)]
 pub(crate) fn sample_large(c: &ThreadCache, span: &Span, size: usize) {
-    let rate = RATE.load(Relaxed);
-    c.sample_left.set(next_distance(c, rate));
-    if rate == 0 || c.sampling.get() {
+    if c.sample.begin().is_none() {
         return;
     }
-    c.sampling.set(true);
     let mut stack = [0usize; table::MAX_DEPTH];
     let depth = unwind::capture(&mut stack);
     if let Some(b) = table::record_alloc(&stack[..depth], size) {
         span.sample.set(b + 1);
     }
-    c.sampling.set(false);
+    c.sample.end();
 }
 
 /// A sampled large span is being freed: counts the free in its bucket.

@@ -22,8 +22,9 @@ use crate::symbolize::{demangle, MappedAt, Symbolizer};
 /// core::alloc::global::GlobalAlloc>::alloc`) is ignored when matching.
 /// Names are matched demangled, Rust's without the hash.
 pub(crate) const ALLOCATOR_FRAMES: &[&str] = &[
-    // goheap's own code: the crates (goheap::, goheap_core::, goheap_capi::)
-    // and the C API's goheap_malloc and friends.
+    // goheap's own code: the crates (goheap::, goheap_core::, goheap_capi::,
+    // goheap_gc:: with Gc::new, the collected heap's entry point) and the
+    // C API's goheap_malloc and friends.
     "goheap*",
     // The C entry points libgoheap.so defines.
     "malloc",
@@ -410,6 +411,12 @@ mod tests {
             "alloc::alloc::exchange_malloc",
             "<alloc::alloc::Global as core::alloc::Allocator>::allocate",
             "alloc::raw_vec::RawVecInner<A>::try_allocate_in",
+            // The collected heap's path: a Gc sample starts at the caller
+            // of Gc::new, as the profile's drop_frames has it.
+            "goheap_gc::gc::Gc<T>::new",
+            "<goheap_gc::gc::Gc<profile::Node>>::new_zeroed",
+            "goheap_gc::mutator::Mutator::op",
+            "goheap::gcheap::GcCache::alloc_in_sampled",
         ] {
             assert!(is_allocator_frame(f), "{f}");
         }

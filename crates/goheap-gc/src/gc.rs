@@ -199,21 +199,21 @@ impl<T: Trace + Send + 'static> Gc<T> {
                 } else {
                     None
                 };
+                let bytes = if typed.is_some() {
+                    Info::<T>::TYPED_SIZE
+                } else {
+                    size
+                };
                 // SAFETY: inside the bracket, the owner's cache.
                 let (base, refilled) = unsafe {
                     match (typed, Info::<T>::SPAN_CLASS) {
-                        (Some(spc), _) | (None, Some(spc)) => m.cache.alloc_in(spc, drops),
+                        (Some(spc), _) | (None, Some(spc)) => m.cache.alloc_in(spc, bytes, drops),
                         (None, None) => m.cache.alloc(size, align, noscan, drops, zeroed),
                     }
                 };
                 if base.is_null() {
                     return Err(());
                 }
-                let bytes = if typed.is_some() {
-                    Info::<T>::TYPED_SIZE
-                } else {
-                    size
-                };
                 m.alloc_bytes.set(m.alloc_bytes.get() + bytes as u64);
                 // SAFETY: a fresh slot of at least `size` bytes (the
                 // value's own size, for a typed class) at `align`; the

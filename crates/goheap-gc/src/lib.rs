@@ -56,6 +56,14 @@
 //! 4. If a new span was taken and the collected heap reached the trigger (or
 //!    goheap's memory reached the memory limit), collect.
 //!
+//! Heap profiles cover `Gc` objects: with goheap's profile rate set
+//! ([`goheap::set_profile_rate`], `GOHEAP_PROFILE_RATE`,
+//! `GOHEAP_HEAP_PROFILE`), step 2 samples allocations as malloc does (a
+//! countdown per thread's cache, the stack recorded), and
+//! [`goheap::write_heap_profile`] writes malloc's and the collected heap's
+//! samples in one profile. The stacks start at the function calling
+//! `Gc::new` (the profile's `drop_frames` names goheap-gc's frames).
+//!
 //! Cloning a handle logs `+1`, dropping one logs `−1`; an entry that is the
 //! inverse of one of the last four cancels it, so building a structure
 //! bottom-up leaves the log almost empty.
@@ -81,6 +89,9 @@
 //!    cache next takes them, and by a background sweeper; a span with
 //!    nothing marked goes back to the page heap (and the scavenger returns
 //!    it to the OS). [`collect`] also sweeps everything before it returns.
+//!    Sampled objects found dead leave the heap profile as they are swept
+//!    (Go's sweeper freeing their profile specials): the profile's in-use
+//!    figures are those of the last sweep.
 //!
 //! # Roots and their soundness
 //!

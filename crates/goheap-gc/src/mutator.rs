@@ -340,11 +340,26 @@ pub(crate) fn mutator() -> Option<&'static Mutator> {
 #[inline(never)]
 fn register() -> Option<&'static Mutator> {
     goheap::gc_support::ensure_init();
+    goheap::gc_support::set_profile_rate_hook(restart_sampling);
     let m = Box::into_raw(Box::new(Mutator::new())).cast_const();
     LOCAL.try_with(|l| l.m.set(m)).ok()?;
     lock(&REGISTRY).push(MutatorPtr(m));
     // SAFETY: just made, registered, lives until the thread exits.
     Some(unsafe { &*m })
+}
+
+/// `goheap::set_profile_rate`'s hook, on the thread that changed the rate:
+/// its cache's heap-profile countdown restarts, so its next `Gc`
+/// allocation already uses the new rate (other threads' within a mebibyte).
+fn restart_sampling() {
+    if let Ok(m) = LOCAL.try_with(|l| l.m.get()) {
+        // SAFETY: a registered mutator is live while its thread runs, and
+        // this is its thread: the cache's owner.
+        if let Some(m) = unsafe { m.as_ref() } {
+            // SAFETY: as above, the owner.
+            unsafe { m.cache.restart_sampling() };
+        }
+    }
 }
 
 /// Runs `f` with the thread's log inside its bracket; on a thread whose

@@ -6,6 +6,7 @@ use crate::freelist;
 use crate::heap::Heap;
 use crate::sizeclass::{self, NUM_SIZE_CLASSES};
 use crate::span::Span;
+use crate::profile;
 use crate::sync::atomic::Ordering::Relaxed;
 use crate::sync::atomic::AtomicU64;
 use crate::sync::handshake::Handshake;
@@ -74,17 +75,9 @@ pub(crate) struct ThreadCache {
     /// The free-list secrets, on the cache's first line (owner only).
     pub(crate) guard: freelist::Guard,
     pub(crate) classes: [ClassCache; NUM_SIZE_CLASSES],
-    /// Heap profiling (owner only, never claimed): bytes left until this
-    /// thread's next sampled allocation (Go's `mcache.nextSample`). Every
-    /// allocation subtracts its size; below zero, `profile` samples it and
-    /// draws the next distance. Starts at 0, so the first allocation
-    /// draws.
-    pub(crate) sample_left: Cell<isize>,
-    /// The state of the thread's sample-distance generator (owner only).
-    pub(crate) sample_rng: Cell<u64>,
-    /// Set while the owner records a sample, whose stack walk may allocate
-    /// (owner only): such allocations are not sampled.
-    pub(crate) sampling: Cell<bool>,
+    /// Heap profiling (owner only, never claimed): the countdown to this
+    /// thread's next sampled allocation (Go's `mcache.nextSample`).
+    pub(crate) sample: profile::Countdown,
     /// The heap this cache takes spans from and returns objects to.
     pub(crate) heap: &'static Heap,
     /// The reclaimer's bookkeeping (registry lock): activity seen at its
@@ -137,9 +130,7 @@ impl ThreadCache {
             }; NUM_SIZE_CLASSES],
             handshake: Handshake::new_fenced(),
             guard: freelist::Guard::new(),
-            sample_left: Cell::new(0),
-            sample_rng: Cell::new(0),
-            sampling: Cell::new(false),
+            sample: profile::Countdown::new(),
             heap,
             seen_activity: AtomicU64::new(0),
             reclaimed_activity: AtomicU64::new(u64::MAX),
@@ -162,9 +153,7 @@ impl ThreadCache {
     /// `profile::sample_small` or `sample_large` draws the next distance).
     #[inline(always)]
     pub(crate) fn sample_due(&self, size: usize) -> bool {
-        let left = self.sample_left.get().wrapping_sub(size as isize);
-        self.sample_left.set(left);
-        left < 0
+        self.sample.due(size)
     }
 
     /// Allocates an object of `class`: the free list, then the cached

@@ -7,7 +7,9 @@
 //!
 //! Lock order (the allocator's own, so taking them all cannot deadlock
 //! against a thread inside the allocator): the cache registry, the
-//! fallback cache, every central list in class order, then the heap lock.
+//! fallback cache, every central list in class order, then the heap lock,
+//! then the heap profile's leaf locks (its table, the collected heap's
+//! address map).
 
 use crate::heap::Heap;
 use crate::tls::Threads;
@@ -24,6 +26,7 @@ pub(crate) fn prefork(heap: &Heap, threads: &Threads) {
     }
     core::mem::forget(heap.locked.lock());
     crate::profile::table::prefork();
+    crate::profile::gcmap::prefork();
 }
 
 /// Releases every lock [`prefork`] took, in reverse order.
@@ -36,6 +39,7 @@ unsafe fn release_all(heap: &Heap, threads: &Threads) {
     // SAFETY: `prefork` took these locks on this thread (or, in the child,
     // on the thread the child is a copy of) and forgot their guards.
     unsafe {
+        crate::profile::gcmap::postfork();
         crate::profile::table::postfork();
         heap.locked.force_unlock();
         for c in heap.centrals.iter().rev() {

@@ -40,6 +40,13 @@
 //!    else an unswept one, swept now (Go's lazy sweep: a span is swept
 //!    before it is used), else a fresh span from the page heap.
 //! 4. Large objects (above 32 KiB) get a span of their own.
+//! 5. Heap profiling: before step 1, the cache's countdown
+//!    (`profile::Countdown`, as malloc's thread caches have) loses the
+//!    requested size; when it runs out, the allocation takes a cold path
+//!    that allocates as above and then records the sample
+//!    (`profile::sample_gc`): the object stays in its slot, its bucket
+//!    noted in the span (large) or in the profile's address map with a
+//!    count on the span (small, tiny objects under their block's slot).
 //!
 //! # A cycle (driven by goheap-gc with every mutator stopped)
 //!
@@ -56,10 +63,15 @@
 //!    spans; the rest are swept lazily as they are needed, or by
 //!    [`GcHeap::sweep_some`] in the background. Sweeping is Go's: the mark
 //!    bits become the allocation bits; a span with nothing marked goes
-//!    back to the page heap at once.
+//!    back to the page heap at once. First, if the span holds sampled
+//!    objects (`Span::gc_samples`, one load otherwise), the heap profile
+//!    counts the frees of the dead ones (`profile::free_gc_dead`), as Go's
+//!    sweeper frees their profile specials; a large object's sample is
+//!    freed with its span (`release_span`).
 
 use crate::central::List;
 use crate::heap::Heap;
+use crate::profile;
 use crate::sizeclass::{self, MAX_SMALL_SIZE, NUM_SIZE_CLASSES, PAGE_SIZE};
 use crate::span::{Span, SpanList, SpanState};
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -403,6 +415,8 @@ impl GcHeap {
             s.has_drops.set(false);
             s.gc_class.set(spc as u16);
             s.type_info.set(info);
+            s.sample.set(0);
+            s.gc_samples.store(0, Relaxed);
         });
         if !s.is_null() {
             self.spans.fetch_add(1, Relaxed);
@@ -420,7 +434,15 @@ impl GcHeap {
     /// As above; nothing references the span any more.
     unsafe fn release_span(&self, s: *mut Span) {
         // SAFETY: per the contract.
-        let bytes = unsafe { (*s).npages.get() * PAGE_SIZE };
+        let span = unsafe { &*s };
+        // A sampled large object dies with its span (the heap profile
+        // counts its free); a small span is swept before it is released,
+        // which freed its sampled objects.
+        if span.sample.get() != 0 {
+            profile::free_large(span);
+        }
+        debug_assert_eq!(span.gc_samples.load(Relaxed), 0);
+        let bytes = span.npages.get() * PAGE_SIZE;
         self.spans.fetch_sub(1, Relaxed);
         self.span_bytes.fetch_sub(bytes as u64, Relaxed);
         // SAFETY: per the contract.
@@ -504,6 +526,11 @@ impl GcHeap {
     /// Sweeps small span `span` (uncached, on no list, its class lock held
     /// or the world stopped): the mark bits become the allocation bits.
     fn sweep(&self, span: &Span) -> Swept {
+        // Sampled objects found dead leave the heap profile first (one
+        // load for a span without any).
+        if span.gc_samples.load(Relaxed) != 0 {
+            profile::free_gc_dead(span);
+        }
         let nelems = span.nelems.get();
         let words = nelems.div_ceil(64);
         let mut live = 0;
@@ -574,6 +601,8 @@ impl GcHeap {
             s.has_drops.set(drops);
             s.alloc_bits[0].set(1);
             s.alloc_count.set(1);
+            s.sample.set(0);
+            s.gc_samples.store(0, Relaxed);
         });
         if s.is_null() {
             return ptr::null_mut();
@@ -791,6 +820,9 @@ pub struct GcCache {
     /// reads them with the owner held still.
     slots: Cell<u64>,
     tiny_objects: Cell<u64>,
+    /// The heap profile's countdown to this cache's next sampled
+    /// allocation (owner only; the collector never touches it).
+    sample: profile::Countdown,
 }
 
 // SAFETY: a cache is used by one thread at a time: its owner, or the
@@ -809,6 +841,7 @@ impl GcCache {
             tiny_off: Cell::new(0),
             slots: Cell::new(0),
             tiny_objects: Cell::new(0),
+            sample: profile::Countdown::new(),
         }
     }
 
@@ -825,6 +858,67 @@ impl GcCache {
     /// Only the cache's owner, and never while the collector may flush it
     /// (goheap-gc brackets this with the owner's handshake).
     pub unsafe fn alloc(
+        &self,
+        size: usize,
+        align: usize,
+        noscan: bool,
+        drops: bool,
+        zeroed: bool,
+    ) -> (*mut u8, bool) {
+        if self.sample.due(size) {
+            // SAFETY: forwarded contract.
+            return unsafe { self.alloc_sampled(size, align, noscan, drops, zeroed) };
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.alloc_unsampled(size, align, noscan, drops, zeroed) }
+    }
+
+    /// [`alloc`](Self::alloc) when the heap profile's countdown ran out:
+    /// the allocation as usual, then its sample.
+    ///
+    /// # Safety
+    ///
+    /// As [`alloc`](Self::alloc).
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_sampled(
+        &self,
+        size: usize,
+        align: usize,
+        noscan: bool,
+        drops: bool,
+        zeroed: bool,
+    ) -> (*mut u8, bool) {
+        // SAFETY: forwarded contract.
+        let r = unsafe { self.alloc_unsampled(size, align, noscan, drops, zeroed) };
+        self.record_sample(r.0, size);
+        r
+    }
+
+    /// Records a sample of the object at `p` (null: none was allocated) of
+    /// `size` requested bytes, just allocated by this cache (its span is
+    /// found through the arena map, as marking finds it: a tiny object's
+    /// block may be in a span the cache no longer holds).
+    fn record_sample(&self, p: *mut u8, size: usize) {
+        if p.is_null() {
+            return;
+        }
+        let s = self.heap.heap.arenas.span_of(p as usize);
+        // SAFETY: span structs are never unmapped, and `p`'s span is live:
+        // it holds an object just allocated, which no sweep can free
+        // before the owner's bracket ends.
+        if let Some(span) = unsafe { s.as_ref() } {
+            profile::sample_gc(&self.sample, span, p, size);
+        }
+    }
+
+    /// [`alloc`](Self::alloc) without the heap profile's countdown.
+    ///
+    /// # Safety
+    ///
+    /// As [`alloc`](Self::alloc).
+    #[inline(always)]
+    unsafe fn alloc_unsampled(
         &self,
         size: usize,
         align: usize,
@@ -862,15 +956,20 @@ impl GcCache {
         self.alloc_slot(size, align, noscan, drops)
     }
 
-    /// [`alloc`](Self::alloc) for an object whose span class the caller
-    /// computed with [`span_class_for`] (Go's `nextFreeFast` inline: one
-    /// bit scan of the span's allocation cache).
+    /// [`alloc`](Self::alloc) for an object of `size` requested bytes
+    /// whose span class the caller computed with [`span_class_for`] or
+    /// [`typed_class`] (Go's `nextFreeFast` inline: the heap profile's
+    /// countdown, then one bit scan of the span's allocation cache).
     ///
     /// # Safety
     ///
-    /// As [`alloc`](Self::alloc); `spc` came from `span_class_for`.
+    /// As [`alloc`](Self::alloc); `spc` came from `span_class_for` or
+    /// `typed_class`, for an object of `size` bytes.
     #[inline(always)]
-    pub unsafe fn alloc_in(&self, spc: usize, drops: bool) -> (*mut u8, bool) {
+    pub unsafe fn alloc_in(&self, spc: usize, size: usize, drops: bool) -> (*mut u8, bool) {
+        if self.sample.due(size) {
+            return self.alloc_in_sampled(spc, size, drops);
+        }
         let s = self.spans[spc].get();
         if !s.is_null() {
             // SAFETY: a span this cache holds.
@@ -891,6 +990,27 @@ impl GcCache {
             }
         }
         self.alloc_in_span_class(spc, drops)
+    }
+
+    /// [`alloc_in`](Self::alloc_in) when the heap profile's countdown ran
+    /// out: the allocation as usual, then its sample.
+    #[cold]
+    #[inline(never)]
+    fn alloc_in_sampled(&self, spc: usize, size: usize, drops: bool) -> (*mut u8, bool) {
+        let r = self.alloc_in_span_class(spc, drops);
+        self.record_sample(r.0, size);
+        r
+    }
+
+    /// Restarts the heap profile's countdown at the rate now set (after
+    /// the rate changed).
+    ///
+    /// # Safety
+    ///
+    /// Only the cache's owner (inside its bracket or not: the collector
+    /// never touches the countdown).
+    pub unsafe fn restart_sampling(&self) {
+        self.sample.restart();
     }
 
     fn alloc_slot(&self, size: usize, align: usize, noscan: bool, drops: bool) -> (*mut u8, bool) {

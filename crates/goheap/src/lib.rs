@@ -299,7 +299,10 @@ not_under_loom! {
     pub fn set_profile_rate(rate: usize) -> usize {
         global::ensure_init();
         // SAFETY: a non-null cache pointer is the thread's own live cache.
-        profile::set_rate(rate, unsafe { tls::cache().as_ref() })
+        let old = profile::set_rate(rate, unsafe { tls::cache().as_ref() });
+        // The thread's countdown of the collected heap too, if it has one.
+        profile::run_rate_hook();
+        old
     }
 
     /// The heap profile's sampling rate in bytes (0: off).
@@ -380,6 +383,15 @@ not_under_loom! {
             span_class_for, typed_class, GcCache, GcCycles, GcHeap, GcHeapStats, Marked,
         };
         pub use crate::global::GC_HEAP;
+
+        /// Registers `f`, which [`set_profile_rate`](crate::set_profile_rate)
+        /// calls on its thread after changing the rate (the collector's
+        /// hook restarting that thread's [`GcCache`] countdown with
+        /// [`GcCache::restart_sampling`], so its next allocation already
+        /// uses the new rate). Replaces the hook set before.
+        pub fn set_profile_rate_hook(f: fn()) {
+            crate::profile::set_rate_hook(f);
+        }
 
         /// Process set-up (options, the handshake's mechanism, the memory
         /// limit): before the first handshake is made.

@@ -9,7 +9,7 @@
 
 use crate::os::OS_PAGE_SIZE;
 use crate::sizeclass::{self, MAX_OBJS_PER_SPAN, PAGE_SIZE};
-use crate::sync::atomic::{AtomicU16, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use crate::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use core::cell::Cell;
 use core::ptr;
 
@@ -99,9 +99,18 @@ pub(crate) struct Span {
     /// (`malloc.rs`, `ZERO_BY_RELEASE`); their free counts how many the
     /// program touched.
     pub(crate) zeroed_by_release: Cell<bool>,
-    /// Large spans: the heap profile's record of this object (its bucket
-    /// plus one), 0 when the allocation was not sampled (`profile`).
+    /// Large spans (of malloc and of the collected heap): the heap
+    /// profile's record of this object (its bucket plus one), 0 when the
+    /// allocation was not sampled (`profile`).
     pub(crate) sample: Cell<u32>,
+    /// Small spans of the collected heap: how many of its objects the heap
+    /// profile sampled and holds in its address map (`profile::gcmap`), so
+    /// that sweeping a span with none costs one load. Raised by the
+    /// sampling thread (which may not be the span's cache owner: a tiny
+    /// block outlives its span's caching), lowered by the sweeper, which
+    /// owns the span then (so an atomic, though the sweeper's reads are
+    /// ordered after every raise by the stopped world).
+    pub(crate) gc_samples: AtomicU32,
     /// Checked builds: slots at or above this index have never been handed
     /// out since the span was made (its high-water mark), mirrored in the
     /// arena's per-page record at `hw_slot` for frees to read. Kept when the
@@ -168,6 +177,7 @@ impl Span {
         needzero: Cell::new(true),
         zeroed_by_release: Cell::new(false),
         sample: Cell::new(0),
+        gc_samples: AtomicU32::new(0),
         hw: Cell::new(0),
         hw_slot: Cell::new(ptr::null()),
         fresh_mark: Cell::new(0),

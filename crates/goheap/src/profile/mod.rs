@@ -4,9 +4,11 @@
 //!
 //! # Sampling
 //!
-//! Every thread cache counts down the bytes to its next sample
-//! (`ThreadCache::sample_left`): each allocation subtracts its requested
-//! size, a subtraction and a branch on the fast path. When the count goes
+//! Every thread cache, and every cache of the collected heap
+//! (`gcheap::GcCache`, one per thread using `Gc`), counts down the bytes
+//! to its next sample (a [`Countdown`]): each allocation subtracts its
+//! requested size (a tiny `Gc` object's own size, not its block's), a
+//! subtraction and a branch on the fast path. When the count goes
 //! below zero, the allocation is sampled and the next distance is drawn
 //! from an exponential distribution with mean [`profile_rate`] bytes, as
 //! Go draws `nextSample`, so every byte has the same chance 1/rate of
@@ -15,7 +17,10 @@
 //! allocation; rate 0 (the default) samples none: the count is then
 //! reset to [`OFF_DISTANCE`], so each thread looks at the rate again
 //! every mebibyte, and a rate set while threads run reaches them within
-//! that much allocation (the thread setting it at once).
+//! that much allocation (the thread setting it at once: its thread cache
+//! directly, its collected-heap cache through the collector's hook,
+//! [`set_rate_hook`]). One rate, one table of buckets: a profile covers
+//! malloc's objects and the collected heap's.
 //!
 //! # What a sample records
 //!
@@ -52,6 +57,24 @@
 //!   `Span::sample`, read by the large free path that reads the span
 //!   anyway.
 //!
+//! The collected heap's objects are never freed by the program: the
+//! sweeper finds them dead, so nothing needs to tell them by address, and
+//! a sampled `Gc` object stays in its slot (Go's way: a profile "special"
+//! on the object's span, which the sweeper frees with the object and
+//! counts with `mProf_Free`):
+//!
+//! - a sampled small one is entered in [`gcmap`], an address-keyed map
+//!   (its own `mmap`, open addressing) from its slot to its bucket, and
+//!   its span counts such entries (`Span::gc_samples`). Sweeping a span
+//!   whose count is 0 costs one load; otherwise, before the mark bits
+//!   become the allocation bits, [`free_gc_dead`] removes the entries of
+//!   every dead slot (allocated, not marked) and counts their frees. A
+//!   tiny block is one slot: the tiny objects sampled in it are freed when
+//!   the block dies, as in Go;
+//! - a sampled large one keeps its bucket in `Span::sample` as malloc's
+//!   do, and [`free_large`] counts its free when the collector gives the
+//!   span back (at the end of the mark, or after its `Drop` ran).
+//!
 //! # Writing
 //!
 //! [`pprof`] writes a gzipped `profile.proto` with Go's four heap sample
@@ -66,7 +89,15 @@
 //! [`table::TABLE`] (the buckets and the region's slots) is a leaf lock,
 //! taken on sampled allocations and frees only; it is taken and released
 //! with no other goheap lock held, and no allocation happens under it.
+//! [`gcmap`]'s lock is a leaf too: taken by a thread sampling a `Gc`
+//! object (no other lock held) and by the sweeper, which may hold a span
+//! class's lock of the collected heap (class lock, then map lock: never
+//! the other way, since nothing under the map lock takes a lock or
+//! allocates; the frees it counts are atomic increments). The two profile
+//! locks are never held together. Both are taken by `fork`'s prefork
+//! handler, last.
 
+pub(crate) mod gcmap;
 pub(crate) mod pprof;
 pub(crate) mod table;
 mod unwind;
@@ -74,8 +105,9 @@ pub(crate) mod writer;
 
 use crate::cache::ThreadCache;
 use crate::sizeclass;
-use crate::span::Span;
-use crate::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use crate::span::{Span, SpanState};
+use crate::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::Relaxed};
+use core::cell::Cell;
 
 pub(crate) use crate::arena::SAMPLED_ADDR_BIT;
 
@@ -103,9 +135,32 @@ pub(crate) fn set_rate(rate: usize, own: Option<&ThreadCache>) -> usize {
     let rate = if cfg!(miri) { 0 } else { rate };
     let old = RATE.swap(rate, Relaxed);
     if let Some(c) = own {
-        c.sample_left.set(next_distance(c, rate));
+        c.sample.restart();
     }
     old
+}
+
+/// Called by `goheap::set_profile_rate` on the calling thread after the
+/// rate changed:
+/// the collector's hook restarting that thread's collected-heap countdown
+/// (goheap does not know the collector's per-thread state). A `fn()`, or
+/// null.
+static RATE_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Sets [`RATE_HOOK`].
+pub(crate) fn set_rate_hook(f: fn()) {
+    RATE_HOOK.store(f as *mut (), Relaxed);
+}
+
+/// Runs [`RATE_HOOK`], if set: from the public `set_profile_rate` only
+/// (never inside the allocator, at set-up or on the writer thread).
+pub(crate) fn run_rate_hook() {
+    let hook = RATE_HOOK.load(Relaxed);
+    if !hook.is_null() {
+        // SAFETY: only `set_rate_hook` stores here, and it stores a `fn()`.
+        let f = unsafe { core::mem::transmute::<*mut (), fn()>(hook) };
+        f();
+    }
 }
 
 /// Whether `p` lies in the sampled region (no page heap address does).
@@ -114,40 +169,104 @@ pub(crate) fn is_sampled_addr(p: *const u8) -> bool {
     p as usize & SAMPLED_ADDR_BIT != 0
 }
 
-/// The next countdown for cache `c` at `rate`: an exponential draw with
-/// mean `rate` (Go's `nextSample`), 0 at rate 1, [`OFF_DISTANCE`] at 0.
-fn next_distance(c: &ThreadCache, rate: usize) -> isize {
-    match rate {
-        0 => OFF_DISTANCE,
-        1 => 0,
-        _ => {
-            let mut x = c.sample_rng.get();
-            if x == 0 {
-                // Seeded per cache: the address and the clock differ
-                // between threads and runs.
-                x = (c as *const ThreadCache as u64) ^ now_nanos() ^ 0x9e37_79b9_7f4a_7c15;
-                x |= 1;
-            }
-            // xorshift64*
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            c.sample_rng.set(x);
-            let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
-            // Uniform in (0, 1]: never ln(0).
-            let u = ((r >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-            let d = -u.ln() * rate as f64;
-            d.min((isize::MAX / 2) as f64) as isize
-        }
-    }
+/// A cache's countdown to its next sampled allocation (Go's
+/// `mcache.nextSample`), with its distance generator and its recursion
+/// flag: every thread cache ([`ThreadCache::sample`]) and every cache of
+/// the collected heap (`gcheap::GcCache`) has one. Owner only.
+pub(crate) struct Countdown {
+    /// Bytes left until the next sampled allocation. Every allocation
+    /// subtracts its requested size; below zero, the allocation is
+    /// sampled and the next distance drawn. Starts at 0, so the first
+    /// allocation draws.
+    pub(crate) left: Cell<isize>,
+    /// The state of the distance generator (0: not yet seeded).
+    rng: Cell<u64>,
+    /// Set while the owner records a sample, whose stack walk may allocate:
+    /// such allocations are not sampled.
+    sampling: Cell<bool>,
 }
 
-/// Whether `c`'s countdown ran out for the first time at `rate` (above
-/// 1): a new cache starts at 0, so its first allocation lands here, and
-/// is not a sample: it only draws the first distance. (Sampling it would
-/// sample the first allocation of every thread, whatever its size.)
-fn first_draw(c: &ThreadCache, rate: usize) -> bool {
-    rate > 1 && c.sample_rng.get() == 0
+impl Countdown {
+    /// A countdown that draws at the first allocation.
+    pub(crate) const fn new() -> Self {
+        Countdown {
+            left: Cell::new(0),
+            rng: Cell::new(0),
+            sampling: Cell::new(false),
+        }
+    }
+
+    /// Takes `size` bytes off the distance to the next sample: whether
+    /// this allocation is to be sampled (then a `sample_*` function draws
+    /// the next distance). A subtraction and a branch.
+    #[inline(always)]
+    pub(crate) fn due(&self, size: usize) -> bool {
+        let left = self.left.get().wrapping_sub(size as isize);
+        self.left.set(left);
+        left < 0
+    }
+
+    /// Draws the next distance at the current rate; returns the rate if
+    /// this allocation is to be recorded (profiling on, and the owner not
+    /// already recording one), and then raises the recursion flag
+    /// ([`end`](Self::end) lowers it).
+    ///
+    /// A countdown's first expiry at a rate above 1 is not a sample: a new
+    /// countdown starts at 0, so its owner's first allocation lands here,
+    /// and sampling it would sample the first allocation of every thread,
+    /// whatever its size. It only draws the first distance.
+    #[inline]
+    fn begin(&self) -> Option<usize> {
+        let rate = RATE.load(Relaxed);
+        let first = rate > 1 && self.rng.get() == 0;
+        self.left.set(self.next_distance(rate));
+        if rate == 0 || self.sampling.get() || first {
+            return None;
+        }
+        self.sampling.set(true);
+        Some(rate)
+    }
+
+    /// The sample [`begin`](Self::begin) allowed is recorded.
+    #[inline]
+    fn end(&self) {
+        self.sampling.set(false);
+    }
+
+    /// Draws the next distance at the rate now set (after the rate
+    /// changed), so the owner's next allocation is sampled only if the
+    /// new rate says so (at rate 1, it is).
+    pub(crate) fn restart(&self) {
+        self.left.set(self.next_distance(RATE.load(Relaxed)));
+    }
+
+    /// The next countdown at `rate`: an exponential draw with mean `rate`
+    /// (Go's `nextSample`), 0 at rate 1, [`OFF_DISTANCE`] at 0.
+    fn next_distance(&self, rate: usize) -> isize {
+        match rate {
+            0 => OFF_DISTANCE,
+            1 => 0,
+            _ => {
+                let mut x = self.rng.get();
+                if x == 0 {
+                    // Seeded per cache: the address and the clock differ
+                    // between threads and runs.
+                    x = (self as *const Countdown as u64) ^ now_nanos() ^ 0x9e37_79b9_7f4a_7c15;
+                    x |= 1;
+                }
+                // xorshift64*
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                self.rng.set(x);
+                let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+                // Uniform in (0, 1]: never ln(0).
+                let u = ((r >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
+                let d = -u.ln() * rate as f64;
+                d.min((isize::MAX / 2) as f64) as isize
+            }
+        }
+    }
 }
 
 fn now_nanos() -> u64 {
@@ -166,17 +285,13 @@ fn now_nanos() -> u64 {
 #[cold]
 #[inline(never)]
 pub(crate) fn sample_small(c: &ThreadCache, class: usize, size: usize, zeroed: bool) -> *mut u8 {
-    let rate = RATE.load(Relaxed);
-    let first = first_draw(c, rate);
-    c.sample_left.set(next_distance(c, rate));
-    if rate == 0 || c.sampling.get() || first {
+    if c.sample.begin().is_none() {
         return core::ptr::null_mut();
     }
-    c.sampling.set(true);
     let mut stack = [0usize; table::MAX_DEPTH];
     let depth = unwind::capture(&mut stack);
     let p = table::alloc_small(&stack[..depth], size, class, zeroed);
-    c.sampling.set(false);
+    c.sample.end();
     p
 }
 
@@ -186,19 +301,15 @@ pub(crate) fn sample_small(c: &ThreadCache, class: usize, size: usize, zeroed: b
 #[cold]
 #[inline(never)]
 pub(crate) fn sample_large(c: &ThreadCache, span: &Span, size: usize) {
-    let rate = RATE.load(Relaxed);
-    let first = first_draw(c, rate);
-    c.sample_left.set(next_distance(c, rate));
-    if rate == 0 || c.sampling.get() || first {
+    if c.sample.begin().is_none() {
         return;
     }
-    c.sampling.set(true);
     let mut stack = [0usize; table::MAX_DEPTH];
     let depth = unwind::capture(&mut stack);
     if let Some(b) = table::record_alloc(&stack[..depth], size) {
         span.sample.set(b + 1);
     }
-    c.sampling.set(false);
+    c.sample.end();
 }
 
 /// A sampled large span is being freed: counts the free in its bucket.
@@ -209,6 +320,80 @@ pub(crate) fn free_large(span: &Span) {
     if b != 0 {
         table::record_free(b - 1);
     }
+}
+
+/// Called when countdown `c` of a cache of the collected heap ran out on
+/// its object at `p` (`size` requested bytes) of span `span` (small or
+/// large, of the collected heap): draws the next distance and, if
+/// profiling is on, records the stack. The object stays where it is: a
+/// large one's bucket goes in `Span::sample` (freed by [`free_large`] when
+/// the collector frees the span), a small one's in [`gcmap`] under its
+/// slot's address, the span counting it (`Span::gc_samples`), freed by
+/// [`free_gc_dead`] when the sweeper finds the slot dead.
+#[cold]
+#[inline(never)]
+pub(crate) fn sample_gc(c: &Countdown, span: &Span, p: *mut u8, size: usize) {
+    if c.begin().is_none() {
+        return;
+    }
+    // The stack walk may allocate through malloc (older libgcc registering
+    // frames): those allocations must not be sampled either (a walk inside
+    // the walk), so the thread cache's countdown is held too.
+    // SAFETY: a non-null cache pointer is the thread's own live cache.
+    let tc = unsafe { crate::tls::cache().as_ref() };
+    let held = tc.map(|t| t.sample.sampling.replace(true));
+    let mut stack = [0usize; table::MAX_DEPTH];
+    let depth = unwind::capture(&mut stack);
+    if let (Some(t), Some(h)) = (tc, held) {
+        t.sample.sampling.set(h);
+    }
+    let stack = &stack[..depth];
+    if span.state() == SpanState::GcLarge {
+        if let Some(b) = table::record_alloc(stack, size) {
+            span.sample.set(b + 1);
+        }
+    } else if !gcmap::reserve() {
+        table::count_dropped();
+    } else if let Some(b) = table::record_alloc(stack, size) {
+        let (idx, _) = span.object_index(p as usize);
+        let slot = span.base.get() + idx * span.elemsize.get();
+        if gcmap::insert(slot, b) {
+            span.gc_samples.fetch_add(1, Relaxed);
+        } else {
+            // No map: a sample that cannot be freed is none at all.
+            table::record_free(b);
+            table::count_dropped();
+        }
+    } else {
+        gcmap::unreserve();
+    }
+    c.end();
+}
+
+/// Small span `span` of the collected heap, about to be swept, holds
+/// sampled objects (`Span::gc_samples` is not 0): counts the free of
+/// those in dead slots (allocated, not marked) and forgets them, before
+/// the sweep makes the mark bits the allocation bits.
+#[cold]
+#[inline(never)]
+pub(crate) fn free_gc_dead(span: &Span) {
+    let left = span.gc_samples.load(Relaxed) as usize;
+    let base = span.base.get();
+    let size = span.elemsize.get();
+    let words = span.nelems.get().div_ceil(64);
+    let dead = (0..words).flat_map(|w| {
+        let mut bits = span.alloc_bits[w].get() & !span.freed_bits[w].get();
+        core::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(base + (w * 64 + i) * size)
+        })
+    });
+    let freed = gcmap::free_dead(dead, left);
+    span.gc_samples.fetch_sub(freed as u32, Relaxed);
 }
 
 /// Frees `p` if it is a live object of the sampled region; false if the

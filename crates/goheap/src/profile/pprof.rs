@@ -32,11 +32,23 @@ use core::ptr;
 /// The `drop_frames` expression (RE2 syntax, matched against whole
 /// function names): the allocator's entry points and goheap's own code,
 /// by full name and by the bare names symbolizers read from DWARF.
+///
+/// The collected heap's allocation path is dropped whole, `Gc::new`
+/// included (`goheap_gc::gc::Gc<T>::new`, every `Gc` method, the
+/// mutator's bracket, the core's `gcheap`): `Gc::new` is that heap's
+/// allocator entry point, as `malloc` and `operator new` are malloc's, so
+/// a `Gc` sample's leaf is the user's function calling it, and `goheap
+/// profile` (which drops every `goheap*` frame) shows the same stack.
+/// `Box::new` stays: it is the `alloc` crate's container, not goheap's
+/// entry point, and both tools keep it. Only functions that never call
+/// back into the program are named, so a stack through the collector
+/// (a `Drop` that allocates) keeps its user frames.
 pub const DROP_FRAMES: &str = "(malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|\
 memalign|valloc|pvalloc|operator new.*|__rust_alloc.*|__rust_realloc|__rdl_.*|__rg_.*|\
 alloc::alloc::.*|goheap_core::.*|goheap_capi::.*|<goheap::GoHeap as .*|goheap::GoHeap.*|\
 alloc_maybe_sampled|alloc_zeroed_maybe_sampled|alloc_large|malloc_impl|calloc_impl|realloc_impl|\
-new_impl|new_or_abort)";
+new_impl|new_or_abort|<?goheap_gc::gc::Gc<.*|goheap_gc::mutator::.*|goheap::gcheap::.*|\
+alloc_in_sampled|alloc_sampled|record_sample|alloc_with_zeroed<.*)";
 
 /// Fixed entries of the string table; mapping file names follow.
 const STRINGS: [&str; 9] = [

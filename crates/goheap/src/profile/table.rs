@@ -145,6 +145,12 @@ pub(crate) fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
+/// Counts a sample dropped for lack of room elsewhere (the collected
+/// heap's address map, `gcmap`).
+pub(crate) fn count_dropped() {
+    DROPPED.fetch_add(1, Ordering::Relaxed);
+}
+
 /// A fresh read-write private mapping of `bytes`, backed where touched,
 /// near `hint` if non-zero; null on failure.
 fn map(bytes: usize, hint: usize) -> *mut u8 {

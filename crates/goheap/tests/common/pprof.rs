@@ -1,7 +1,8 @@
 //! A reader for the heap profiles goheap writes, for the tests: gzip of
 //! stored deflate blocks (what goheap writes), pprof's `profile.proto`,
 //! and the symbol table of the test executable to tell which function a
-//! frame address lies in.
+//! frame address lies in. Shared by goheap's and goheap-gc's tests
+//! (`#[path]`: one copy).
 #![allow(dead_code)]
 
 /// What the tests read of a profile.
@@ -81,6 +82,11 @@ impl Profile {
             .find(|l| l.id == id)
             .expect("location id")
             .address
+    }
+
+    /// The frame addresses of sample `s`, innermost first.
+    pub(crate) fn frames(&self, s: &Sample) -> Vec<u64> {
+        s.location_ids.iter().map(|&id| self.address(id)).collect()
     }
 
     /// The totals of the samples with a frame for which `at` holds.
@@ -381,6 +387,76 @@ impl Symbols {
             );
         }
         Symbols { ranges }
+    }
+
+    /// Every function of the running test executable (its mangled name
+    /// and run-time range), placed by `anchor`: a function's run-time
+    /// address and a name its mangled symbol contains.
+    pub(crate) fn all_functions(anchor: (&str, usize)) -> Symbols {
+        let placed = Symbols::of_this_executable(&[anchor]);
+        let bias = placed.ranges[0].1.wrapping_sub(Self::link_value(anchor.0));
+        let mut ranges = Vec::new();
+        Self::for_each_function(|name, value, size| {
+            ranges.push((
+                name.to_string(),
+                value.wrapping_add(bias),
+                value.wrapping_add(bias) + size,
+            ))
+        });
+        Symbols { ranges }
+    }
+
+    /// The link-time address of the first function whose name contains
+    /// `want`.
+    fn link_value(want: &str) -> u64 {
+        let mut found = None;
+        Self::for_each_function(|name, value, _| {
+            if found.is_none() && name.contains(want) {
+                found = Some(value);
+            }
+        });
+        found.expect("the anchor is in the symbol table")
+    }
+
+    /// Calls `f` with each function symbol's name, value and size.
+    fn for_each_function(mut f: impl FnMut(&str, u64, u64)) {
+        let elf = std::fs::read("/proc/self/exe").unwrap();
+        let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+        let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
+        let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap());
+        let shoff = u64_at(0x28) as usize;
+        let shentsize = u16_at(0x3a);
+        let shnum = u16_at(0x3c);
+        let sh = |i: usize| shoff + i * shentsize;
+        for i in 0..shnum {
+            if u32_at(sh(i) + 4) != 2 {
+                continue; // SHT_SYMTAB only
+            }
+            let off = u64_at(sh(i) + 0x18) as usize;
+            let size = u64_at(sh(i) + 0x20) as usize;
+            let strtab = u64_at(sh(u32_at(sh(i) + 0x28)) + 0x18) as usize;
+            for s in (off..off + size).step_by(24) {
+                if elf[s + 4] & 0xf != 2 {
+                    continue; // STT_FUNC only
+                }
+                let name_off = u32_at(s);
+                let end = elf[strtab + name_off..]
+                    .iter()
+                    .position(|&c| c == 0)
+                    .unwrap();
+                let name = std::str::from_utf8(&elf[strtab + name_off..strtab + name_off + end])
+                    .unwrap_or("");
+                f(name, u64_at(s + 8), u64_at(s + 16));
+            }
+        }
+    }
+
+    /// The (mangled) name of the function holding `addr`, if any.
+    pub(crate) fn name_at(&self, addr: u64) -> Option<&str> {
+        self.ranges
+            .iter()
+            .find(|(_, lo, hi)| (*lo..*hi).contains(&addr))
+            .map(|(n, _, _)| n.as_str())
     }
 
     pub(crate) fn is_in(&self, name: &str, addr: u64) -> bool {

@@ -192,7 +192,9 @@ fn add_counts(by_size: &mut [BySize; NUM_SIZE_CLASSES], cache: &ThreadCache) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metrics {
     /// `/memory/classes/heap/objects:bytes`: live objects (class-size or
-    /// page-rounded).
+    /// page-rounded) in the heap's pages. Small objects the heap profile
+    /// sampled live in its own region, outside these classes (and outside
+    /// [`total`](Self::total)); [`MemStats::heap_alloc`] counts them.
     pub heap_objects: u64,
     /// `/memory/classes/heap/unused:bytes`: in-use spans' bytes not holding
     /// live objects (free slots, objects in thread caches, rounding).
@@ -282,7 +284,10 @@ pub(crate) fn metrics(heap: &Heap, threads: &Threads, gc_heap: &GcHeap) -> Metri
     drop(h);
     // Counters read a moment apart may disagree slightly under load; clamp
     // so the classes still partition the total exactly.
-    let objects = ms.heap_alloc.min(heap_inuse);
+    let objects = ms
+        .heap_alloc
+        .saturating_sub(crate::profile::table::small_live_bytes())
+        .min(heap_inuse);
     let mspan_inuse = mspan_inuse.min(mspan_sys);
     let mcache_inuse = ms.mcache_inuse.min(ms.mcache_sys);
     let total = heap_sys + mspan_sys + ms.mcache_sys + other;

@@ -216,6 +216,50 @@ fn new_threads_are_not_sampled_at_once() {
     drop(kept);
 }
 
+/// Sampled small objects live in the profile's region, not in the
+/// heap's pages: `heap_alloc` counts them, the memory classes (which
+/// partition the heap's own mappings) do not.
+#[test]
+fn sampled_objects_are_in_heap_alloc_not_in_the_heap_classes() {
+    let _g = SERIAL.lock().unwrap();
+    let old = goheap::set_profile_rate(1);
+    goheap::flush_thread_cache();
+    let (a0, m0) = (
+        goheap::memstats().heap_alloc,
+        goheap::metrics().heap_objects,
+    );
+    let mut keep = Vec::with_capacity(1000);
+    alpha_site(&mut keep, 1000, 256);
+    goheap::flush_thread_cache();
+    let (a1, m1) = (
+        goheap::memstats().heap_alloc,
+        goheap::metrics().heap_objects,
+    );
+    goheap::set_profile_rate(old);
+    assert!(a1 >= a0 + 256_000, "heap_alloc {a0} -> {a1}");
+    assert!(
+        m1 < m0 + 64 << 10,
+        "heap_objects {m0} -> {m1}: the sampled objects counted"
+    );
+    assert!(
+        m1 + 256_000 <= a1,
+        "heap_objects {m1} holds sampled bytes of heap_alloc {a1}"
+    );
+    let m = goheap::metrics();
+    let classes = m.heap_objects
+        + m.heap_unused
+        + m.heap_collected
+        + m.heap_free
+        + m.heap_released
+        + m.metadata_mspan_inuse
+        + m.metadata_mspan_free
+        + m.metadata_mcache_inuse
+        + m.metadata_mcache_free
+        + m.metadata_other;
+    assert_eq!(classes, m.total, "{m:?}");
+    drop(keep);
+}
+
 #[test]
 fn unwritable_path_is_an_error_not_a_crash() {
     let e = goheap::write_heap_profile("/nonexistent-dir/x.pb.gz").unwrap_err();

@@ -140,6 +140,19 @@ pub(crate) static SMALL_ALLOCS: [AtomicU64; NUM_SIZE_CLASSES] =
 pub(crate) static SMALL_FREES: [AtomicU64; NUM_SIZE_CLASSES] =
     [const { AtomicU64::new(0) }; NUM_SIZE_CLASSES];
 
+/// Bytes of the sampled small objects alive now (class sizes): they are
+/// in the statistics' `heap_alloc`, but not in the heap's pages.
+pub(crate) fn small_live_bytes() -> u64 {
+    (1..NUM_SIZE_CLASSES)
+        .map(|c| {
+            let live = SMALL_ALLOCS[c]
+                .load(Ordering::Relaxed)
+                .saturating_sub(SMALL_FREES[c].load(Ordering::Relaxed));
+            live * crate::sizeclass::class_size(c) as u64
+        })
+        .sum()
+}
+
 /// Samples dropped for lack of room.
 pub(crate) fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)

@@ -238,7 +238,7 @@ fn sampled_objects_are_in_heap_alloc_not_in_the_heap_classes() {
     goheap::set_profile_rate(old);
     assert!(a1 >= a0 + 256_000, "heap_alloc {a0} -> {a1}");
     assert!(
-        m1 < m0 + 64 << 10,
+        m1 < m0 + (64 << 10),
         "heap_objects {m0} -> {m1}: the sampled objects counted"
     );
     assert!(

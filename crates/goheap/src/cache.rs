@@ -236,24 +236,38 @@ impl ThreadCache {
     #[inline(always)]
     pub(crate) unsafe fn alloc_owned(&self, class: usize) -> *mut u8 {
         debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
-        if !self.handshake.try_enter() {
-            // SAFETY: forwarded contract.
-            return unsafe { self.alloc_entering(class) };
-        }
-        // SAFETY: as in `alloc_inner`.
-        let cc = unsafe { self.classes.get_unchecked(class) };
-        let head = cc.free.get();
-        if head.is_null() {
-            return self.alloc_entered(class);
-        }
-        // SAFETY: objects on the free list hold the next link.
-        match unsafe { self.guard.try_pop(head) } {
-            Some(next) => {
-                cc.take_head(next);
-                self.handshake.exit();
-                head
+        let entered = self.handshake.try_enter();
+        if entered {
+            // SAFETY: as in `alloc_inner`.
+            let cc = unsafe { self.classes.get_unchecked(class) };
+            let head = cc.free.get();
+            if !head.is_null() {
+                // SAFETY: objects on the free list hold the next link.
+                if let Some(next) = unsafe { self.guard.try_pop(head) } {
+                    cc.take_head(next);
+                    self.handshake.exit();
+                    return head;
+                }
             }
-            None => self.alloc_entered(class),
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.alloc_owned_rest(class, entered) }
+    }
+
+    /// The rest of [`alloc_owned`](Self::alloc_owned), `entered` or not:
+    /// one call out of the inline path, not two, which keeps a sized
+    /// allocation small enough for callers of `__rust_alloc` to inline.
+    ///
+    /// # Safety
+    ///
+    /// As [`alloc_owned`](Self::alloc_owned).
+    #[inline(never)]
+    unsafe fn alloc_owned_rest(&self, class: usize, entered: bool) -> *mut u8 {
+        if entered {
+            self.alloc_entered(class)
+        } else {
+            // SAFETY: forwarded contract.
+            unsafe { self.alloc_entering(class) }
         }
     }
 
@@ -290,19 +304,36 @@ impl ThreadCache {
     #[inline(always)]
     pub(crate) unsafe fn free_owned(&self, p: *mut u8, class: usize) {
         debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
-        if !self.handshake.try_enter() {
-            // SAFETY: forwarded contract.
-            return unsafe { self.free_entering(p, class) };
+        let entered = self.handshake.try_enter();
+        if entered {
+            // SAFETY: as in `alloc_inner`.
+            let cc = unsafe { self.classes.get_unchecked(class) };
+            if cc.len.get() < cc.max.get() {
+                // SAFETY: `p` is an object we now own.
+                unsafe { cc.push(&self.guard, p) };
+                self.handshake.exit();
+                return;
+            }
         }
-        // SAFETY: as in `alloc_inner`.
-        let cc = unsafe { self.classes.get_unchecked(class) };
-        if cc.len.get() >= cc.max.get() {
+        // SAFETY: forwarded contract.
+        unsafe { self.free_owned_rest(p, class, entered) }
+    }
+
+    /// The rest of [`free_owned`](Self::free_owned), as
+    /// [`alloc_owned_rest`](Self::alloc_owned_rest).
+    ///
+    /// # Safety
+    ///
+    /// As [`free_owned`](Self::free_owned).
+    #[inline(never)]
+    unsafe fn free_owned_rest(&self, p: *mut u8, class: usize, entered: bool) {
+        if entered {
             // SAFETY: forwarded contract.
-            return unsafe { self.free_entered(p, class) };
+            unsafe { self.free_entered(p, class) }
+        } else {
+            // SAFETY: forwarded contract.
+            unsafe { self.free_entering(p, class) }
         }
-        // SAFETY: `p` is an object we now own.
-        unsafe { cc.push(&self.guard, p) };
-        self.handshake.exit();
     }
 
     /// # Safety

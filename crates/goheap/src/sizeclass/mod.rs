@@ -119,7 +119,9 @@ pub const fn class_at_align16(class: usize, align16: bool, min_class_2: bool) ->
     if min_class_2 && class == 1 {
         return 2;
     }
-    if align16 && CLASS_TO_SIZE[class] % 16 != 0 {
+    // `class < len` spares the sized free its bounds-check panic: with
+    // it, `__rust_dealloc` is small enough for callers to inline.
+    if align16 && class < CLASS_TO_SIZE.len() && CLASS_TO_SIZE[class] % 16 != 0 {
         return class + 1;
     }
     class

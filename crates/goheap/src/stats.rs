@@ -137,8 +137,14 @@ pub(crate) fn memstats(heap: &Heap, threads: &Threads, gc_heap: &GcHeap) -> MemS
         total_alloc += b.mallocs * b.size as u64;
         heap_alloc += b.mallocs.saturating_sub(b.frees) * b.size as u64;
     }
-    let heap_sys = h.heap_sys as u64;
-    let heap_inuse = (h.inuse_pages * PAGE_SIZE) as u64;
+    // The heap profile's sampled small objects are in `heap_alloc` but in
+    // its own region, not in the heap's pages: counted here as in use (and
+    // obtained), so that `heap_inuse >= heap_alloc` holds as in Go, where
+    // sampled objects are ordinary ones (each as the heap pages its slot
+    // holds).
+    let sampled = crate::profile::table::small_live_page_bytes();
+    let heap_sys = h.heap_sys as u64 + sampled;
+    let heap_inuse = (h.inuse_pages * PAGE_SIZE) as u64 + sampled;
     let heap_idle = heap_sys - heap_inuse;
     let heap_released = (h.pages.scavenged_pages() * PAGE_SIZE) as u64;
     let mspan_inuse = (h.spans.inuse * h.spans.slot_size()) as u64;

@@ -143,12 +143,22 @@ pub(crate) static SMALL_FREES: [AtomicU64; NUM_SIZE_CLASSES] =
 /// Bytes of the sampled small objects alive now (class sizes): they are
 /// in the statistics' `heap_alloc`, but not in the heap's pages.
 pub(crate) fn small_live_bytes() -> u64 {
+    small_live(|size| size)
+}
+
+/// [`small_live_bytes`] with each object rounded up to whole heap pages:
+/// what its slot holds of the region.
+pub(crate) fn small_live_page_bytes() -> u64 {
+    small_live(|size| size.next_multiple_of(crate::sizeclass::PAGE_SIZE))
+}
+
+fn small_live(bytes: impl Fn(usize) -> usize) -> u64 {
     (1..NUM_SIZE_CLASSES)
         .map(|c| {
             let live = SMALL_ALLOCS[c]
                 .load(Ordering::Relaxed)
                 .saturating_sub(SMALL_FREES[c].load(Ordering::Relaxed));
-            live * crate::sizeclass::class_size(c) as u64
+            live * bytes(crate::sizeclass::class_size(c)) as u64
         })
         .sum()
 }

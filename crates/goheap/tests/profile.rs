@@ -260,6 +260,66 @@ fn sampled_objects_are_in_heap_alloc_not_in_the_heap_classes() {
     drop(keep);
 }
 
+/// Go's own reader takes the file: `go tool pprof` (when Go is installed:
+/// `go` on the PATH, or Debian's golang-1.23 that the bench scripts
+/// install) prints the site with its in-use bytes, symbolized from this
+/// executable through the profile's mappings. Without Go the test says so
+/// and passes.
+#[test]
+fn go_tool_pprof_reads_the_profile() {
+    let go = ["go", "/usr/lib/go-1.23/bin/go", "/usr/lib/go/bin/go"]
+        .into_iter()
+        .find(|g| {
+            std::process::Command::new(g)
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    let Some(go) = go else {
+        eprintln!("go_tool_pprof_reads_the_profile: no Go toolchain found; not run");
+        return;
+    };
+    let _g = SERIAL.lock().unwrap();
+    let old = goheap::set_profile_rate(1);
+    let mut keep = Vec::with_capacity(100);
+    alpha_site(&mut keep, 100, 10_000);
+    let path = std::env::temp_dir().join(format!("goheap-profile-{}-go.pb.gz", std::process::id()));
+    goheap::write_heap_profile(&path).expect("write_heap_profile");
+    goheap::set_profile_rate(old);
+    let home = std::env::temp_dir();
+    let out = std::process::Command::new(go)
+        .args([
+            "tool",
+            "pprof",
+            "-symbolize=local",
+            "-top",
+            "-nodecount=1000",
+            "-sample_index=inuse_space",
+        ])
+        .arg(&path)
+        .env("HOME", &home)
+        .env("GOCACHE", home.join("goheap-test-gocache"))
+        .env("PPROF_TMPDIR", &home)
+        .output()
+        .expect("run go tool pprof");
+    std::fs::remove_file(&path).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{go} tool pprof failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Type: inuse_space"), "{text}");
+    // 100 objects of 10 000 requested bytes, every one sampled: exactly
+    // 1 000 000 bytes under the site (pprof's kB is 1024 bytes).
+    let line = text
+        .lines()
+        .find(|l| l.contains("alpha_site"))
+        .unwrap_or_else(|| panic!("no alpha_site in Go's table:\n{text}"));
+    assert!(line.contains("976.56kB"), "{line}");
+    drop(keep);
+}
+
 #[test]
 fn unwritable_path_is_an_error_not_a_crash() {
     let e = goheap::write_heap_profile("/nonexistent-dir/x.pb.gz").unwrap_err();

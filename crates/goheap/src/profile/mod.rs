@@ -34,7 +34,7 @@
 //! Neither allocates with glibc 2.35 and later (`_dl_find_object`); where
 //! one does (older libgcc registering frames, the first look-up of
 //! `_dl_find_object` by name), the allocation goes through goheap
-//! unsampled ([`ThreadCache::sampling`] blocks the recursion). A freed
+//! unsampled (the [`Countdown`]'s recursion flag blocks it). A freed
 //! sampled slot keeps its pages for the next sample (up to
 //! [`table::DIRTY_FREE_LIMIT`] of them), as releasing each one at its free
 //! interrupted every CPU the process ran on. The stack and the size select a bucket

@@ -6,7 +6,7 @@ use crate::freelist;
 use crate::heap::Heap;
 use crate::sizeclass::{self, NUM_SIZE_CLASSES};
 use crate::span::Span;
-use crate::profile;
+use crate::profile::countdown::Countdown;
 use crate::sync::atomic::Ordering::Relaxed;
 use crate::sync::atomic::AtomicU64;
 use crate::sync::handshake::Handshake;
@@ -77,7 +77,7 @@ pub(crate) struct ThreadCache {
     pub(crate) classes: [ClassCache; NUM_SIZE_CLASSES],
     /// Heap profiling (owner only, never claimed): the countdown to this
     /// thread's next sampled allocation (Go's `mcache.nextSample`).
-    pub(crate) sample: profile::Countdown,
+    pub(crate) sample: Countdown,
     /// The heap this cache takes spans from and returns objects to.
     pub(crate) heap: &'static Heap,
     /// The reclaimer's bookkeeping (registry lock): activity seen at its
@@ -130,7 +130,7 @@ impl ThreadCache {
             }; NUM_SIZE_CLASSES],
             handshake: Handshake::new_fenced(),
             guard: freelist::Guard::new(),
-            sample: profile::Countdown::new(),
+            sample: Countdown::new(),
             heap,
             seen_activity: AtomicU64::new(0),
             reclaimed_activity: AtomicU64::new(u64::MAX),

@@ -822,7 +822,7 @@ pub struct GcCache {
     tiny_objects: Cell<u64>,
     /// The heap profile's countdown to this cache's next sampled
     /// allocation (owner only; the collector never touches it).
-    sample: profile::Countdown,
+    sample: profile::countdown::Countdown,
 }
 
 // SAFETY: a cache is used by one thread at a time: its owner, or the
@@ -841,7 +841,7 @@ impl GcCache {
             tiny_off: Cell::new(0),
             slots: Cell::new(0),
             tiny_objects: Cell::new(0),
-            sample: profile::Countdown::new(),
+            sample: profile::countdown::Countdown::new(),
         }
     }
 

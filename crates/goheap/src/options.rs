@@ -235,6 +235,60 @@ fn on_word(v: &[u8]) -> bool {
     TRUE.iter().any(|t| t.eq_ignore_ascii_case(v))
 }
 
+/// Parses a memory size the way Go parses `GOMEMLIMIT`: a non-negative
+/// integer with an optional unit `B`, `KiB`, `MiB`, `GiB` or `TiB` (also
+/// `K`/`M`/`G`/`T`, `KB`/`MB`/`GB`/`TB` as the binary units, as people
+/// write them). `max`, `off` and `none` mean no limit (`usize::MAX`).
+/// Leading and trailing whitespace is ignored.
+pub fn parse_size(s: &[u8]) -> Option<usize> {
+    let s = s.trim_ascii();
+    if s.eq_ignore_ascii_case(b"max")
+        || s.eq_ignore_ascii_case(b"off")
+        || s.eq_ignore_ascii_case(b"none")
+    {
+        return Some(usize::MAX);
+    }
+    let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut n: usize = 0;
+    for &c in &s[..digits] {
+        n = n.checked_mul(10)?.checked_add((c - b'0') as usize)?;
+    }
+    let unit = s[digits..].trim_ascii_start();
+    let shift = match unit.to_ascii_lowercase_arr()? {
+        (0, _) => 0,
+        (len, u) => match &u[..len] {
+            b"b" => 0,
+            b"k" | b"kb" | b"kib" => 10,
+            b"m" | b"mb" | b"mib" => 20,
+            b"g" | b"gb" | b"gib" => 30,
+            b"t" | b"tb" | b"tib" => 40,
+            _ => return None,
+        },
+    };
+    n.checked_mul(1usize << shift)
+}
+
+trait LowerArr {
+    fn to_ascii_lowercase_arr(&self) -> Option<(usize, [u8; 3])>;
+}
+
+impl LowerArr for [u8] {
+    /// Up to three bytes, lowercased, without allocating.
+    fn to_ascii_lowercase_arr(&self) -> Option<(usize, [u8; 3])> {
+        if self.len() > 3 {
+            return None;
+        }
+        let mut out = [0u8; 3];
+        for (o, c) in out.iter_mut().zip(self) {
+            *o = c.to_ascii_lowercase();
+        }
+        Some((self.len(), out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

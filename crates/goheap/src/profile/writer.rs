@@ -70,7 +70,7 @@ pub(crate) fn init_from_env() {
     if cfg!(miri) {
         return;
     }
-    let rate = env(c"GOHEAP_PROFILE_RATE").filter(|v| !v.is_empty()).map(|v| match crate::cgroup::parse_size(v) {
+    let rate = env(c"GOHEAP_PROFILE_RATE").filter(|v| !v.is_empty()).map(|v| match crate::options::parse_size(v) {
         Some(r) if r != usize::MAX => r,
         _ => {
             crate::report::print(format_args!(

@@ -2,7 +2,7 @@
 
 use crate::cache::ThreadCache;
 use crate::gcheap::GcHeap;
-use crate::heap::Heap;
+use crate::heap::{Heap, HeapLocked};
 use crate::scavenger::SCAVENGER;
 use crate::sizeclass::{self, NUM_SIZE_CLASSES, PAGE_SIZE};
 use crate::sync::atomic::Ordering::Relaxed;
@@ -137,14 +137,7 @@ pub(crate) fn memstats(heap: &Heap, threads: &Threads, gc_heap: &GcHeap) -> MemS
         total_alloc += b.mallocs * b.size as u64;
         heap_alloc += b.mallocs.saturating_sub(b.frees) * b.size as u64;
     }
-    // The heap profile's sampled small objects are in `heap_alloc` but in
-    // its own region, not in the heap's pages: counted here as in use (and
-    // obtained), so that `heap_inuse >= heap_alloc` holds as in Go, where
-    // sampled objects are ordinary ones (each as the heap pages its slot
-    // holds).
-    let sampled = crate::profile::table::small_live_page_bytes();
-    let heap_sys = h.heap_sys as u64 + sampled;
-    let heap_inuse = (h.inuse_pages * PAGE_SIZE) as u64 + sampled;
+    let (heap_sys, heap_inuse) = heap_sys_inuse(&h);
     let heap_idle = heap_sys - heap_inuse;
     let heap_released = (h.pages.scavenged_pages() * PAGE_SIZE) as u64;
     let mspan_inuse = (h.spans.inuse * h.spans.slot_size()) as u64;
@@ -198,9 +191,8 @@ fn add_counts(by_size: &mut [BySize; NUM_SIZE_CLASSES], cache: &ThreadCache) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metrics {
     /// `/memory/classes/heap/objects:bytes`: live objects (class-size or
-    /// page-rounded) in the heap's pages. Small objects the heap profile
-    /// sampled live in its own region, outside these classes (and outside
-    /// [`total`](Self::total)); [`MemStats::heap_alloc`] counts them.
+    /// page-rounded), the heap profile's sampled ones included (their
+    /// slots' pages count as heap pages, see [`MemStats::heap_sys`]).
     pub heap_objects: u64,
     /// `/memory/classes/heap/unused:bytes`: in-use spans' bytes not holding
     /// live objects (free slots, objects in thread caches, rounding).
@@ -276,12 +268,22 @@ pub enum CacheHandshake {
     Fence,
 }
 
+/// The heap's obtained and in-use bytes (Go's `HeapSys`, `HeapInuse`).
+/// The heap profile's sampled small objects live in its own region, not
+/// in the heap's pages, but they are heap objects like any other (in
+/// `heap_alloc`, as in Go): each counts as the heap pages its slot holds,
+/// so `heap_inuse >= heap_alloc` holds and the memory classes partition
+/// `heap_sys` with them in it.
+fn heap_sys_inuse(h: &HeapLocked) -> (u64, u64) {
+    let sampled = crate::profile::table::small_live_page_bytes();
+    (h.heap_sys as u64 + sampled, (h.inuse_pages * PAGE_SIZE) as u64 + sampled)
+}
+
 /// Reads the memory classes of `heap` (see [`crate::metrics`]).
 pub(crate) fn metrics(heap: &Heap, threads: &Threads, gc_heap: &GcHeap) -> Metrics {
     let ms = memstats(heap, threads, gc_heap);
     let h = heap.locked.lock();
-    let heap_sys = h.heap_sys as u64;
-    let heap_inuse = (h.inuse_pages * PAGE_SIZE) as u64;
+    let (heap_sys, heap_inuse) = heap_sys_inuse(&h);
     let heap_released = (h.pages.scavenged_pages() * PAGE_SIZE) as u64;
     let mspan_inuse = (h.spans.inuse * h.spans.slot_size()) as u64;
     let mspan_sys = h.spans.sys as u64;
@@ -290,10 +292,7 @@ pub(crate) fn metrics(heap: &Heap, threads: &Threads, gc_heap: &GcHeap) -> Metri
     drop(h);
     // Counters read a moment apart may disagree slightly under load; clamp
     // so the classes still partition the total exactly.
-    let objects = ms
-        .heap_alloc
-        .saturating_sub(crate::profile::table::small_live_bytes())
-        .min(heap_inuse);
+    let objects = ms.heap_alloc.min(heap_inuse);
     let mspan_inuse = mspan_inuse.min(mspan_sys);
     let mcache_inuse = ms.mcache_inuse.min(ms.mcache_sys);
     let total = heap_sys + mspan_sys + ms.mcache_sys + other;

@@ -3,6 +3,8 @@
 //! allocator here, so RSS is goheap's; the tests run one at a time because
 //! they measure the whole process.
 
+mod common;
+
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -326,21 +328,8 @@ fn memory_classes_add_up_across_a_random_workload() {
             }
             let m = goheap::metrics();
             let s = goheap::memstats();
-            let parts = m.heap_objects
-                + m.heap_unused
-                + m.heap_collected
-                + m.heap_free
-                + m.heap_released
-                + m.metadata_mspan_inuse
-                + m.metadata_mspan_free
-                + m.metadata_mcache_inuse
-                + m.metadata_mcache_free
-                + m.metadata_other;
-            assert_eq!(parts, m.total, "{m:?}");
-            assert_eq!(
-                m.heap_objects + m.heap_unused + m.heap_collected + m.heap_free + m.heap_released,
-                s.heap_sys
-            );
+            assert_eq!(common::all_classes(&m), m.total, "{m:?}");
+            assert_eq!(common::heap_classes(&m), s.heap_sys);
             assert_eq!(m.metadata_mspan_inuse + m.metadata_mspan_free, s.mspan_sys);
             assert_eq!(
                 m.mapped_not_released,

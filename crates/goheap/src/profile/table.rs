@@ -140,25 +140,17 @@ pub(crate) static SMALL_ALLOCS: [AtomicU64; NUM_SIZE_CLASSES] =
 pub(crate) static SMALL_FREES: [AtomicU64; NUM_SIZE_CLASSES] =
     [const { AtomicU64::new(0) }; NUM_SIZE_CLASSES];
 
-/// Bytes of the sampled small objects alive now (class sizes): they are
-/// in the statistics' `heap_alloc`, but not in the heap's pages.
-pub(crate) fn small_live_bytes() -> u64 {
-    small_live(|size| size)
-}
-
-/// [`small_live_bytes`] with each object rounded up to whole heap pages:
-/// what its slot holds of the region.
+/// The sampled small objects alive now, each rounded up to the whole
+/// heap pages its slot holds of the region: the statistics count them as
+/// heap pages.
 pub(crate) fn small_live_page_bytes() -> u64 {
-    small_live(|size| size.next_multiple_of(crate::sizeclass::PAGE_SIZE))
-}
-
-fn small_live(bytes: impl Fn(usize) -> usize) -> u64 {
     (1..NUM_SIZE_CLASSES)
         .map(|c| {
             let live = SMALL_ALLOCS[c]
                 .load(Ordering::Relaxed)
                 .saturating_sub(SMALL_FREES[c].load(Ordering::Relaxed));
-            live * bytes(crate::sizeclass::class_size(c)) as u64
+            let pages = crate::sizeclass::class_size(c).next_multiple_of(crate::sizeclass::PAGE_SIZE);
+            live * pages as u64
         })
         .sum()
 }

@@ -36,3 +36,18 @@ impl Rng {
 }
 
 pub(crate) mod pprof;
+
+/// The heap's memory classes of `m`, which partition `MemStats::heap_sys`.
+pub(crate) fn heap_classes(m: &goheap::Metrics) -> u64 {
+    m.heap_objects + m.heap_unused + m.heap_collected + m.heap_free + m.heap_released
+}
+
+/// Every memory class of `m`, which partition `m.total`.
+pub(crate) fn all_classes(m: &goheap::Metrics) -> u64 {
+    heap_classes(m)
+        + m.metadata_mspan_inuse
+        + m.metadata_mspan_free
+        + m.metadata_mcache_inuse
+        + m.metadata_mcache_free
+        + m.metadata_other
+}

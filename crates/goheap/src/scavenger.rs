@@ -191,15 +191,6 @@ pub(crate) fn start(heap: &'static Heap, threads: &'static Threads) {
     SCAVENGER.thread.store(2, Relaxed);
 }
 
-fn now_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-parameter.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 fn sleep_ns(ns: u64) {
     let ts = libc::timespec {
@@ -234,8 +225,8 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         )
     };
     let mut last_activity = u64::MAX;
-    let mut tick_wall = now_ns(libc::CLOCK_MONOTONIC);
-    let mut tick_cpu = now_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+    let mut tick_wall = crate::os::clock_ns(libc::CLOCK_MONOTONIC);
+    let mut tick_cpu = crate::os::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
     let mut ticks: u64 = 0;
     let mut idle_ticks: u32 = 0;
     let mut interiors_done = false;
@@ -277,8 +268,8 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         } else {
             goal
         };
-        let wall = now_ns(libc::CLOCK_MONOTONIC);
-        let cpu = now_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+        let wall = crate::os::clock_ns(libc::CLOCK_MONOTONIC);
+        let cpu = crate::os::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         // Budget for this tick: 1 % of the wall time since the last one,
         // less what the last tick overspent.
         let budget = (wall - tick_wall) * CPU_PERCENT / 100;
@@ -293,7 +284,7 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
             }
             continue;
         }
-        let start_cpu = now_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+        let start_cpu = crate::os::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         let mut released = 0;
         if idle {
             // Burst: the program is not allocating; return the excess now,
@@ -320,12 +311,12 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
                 }
                 released += n;
                 excess = excess.saturating_sub(n);
-                if now_ns(libc::CLOCK_THREAD_CPUTIME_ID) - start_cpu >= budget {
+                if crate::os::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) - start_cpu >= budget {
                     break;
                 }
             }
         }
-        let work = now_ns(libc::CLOCK_THREAD_CPUTIME_ID) - start_cpu;
+        let work = crate::os::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) - start_cpu;
         SCAVENGER.cpu_ns.fetch_add(work, Relaxed);
         if released > 0 {
             SCAVENGER

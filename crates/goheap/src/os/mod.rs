@@ -29,6 +29,15 @@ pub use unix::SystemOs;
 /// callers check with [`Os::page_size`]).
 pub const OS_PAGE_SIZE: usize = 4096;
 
+/// The time of `clock` (`CLOCK_MONOTONIC`, `CLOCK_REALTIME`, a CPU-time
+/// clock) in nanoseconds: `clock_gettime`, which never allocates.
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-parameter.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+}
+
 /// The boundary between goheap and the operating system.
 ///
 /// Shared preconditions of every method: addresses and sizes are multiples of

@@ -105,7 +105,7 @@ impl Countdown {
                 if x == 0 {
                     // Seeded per cache: the address and the clock differ
                     // between threads and runs.
-                    x = (self as *const Countdown as u64) ^ now_nanos() ^ 0x9e37_79b9_7f4a_7c15;
+                    x = (self as *const Countdown as u64) ^ crate::os::clock_ns(libc::CLOCK_MONOTONIC) ^ 0x9e37_79b9_7f4a_7c15;
                     x |= 1;
                 }
                 // xorshift64*
@@ -123,9 +123,3 @@ impl Countdown {
     }
 }
 
-fn now_nanos() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
-}

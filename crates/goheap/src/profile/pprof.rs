@@ -479,7 +479,7 @@ pub(crate) fn write_to_fd(fd: c_int) -> Result<(), WriteError> {
     msg.clear();
     msg.uint(12, rate)?;
     msg.uint(7, S_DROP_FRAMES)?;
-    msg.uint(9, now_realtime_nanos())?;
+    msg.uint(9, crate::os::clock_ns(libc::CLOCK_REALTIME))?;
     out.write(msg.bytes())?;
 
     // Mappings: ids from 1; file names after the fixed strings.
@@ -588,12 +588,6 @@ fn write_sample(
     field(out, 2, msg)
 }
 
-fn now_realtime_nanos() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
-}
 
 /// Writes the heap profile to the file at `path` (created or truncated,
 /// mode 0644).

@@ -342,44 +342,15 @@ impl Symbols {
     /// `wanted`: (a name the mangled symbol contains, the function's
     /// run-time address).
     pub(crate) fn of_this_executable(wanted: &[(&str, usize)]) -> Symbols {
-        let elf = std::fs::read("/proc/self/exe").unwrap();
-        let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
-        let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
-        let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap());
-        assert_eq!(&elf[..4], b"\x7fELF");
-        let shoff = u64_at(0x28) as usize;
-        let shentsize = u16_at(0x3a);
-        let shnum = u16_at(0x3c);
-        let sh = |i: usize| shoff + i * shentsize;
         let mut ranges = Vec::new();
-        for i in 0..shnum {
-            if u32_at(sh(i) + 4) != 2 {
-                continue; // SHT_SYMTAB only
-            }
-            let off = u64_at(sh(i) + 0x18) as usize;
-            let size = u64_at(sh(i) + 0x20) as usize;
-            let strtab = u64_at(sh(u32_at(sh(i) + 0x28)) + 0x18) as usize;
-            for s in (off..off + size).step_by(24) {
-                let name_off = u32_at(s);
-                let end = elf[strtab + name_off..]
-                    .iter()
-                    .position(|&c| c == 0)
-                    .unwrap();
-                let name = std::str::from_utf8(&elf[strtab + name_off..strtab + name_off + end])
-                    .unwrap_or("");
-                for &(want, runtime) in wanted {
-                    if name.contains(want) && elf[s + 4] & 0xf == 2 {
-                        let value = u64_at(s + 8);
-                        let bias = runtime as u64 - value;
-                        ranges.push((
-                            want.to_string(),
-                            value + bias,
-                            value + bias + u64_at(s + 16),
-                        ));
-                    }
+        Self::for_each_function(|name, _, size| {
+            for &(want, runtime) in wanted {
+                if name.contains(want) {
+                    let runtime = runtime as u64;
+                    ranges.push((want.to_string(), runtime, runtime + size));
                 }
             }
-        }
+        });
         for &(want, _) in wanted {
             assert!(
                 ranges.iter().any(|r| r.0 == want),
@@ -424,6 +395,7 @@ impl Symbols {
         let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
         let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
         let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap());
+        assert_eq!(&elf[..4], b"\x7fELF");
         let shoff = u64_at(0x28) as usize;
         let shentsize = u16_at(0x3a);
         let shnum = u16_at(0x3c);

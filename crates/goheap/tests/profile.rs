@@ -251,6 +251,61 @@ fn sampled_objects_are_heap_objects_in_the_statistics() {
     drop(keep);
 }
 
+static SIGNAL_OBJECT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Allocates inside a signal handler (raised synchronously, so not
+/// inside goheap).
+#[inline(never)]
+extern "C" fn alloc_in_handler(_: libc::c_int) {
+    let v = black_box(vec![7u8; 12_345]).into_boxed_slice();
+    SIGNAL_OBJECT.store(
+        Box::into_raw(v) as *mut u8 as usize,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+#[inline(never)]
+fn raise_site() {
+    // SAFETY: raises a signal whose handler is installed.
+    unsafe { libc::raise(libc::SIGUSR1) };
+    black_box(());
+}
+
+/// A sample taken inside a signal handler: the stack goes through the
+/// kernel's signal frame, whose unwind rule is a DWARF expression the
+/// cached walker does not follow; the walk must still reach the code
+/// the signal interrupted (libgcc's walker takes over), and not crash.
+#[test]
+fn a_sample_in_a_signal_handler_crosses_the_signal_frame() {
+    let _g = SERIAL.lock().unwrap();
+    let syms = pprof::Symbols::of_this_executable(&[
+        ("alloc_in_handler", alloc_in_handler as *const () as usize),
+        ("raise_site", raise_site as *const () as usize),
+    ]);
+    // SAFETY: installs a handler for a signal nothing else uses here.
+    let old_handler =
+        unsafe { libc::signal(libc::SIGUSR1, alloc_in_handler as *const () as usize) };
+    let old = goheap::set_profile_rate(1);
+    raise_site();
+    let p = take_profile("signal");
+    goheap::set_profile_rate(old);
+    // SAFETY: restores the previous disposition.
+    unsafe { libc::signal(libc::SIGUSR1, old_handler) };
+    let found = p.samples.iter().any(|s| {
+        let f = p.frames(s);
+        s.bytes_label == Some(12_345)
+            && f.iter().any(|&a| syms.is_in("alloc_in_handler", a))
+            && f.iter().any(|&a| syms.is_in("raise_site", a))
+    });
+    assert!(
+        found,
+        "no sample in the handler with the interrupted raise_site below it"
+    );
+    let obj = SIGNAL_OBJECT.load(std::sync::atomic::Ordering::Relaxed) as *mut u8;
+    // SAFETY: the handler leaked a 12 345-byte boxed slice there.
+    drop(unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(obj, 12_345)) });
+}
+
 /// Go's own reader takes the file: `go tool pprof` (when Go is installed:
 /// `go` on the PATH, or Debian's golang-1.23 that the bench scripts
 /// install) prints the site with its in-use bytes, symbolized from this

@@ -7,7 +7,8 @@
 use crate::os::{Os, OS_PAGE_SIZE};
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;
-use crate::sync::atomic::{AtomicPtr, AtomicU16, AtomicU8, Ordering};
+use crate::span::PageRecords;
+use crate::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use crate::sync::{load_published, publish};
 use core::ptr;
 
@@ -43,20 +44,17 @@ pub(crate) struct HeapArena {
     /// current span of that page, or a stale one whose page the reader does
     /// not own (which only invalid frees can observe).
     pub(crate) spans: [AtomicPtr<Span>; PAGES_PER_ARENA],
-    /// Size class of each page's span (0: large object or free page), and
-    /// the page's index within its small span: the C `free` finds an
-    /// object's class and start from these bytes, next to each other in
-    /// the arena's metadata, without touching the span struct. Written with
-    /// `spans` (heap lock); read without a lock (Relaxed: a valid free
-    /// happens after its allocation, which happened after the write).
-    pub(crate) page_class: [AtomicU8; PAGES_PER_ARENA],
-    pub(crate) page_index: [AtomicU8; PAGES_PER_ARENA],
-    /// At the first page of each small span, in checked builds: the span's
-    /// high-water mark (`Span::hw`), so that `free` can reject a slot that
-    /// was never handed out without touching the span struct. Reset to 0
-    /// (heap lock) when a span is made; raised by the span's cache owner
-    /// (Relaxed: a valid free happens after the allocation that raised it).
-    pub(crate) span_hw: [AtomicU16; PAGES_PER_ARENA],
+    /// Each page's record for frees (see [`PageRecord`]): the size class
+    /// of its small span (0: large object, collected heap, free page), the
+    /// page's offset in its span and, in checked builds, the span's
+    /// high-water mark as a byte offset. The C `free` finds an object's
+    /// class, its offset in its span and whether it was ever handed out in
+    /// this one load, without touching the span struct. Written with
+    /// `spans` (heap lock) when a span is made or freed; the high-water
+    /// field is raised by the span's cache owner (`Span::note_handed_out`).
+    /// Read without a lock (Relaxed: a valid free happens after its
+    /// allocation, which happened after both writes).
+    pub(crate) pages: [AtomicU64; PAGES_PER_ARENA],
     /// Pages at or above this offset (bytes from the arena base) have never
     /// been handed out, so they still read as zero. Heap lock.
     pub(crate) zeroed_base: usize,
@@ -67,25 +65,60 @@ pub(crate) struct HeapArena {
     pub(crate) base: usize,
 }
 
-/// What the arena map says about a page of a small-object span.
+/// The layout of a page record (`HeapArena::pages`), a `u64`:
+///
+/// | bits | field |
+/// | --- | --- |
+/// | 0..8 | size class of the page's small span; 0 when the page is not in one |
+/// | 8..32 | the span's high-water mark (checked builds): slots starting at or past this byte offset in the span were never handed out |
+/// | 32..64 | the page's byte offset in its span |
+///
+/// A page's own offset makes a span crossing an arena seam need nothing
+/// special: an object's offset in its span is its offset in the page plus
+/// the page's. Each page keeps its own copy of the high-water mark, exact
+/// for the objects starting on that page: the owner rewrites only the pages
+/// the mark moves across (usually one), since a page the mark has passed
+/// accepts all its objects whatever later raises.
+pub(crate) struct PageRecord;
+
+impl PageRecord {
+    const CLASS_MASK: u64 = 0xff;
+    const HW_SHIFT: u32 = 8;
+    /// The high-water field's largest value: 16 MiB, far above a small span.
+    pub(crate) const HW_MAX: usize = (1 << 24) - 1;
+    const OFFSET_SHIFT: u32 = 32;
+
+    /// The record of page `page` (counted from the span's first) of a small
+    /// span of `class` whose high-water mark is at byte `hw_end`.
+    #[inline(always)]
+    pub(crate) fn small(class: usize, page: usize, hw_end: usize) -> u64 {
+        debug_assert!(class > 0 && class as u64 <= Self::CLASS_MASK && hw_end <= Self::HW_MAX);
+        class as u64
+            | (hw_end as u64) << Self::HW_SHIFT
+            | ((page * PAGE_SIZE) as u64) << Self::OFFSET_SHIFT
+    }
+}
+
+// Every small span's bytes fit the high-water field.
+const _: () = {
+    let mut class = 1;
+    while class < crate::sizeclass::NUM_SIZE_CLASSES {
+        let pages = crate::sizeclass::CLASS_TO_ALLOCNPAGES[class] as usize;
+        assert!(pages * PAGE_SIZE <= PageRecord::HW_MAX);
+        class += 1;
+    }
+};
+
+/// What the arena map says about an address in a small-object span.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SmallPage {
     /// The span's size class.
     pub(crate) class: usize,
-    /// The span's first byte.
-    pub(crate) span_base: usize,
-    /// The arena metadata holding the span's first page.
-    arena: *mut HeapArena,
-}
-
-impl SmallPage {
-    /// The span's high-water mark (checked builds keep it current).
-    #[inline(always)]
-    pub(crate) fn hw(&self) -> usize {
-        let page = (self.span_base >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
-        // SAFETY: arenas are never freed, and `page < PAGES_PER_ARENA`.
-        unsafe { (*self.arena).span_hw[page].load(Ordering::Relaxed) as usize }
-    }
+    /// The address's byte offset from the span's first byte.
+    pub(crate) offset: usize,
+    /// The span's high-water mark as a byte offset (checked builds keep
+    /// it current): an object starting at or past it was never handed out.
+    pub(crate) hw_end: usize,
 }
 
 /// The arena index: one pointer per possible arena of the 48-bit space,
@@ -185,7 +218,7 @@ impl ArenaMap {
     /// Heap lock held; the arenas exist.
     pub(crate) fn set_spans(&self, base: usize, npages: usize, span: *mut Span) {
         // SAFETY: a non-null span is a live span whose class is set.
-        // Only malloc's small spans have page bytes (the C `free` reads
+        // Only malloc's small spans have page records (the C `free` reads
         // them); the collected heap's spans are 0 there, like large ones.
         let class = if span.is_null() {
             0
@@ -193,21 +226,13 @@ impl ArenaMap {
             // SAFETY: as above.
             unsafe {
                 if (*span).state() == crate::span::SpanState::Small {
-                    (*span).class.get()
+                    (*span).class.get() as usize
                 } else {
                     0
                 }
             }
         };
-        if !span.is_null() && class != 0 {
-            // A new small span: it has handed nothing out yet.
-            // SAFETY: as above; the arena of `base` exists.
-            unsafe {
-                let slot = self.hw_slot(base);
-                (*slot).store(0, Ordering::Relaxed);
-                (*span).hw_slot.set(slot);
-            }
-        }
+        let mut records = PageRecords::NONE;
         let mut addr = base;
         let end = base + npages * PAGE_SIZE;
         let mut i = 0usize;
@@ -215,28 +240,32 @@ impl ArenaMap {
             let arena = self.arena_of(addr);
             debug_assert!(!arena.is_null());
             let page = (addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
+            // A new small span has handed nothing out yet: high-water 0.
+            let record = if class == 0 {
+                0
+            } else {
+                PageRecord::small(class, i, 0)
+            };
             // SAFETY: the arena exists (the range was allocated from it).
             unsafe {
-                (*arena).page_class[page].store(class, Ordering::Relaxed);
-                (*arena).page_index[page].store(i.min(255) as u8, Ordering::Relaxed);
+                let rec = &(*arena).pages[page];
+                if i == 0 {
+                    records.first = rec;
+                } else if page == 0 {
+                    // The span crosses into the next arena up.
+                    records.seam = i;
+                    records.past_seam = rec;
+                }
+                rec.store(record, Ordering::Relaxed);
                 publish(&(*arena).spans[page], span);
             }
             addr += PAGE_SIZE;
             i += 1;
         }
-    }
-
-    /// The high-water-mark record of the span whose first page is at
-    /// `base`.
-    ///
-    /// # Safety
-    ///
-    /// The arena holding `base` exists.
-    unsafe fn hw_slot(&self, base: usize) -> *const AtomicU16 {
-        let arena = self.arena_of(base);
-        let page = (base >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
-        // SAFETY: per the contract; `page < PAGES_PER_ARENA`.
-        unsafe { &(*arena).span_hw[page] }
+        if class != 0 {
+            // SAFETY: as above; no cache holds the new span yet.
+            unsafe { (*span).set_page_records(records) };
+        }
     }
 
     /// The arenas, newest first (heap lock held).
@@ -253,10 +282,10 @@ impl ArenaMap {
         })
     }
 
-    /// For a free: the size class of the small object at `addr`, the start
-    /// of its span and where its high-water mark is, or `None` when `addr`
-    /// is not in a small-object span (large object, free page, or memory
-    /// goheap never mapped).
+    /// For a free: the size class of the small-object span holding
+    /// `addr`, `addr`'s offset in it and the span's high-water mark, or
+    /// `None` when `addr` is not in a small-object span (large object, free
+    /// page, or memory goheap never mapped).
     #[inline(always)]
     pub(crate) fn small_page(&self, addr: usize) -> Option<SmallPage> {
         let arena = self.arena_of(addr);
@@ -265,28 +294,15 @@ impl ArenaMap {
         }
         let page = (addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
         // SAFETY: arenas are never freed, and `page < PAGES_PER_ARENA`.
-        let (class, index) = unsafe {
-            (
-                (*arena).page_class[page].load(Ordering::Relaxed),
-                (*arena).page_index[page].load(Ordering::Relaxed),
-            )
-        };
+        let rec = unsafe { (*arena).pages[page].load(Ordering::Relaxed) };
+        let class = (rec & PageRecord::CLASS_MASK) as usize;
         if class == 0 {
             return None;
         }
-        let span_base = (addr & !(PAGE_SIZE - 1)) - index as usize * PAGE_SIZE;
-        // A span may start in the arena below, when the heap grew into the
-        // next arena up and the page allocator gave a run across the seam;
-        // the high-water record sits at the span's first page.
-        let arena = if page < index as usize {
-            self.arena_of(span_base)
-        } else {
-            arena
-        };
         Some(SmallPage {
-            class: class as usize,
-            span_base,
-            arena,
+            class,
+            offset: (addr & (PAGE_SIZE - 1)) + (rec >> PageRecord::OFFSET_SHIFT) as usize,
+            hw_end: (rec as u32 >> PageRecord::HW_SHIFT) as usize,
         })
     }
 

@@ -70,11 +70,16 @@ impl ClassCache {
 /// statistics readers touch only the atomics.
 #[repr(C)]
 pub(crate) struct ThreadCache {
+    /// First, so that a class's entry is at the cache's address plus a
+    /// multiple of its size: the fast paths reach it with one two-operand
+    /// `lea` (x86-64 compilers split a three-operand one, which is slow on
+    /// many cores, into two instructions).
+    pub(crate) classes: [ClassCache; NUM_SIZE_CLASSES],
     /// Brackets every operation of the owner (see [`enter`]).
     pub(crate) handshake: Handshake,
-    /// The free-list secrets, on the cache's first line (owner only).
+    /// The free-list secrets, on the line after the handshake's (owner
+    /// only).
     pub(crate) guard: freelist::Guard,
-    pub(crate) classes: [ClassCache; NUM_SIZE_CLASSES],
     /// Heap profiling (owner only, never claimed): the countdown to this
     /// thread's next sampled allocation (Go's `mcache.nextSample`).
     pub(crate) sample: Countdown,

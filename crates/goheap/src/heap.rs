@@ -1014,11 +1014,18 @@ mod tests {
         let obj = span.base.get() + past_seam * size;
         let page = heap.arenas.small_page(obj).expect("a small page");
         assert_eq!(page.class, class);
-        assert_eq!(page.span_base, span.base.get());
+        assert_eq!(page.offset, obj - span.base.get());
         // Only checked builds keep the high-water mark.
         if crate::CHECKED {
-            assert_eq!(page.hw(), past_seam + 1);
+            assert_eq!(page.hw_end, (past_seam + 1) * size);
             assert_eq!(span.published_hw(), past_seam + 1);
+            // The raise rewrote every page below the seam too, and the
+            // next slot still reads as never handed out.
+            let first = heap.arenas.small_page(span.base.get()).expect("a small page");
+            assert_eq!(first.hw_end, (past_seam + 1) * size);
+            if let Some(next) = heap.arenas.small_page(obj + size) {
+                assert!(next.offset >= next.hw_end);
+            }
         }
     }
 

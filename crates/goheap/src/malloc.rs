@@ -4,6 +4,7 @@
 //! See the crate docs for the overview, and "What is checked" there for
 //! the checks `free` makes.
 
+use crate::arena::SmallPage;
 use crate::cache::{enter, ThreadCache};
 use crate::profile;
 use crate::freelist;
@@ -290,20 +291,24 @@ pub(crate) unsafe fn free_sized(p: *mut u8, size: usize) {
 /// `p` is non-null; if it is a live goheap object, the caller gives it up.
 #[inline(always)]
 unsafe fn free_checked(p: *mut u8, want: Option<usize>) {
-    // Small objects: class and span start from the arena's page bytes,
-    // without touching the span struct.
+    // Small objects: class, offset in the span and high-water mark from
+    // the arena's page record, without touching the span struct.
     if let Some(page) = HEAP.arenas.small_page(p as usize) {
         let class = page.class;
-        let (idx, size) = check_small_start(p, page.class, page.span_base);
+        // SAFETY: page records hold classes of live small spans (written
+        // from `Span::class` in `set_spans`), and offsets within a span.
+        let starts_object = unsafe { sizeclass::is_object_start_unchecked(class, page.offset) };
+        if !starts_object || (CHECKED && page.offset >= page.hw_end) {
+            // A tail call: the fast path saves no registers for it.
+            // SAFETY: forwarded contract.
+            return unsafe { free_refused(p, want) };
+        }
         if let Some(w) = want {
             if w != class {
                 wrong_size(p, w, class);
             }
         }
         if CHECKED {
-            if idx >= page.hw() {
-                never_handed_out(p, size);
-            }
             // SAFETY: a non-null cache pointer is the thread's own live cache.
             return match unsafe { tls::cache().as_ref() } {
                 Some(c) => {
@@ -330,7 +335,10 @@ unsafe fn free_checked(p: *mut u8, want: Option<usize>) {
             // common case in unchecked builds too; others are caught when
             // the list is flushed.
             if c.classes[class].free.get() == p {
-                fatal!("free of {p:p}: double free of a {size}-byte object");
+                fatal!(
+                    "free of {p:p}: double free of a {}-byte object",
+                    sizeclass::class_size(class)
+                );
             }
         }
         // SAFETY: forwarded contract.
@@ -350,30 +358,35 @@ unsafe fn free_checked(p: *mut u8, want: Option<usize>) {
     unsafe { free_large(p) }
 }
 
-/// Checks that `p` starts an object of the span of `class` at `span_base`;
-/// returns its index and the class size.
-#[inline(always)]
-fn check_small_start(p: *mut u8, class: usize, span_base: usize) -> (usize, usize) {
-    let off = p as usize - span_base;
-    // SAFETY: page bytes hold classes of live spans, all below
-    // NUM_SIZE_CLASSES (written from `Span::class` in `set_spans`).
-    let (size, idx) = unsafe { sizeclass::size_and_index_unchecked(class, off) };
-    if idx * size != off {
-        interior(p, size);
+/// A small-object free that [`free_checked`]'s checks refused: reports
+/// why and aborts. Should both checks pass on this second look (an invalid
+/// free racing with the slot's first allocation), the free goes ahead as
+/// if it had come later.
+///
+/// # Safety
+///
+/// As [`free_checked`].
+#[cold]
+#[inline(never)]
+unsafe fn free_refused(p: *mut u8, want: Option<usize>) {
+    if let Some(page) = HEAP.arenas.small_page(p as usize) {
+        check_small_start(p, &page, "free");
     }
-    (idx, size)
+    // SAFETY: forwarded contract.
+    unsafe { free_checked(p, want) }
 }
 
-#[cold]
-#[inline(never)]
-fn interior(p: *mut u8, size: usize) -> ! {
-    fatal!("free of {p:p}: pointer into the middle of a {size}-byte object")
-}
-
-#[cold]
-#[inline(never)]
-fn never_handed_out(p: *mut u8, size: usize) -> ! {
-    fatal!("free of {p:p}: invalid free: this {size}-byte slot was never handed out")
+/// Checks that `p`, at `page`, starts an object that was handed out
+/// (checked builds know the high-water mark); aborts with a report naming
+/// `what` (the call) if not.
+fn check_small_start(p: *mut u8, page: &SmallPage, what: &str) {
+    let size = sizeclass::class_size(page.class);
+    if page.offset % size != 0 {
+        fatal!("{what} of {p:p}: pointer into the middle of a {size}-byte object");
+    }
+    if CHECKED && page.offset >= page.hw_end {
+        fatal!("{what} of {p:p}: invalid pointer: this {size}-byte slot was never handed out");
+    }
 }
 
 #[cold]
@@ -551,10 +564,8 @@ unsafe fn check_live_small(p: *mut u8, what: &str) {
     let Some(page) = HEAP.arenas.small_page(p as usize) else {
         fatal!("{what} of {p:p}: not a live small object");
     };
-    let (idx, size) = check_small_start(p, page.class, page.span_base);
-    if idx >= page.hw() {
-        fatal!("{what} of {p:p}: invalid pointer: this {size}-byte slot was never handed out");
-    }
+    check_small_start(p, &page, what);
+    let size = sizeclass::class_size(page.class);
     // SAFETY: `p` starts a slot of an in-use small span.
     if unsafe { freelist::is_marked(p) } {
         if let Some(place) = find_free_copy(p, page.class) {

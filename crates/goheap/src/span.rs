@@ -9,12 +9,43 @@
 
 use crate::os::OS_PAGE_SIZE;
 use crate::sizeclass::{self, MAX_OBJS_PER_SPAN, PAGE_SIZE};
-use crate::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use crate::arena::PageRecord;
+use crate::sync::atomic::{
+    AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed,
+};
 use core::cell::Cell;
 use core::ptr;
 
 /// Bytes of in-use spans' memory released to the OS (see `Span::released`).
 pub(crate) static SPAN_INTERIOR_RELEASED: AtomicUsize = AtomicUsize::new(0);
+
+/// Where a small span's page records are in the arena metadata: its first
+/// page's, and, when the span crosses into the next arena up, the record of
+/// the first page there (`seam` pages from the span's start). Page records
+/// of one arena are contiguous.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PageRecords {
+    pub(crate) first: *const AtomicU64,
+    pub(crate) seam: usize,
+    pub(crate) past_seam: *const AtomicU64,
+}
+
+impl PageRecords {
+    pub(crate) const NONE: PageRecords = PageRecords {
+        first: ptr::null(),
+        seam: usize::MAX,
+        past_seam: ptr::null(),
+    };
+
+    /// The record of the span's page `page`.
+    fn of_page(&self, page: usize) -> *const AtomicU64 {
+        if page < self.seam {
+            self.first.wrapping_add(page)
+        } else {
+            self.past_seam.wrapping_add(page - self.seam)
+        }
+    }
+}
 
 /// Words in each per-span bitmap (1024 objects at most).
 pub(crate) const BITMAP_WORDS: usize = MAX_OBJS_PER_SPAN / 64;
@@ -59,7 +90,7 @@ pub(crate) enum SpanList {
 /// atomic) and code only ever holds `&Span`, never `&mut Span`; who may
 /// touch which field is a rule of the protocol, not of the borrow checker:
 ///
-/// - `base`, `npages`, `elemsize`, `nelems`, `class`, `hw_slot`: written by
+/// - `base`, `npages`, `elemsize`, `nelems`, `class`, `records`: written by
 ///   the heap under the heap lock before the span is published in the
 ///   arena map; read-only while the span is in use, except `npages` and
 ///   `elemsize` of a large span, which its object's owner resizes under
@@ -112,12 +143,16 @@ pub(crate) struct Span {
     /// ordered after every raise by the stopped world).
     pub(crate) gc_samples: AtomicU32,
     /// Checked builds: slots at or above this index have never been handed
-    /// out since the span was made (its high-water mark), mirrored in the
-    /// arena's per-page record at `hw_slot` for frees to read. Kept when the
-    /// span is reset as a spare: slots below it were handed out and freed,
-    /// and freed slots carry the free marker.
-    pub(crate) hw: Cell<u16>,
-    pub(crate) hw_slot: Cell<*const AtomicU16>,
+    /// out since the span was made (its high-water mark), mirrored as a
+    /// byte offset in the page records of `records` for frees to read. Kept
+    /// when the span is reset as a spare: slots below it were handed out
+    /// and freed, and freed slots carry the free marker. Written by the
+    /// cache owner (plain load and store); read by the central list and
+    /// the heap checker, which hold the span still (Relaxed).
+    pub(crate) hw: AtomicU16,
+    /// Where the arena keeps this small span's page records (the heap,
+    /// under its lock, when the span is made; empty for other spans).
+    pub(crate) records: Cell<PageRecords>,
     /// Slots at or above this index have not been handed out since the
     /// span's pages were last known zero.
     pub(crate) fresh_mark: Cell<usize>,
@@ -178,8 +213,8 @@ impl Span {
         zeroed_by_release: Cell::new(false),
         sample: Cell::new(0),
         gc_samples: AtomicU32::new(0),
-        hw: Cell::new(0),
-        hw_slot: Cell::new(ptr::null()),
+        hw: AtomicU16::new(0),
+        records: Cell::new(PageRecords::NONE),
         fresh_mark: Cell::new(0),
         released: Cell::new(0),
         alloc_count: Cell::new(0),
@@ -218,7 +253,7 @@ impl Span {
         self.set_state(SpanState::Small);
         self.elemsize.set(sizeclass::class_size(class));
         self.nelems.set(sizeclass::class_nelems(class));
-        self.hw.set(0);
+        self.hw.store(0, Relaxed);
         self.reset(needzero);
     }
 
@@ -280,28 +315,54 @@ impl Span {
     #[inline(always)]
     pub(crate) fn note_handed_out(&self, idx: usize) {
         if crate::CHECKED {
-            let next = idx as u16 + 1;
-            if next > self.hw.get() {
-                self.hw.set(next);
-                let slot = self.hw_slot.get();
-                if !slot.is_null() {
-                    // SAFETY: `hw_slot` points into the arena metadata of
-                    // the span's first page, which is never unmapped.
-                    unsafe { (*slot).store(next, Relaxed) };
-                }
+            let next = idx + 1;
+            let old = self.hw.load(Relaxed) as usize;
+            if next > old {
+                self.hw.store(next as u16, Relaxed);
+                self.publish_hw(old, next);
             }
         }
     }
 
-    /// The high-water mark as frees see it (the arena record's copy, which
-    /// any thread may read), or the span's own where it has no record.
+    /// Rewrites the page records the high-water mark crossed going from
+    /// slot `old` to slot `new`: the pages holding the starts of slots
+    /// `old..new`. Pages below keep a mark at or past their end, so they
+    /// accept all their objects already (see `arena::PageRecord`).
+    #[cold]
+    fn publish_hw(&self, old: usize, new: usize) {
+        let records = self.records.get();
+        if records.first.is_null() {
+            return;
+        }
+        let size = self.elemsize.get();
+        let (old_end, new_end) = (old * size, new * size);
+        let class = self.class.get() as usize;
+        for page in old_end / PAGE_SIZE..=(new_end - 1) / PAGE_SIZE {
+            let rec = PageRecord::small(class, page, new_end);
+            // SAFETY: page records live in arena metadata, never unmapped,
+            // and `page` is one of this span's pages.
+            unsafe { (*records.of_page(page)).store(rec, Relaxed) };
+        }
+    }
+
+    /// Sets where this new small span's page records are (the heap, under
+    /// its lock, before any cache holds the span).
+    ///
+    /// # Safety
+    ///
+    /// `records` points at this span's pages' records.
+    pub(crate) unsafe fn set_page_records(&self, records: PageRecords) {
+        self.records.set(records);
+    }
+
+    /// The high-water mark, for readers that hold the span still (the
+    /// central list's lock, a frozen heap); `nelems` for spans with no page
+    /// records.
     pub(crate) fn published_hw(&self) -> usize {
-        let slot = self.hw_slot.get();
-        if slot.is_null() {
+        if self.records.get().first.is_null() {
             return self.nelems.get();
         }
-        // SAFETY: `hw_slot` points into arena metadata, never unmapped.
-        unsafe { (*slot).load(Relaxed) as usize }
+        self.hw.load(Relaxed) as usize
     }
 
     /// Whether slot `idx` is free in this span as its cache owner sees it:

@@ -15,7 +15,8 @@ mod table;
 mod tests;
 
 pub use table::{
-    CLASS_TO_ALLOCNPAGES, CLASS_TO_DIVMAGIC, CLASS_TO_SIZE, SIZE_TO_CLASS128, SIZE_TO_CLASS8,
+    CLASS_TO_ALLOCNPAGES, CLASS_TO_DIVMAGIC, CLASS_TO_SIZE, CLASS_TO_STARTMAGIC, SIZE_TO_CLASS128,
+    SIZE_TO_CLASS8,
 };
 
 /// log2 of goheap's page size (Go's `_PageShift`).
@@ -163,21 +164,19 @@ pub fn object_index(class: usize, offset: usize) -> usize {
     ((offset as u64 * CLASS_TO_DIVMAGIC[class] as u64) >> 32) as usize
 }
 
-/// [`class_size`] and [`object_index`] without the bounds check, for the
-/// free path, whose class comes from the arena map's page bytes.
+/// Whether byte `offset` of a span of class `class` starts an object: one
+/// multiply and one compare (`CLASS_TO_STARTMAGIC`), for the free path,
+/// whose class comes from the arena map's page records.
 ///
 /// # Safety
 ///
-/// `class < NUM_SIZE_CLASSES`.
+/// `0 < class < NUM_SIZE_CLASSES`, and `offset` is below 2^32.
 #[inline(always)]
-pub(crate) unsafe fn size_and_index_unchecked(class: usize, offset: usize) -> (usize, usize) {
-    debug_assert!(class < NUM_SIZE_CLASSES);
-    // SAFETY: per the contract, in bounds of both tables.
-    unsafe {
-        let size = *CLASS_TO_SIZE.get_unchecked(class) as usize;
-        let magic = *CLASS_TO_DIVMAGIC.get_unchecked(class) as u64;
-        (size, ((offset as u64 * magic) >> 32) as usize)
-    }
+pub(crate) unsafe fn is_object_start_unchecked(class: usize, offset: usize) -> bool {
+    debug_assert!(class > 0 && class < NUM_SIZE_CLASSES && offset >> 32 == 0);
+    // SAFETY: per the contract, in bounds.
+    let magic = unsafe { *CLASS_TO_STARTMAGIC.get_unchecked(class) };
+    (offset as u64).wrapping_mul(magic) < magic
 }
 
 /// Writes the class table for people: one line per class with its object

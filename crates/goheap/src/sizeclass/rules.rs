@@ -152,6 +152,37 @@ fn check_divmagic(classes: &[Class]) -> Result<(), String> {
     Ok(())
 }
 
+/// The divisibility constant for `size` (Lemire, Kaser and Kurz, "Faster
+/// remainder by direct computation", 2019): `ceil(2^64 / size)`, so that
+/// for any offset below 2^32, `offset * magic mod 2^64 < magic` exactly
+/// when `size` divides `offset`. One multiply and one compare tell a free
+/// whether a pointer starts an object, without the quotient.
+fn startmagic(size: usize) -> u64 {
+    match u64::try_from(size) {
+        Ok(0) | Err(_) => 0,
+        Ok(size) => u64::MAX / size + 1,
+    }
+}
+
+/// Checks by brute force that [`startmagic`] tells object starts exactly at
+/// every offset `0..=span bytes` of every class.
+fn check_startmagic(classes: &[Class]) -> Result<(), String> {
+    for (class, c) in classes.iter().enumerate().skip(1) {
+        let magic = startmagic(c.size);
+        for offset in 0..=c.span_bytes() {
+            let says_start = (offset as u64).wrapping_mul(magic) < magic;
+            if says_start != (offset % c.size == 0) {
+                return Err(format!(
+                    "class {class} (size {}): startmagic {magic} says {says_start} for offset \
+                     {offset}",
+                    c.size
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks the shape of the table: the expected count, sizes that fit the
 /// table types, strictly increasing sizes and at most 12.5% tail waste.
 fn check_classes(classes: &[Class]) -> Result<(), String> {
@@ -218,6 +249,7 @@ pub(crate) fn generate() -> Result<String, String> {
     let classes = make_classes();
     check_classes(&classes)?;
     check_divmagic(&classes)?;
+    check_startmagic(&classes)?;
     render(&classes).map_err(|e| format!("formatting failed: {e}"))
 }
 
@@ -225,6 +257,10 @@ fn render(classes: &[Class]) -> Result<String, core::fmt::Error> {
     let sizes: Vec<usize> = classes.iter().map(|c| c.size).collect();
     let npages: Vec<usize> = classes.iter().map(|c| c.npages).collect();
     let magics: Vec<usize> = classes.iter().map(|c| divmagic(c.size) as usize).collect();
+    let startmagics: Vec<usize> = classes
+        .iter()
+        .map(|c| startmagic(c.size) as usize)
+        .collect();
     let class8: Vec<usize> = (0..=SMALL_SIZE_MAX / SMALL_SIZE_DIV)
         .map(|i| class_for(classes, i * SMALL_SIZE_DIV))
         .collect();
@@ -269,6 +305,17 @@ fn render(classes: &[Class]) -> Result<String, core::fmt::Error> {
         "u32",
         &magics,
         6,
+    )?;
+    write_array(
+        &mut out,
+        "`u64::MAX / size + 1` (`ceil(2^64 / size)`) for each class (0 for class\n\
+         0): for every offset in a span, `offset * magic` wrapped to 64 bits is\n\
+         below `magic` exactly when the offset starts an object (checked by the\n\
+         generator for every offset of every class).",
+        "CLASS_TO_STARTMAGIC",
+        "u64",
+        &startmagics,
+        4,
     )?;
     write_array(
         &mut out,

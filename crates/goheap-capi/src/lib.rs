@@ -166,7 +166,7 @@ extern "C" fn print_stats_at_exit() {
     stats::print_stats_at_exit();
 }
 
-/// `malloc(size)` without `errno`: null on failure.
+/// `malloc(size)`: null on failure, with `errno` set to `ENOMEM`.
 #[inline(always)]
 fn alloc(size: usize) -> *mut c_void {
     raw::malloc(size).cast()
@@ -212,12 +212,10 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 // through the dynamic linker and can land in another library's function
 // of that name (glibc's, when this library was loaded with `dlopen`).
 
+#[inline(always)]
 fn malloc_impl(size: usize) -> *mut c_void {
-    let p = alloc(size);
-    if p.is_null() {
-        return enomem();
-    }
-    p
+    // Sets errno itself on failure, so that this is a tail call.
+    alloc(size)
 }
 
 /// Frees `p`; null is ignored. Aborts with a report naming `p` when `p` is
@@ -326,8 +324,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
 /// As [`realloc`].
 unsafe fn realloc_impl(p: *mut c_void, size: usize) -> *mut c_void {
     if p.is_null() {
-        let q = alloc(size);
-        return if q.is_null() { enomem() } else { q };
+        return alloc(size);
     }
     if size == 0 {
         // SAFETY: forwarded contract.

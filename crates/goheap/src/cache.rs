@@ -238,8 +238,12 @@ impl ThreadCache {
     /// # Safety
     ///
     /// `self` is the calling thread's own cache.
+    ///
+    /// With `SETS_ERRNO` (C's `malloc`), a null return has set `errno` to
+    /// `ENOMEM`, in the cold function, so the call to it stays in tail
+    /// position.
     #[inline(always)]
-    pub(crate) unsafe fn alloc_owned(&self, class: usize) -> *mut u8 {
+    pub(crate) unsafe fn alloc_owned<const SETS_ERRNO: bool>(&self, class: usize) -> *mut u8 {
         debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
         let entered = self.handshake.try_enter();
         if entered {
@@ -256,7 +260,7 @@ impl ThreadCache {
             }
         }
         // SAFETY: forwarded contract.
-        unsafe { self.alloc_owned_rest(class, entered) }
+        unsafe { self.alloc_owned_rest::<SETS_ERRNO>(class, entered) }
     }
 
     /// The rest of [`alloc_owned`](Self::alloc_owned), `entered` or not:
@@ -267,13 +271,21 @@ impl ThreadCache {
     ///
     /// As [`alloc_owned`](Self::alloc_owned).
     #[inline(never)]
-    unsafe fn alloc_owned_rest(&self, class: usize, entered: bool) -> *mut u8 {
-        if entered {
+    unsafe fn alloc_owned_rest<const SETS_ERRNO: bool>(
+        &self,
+        class: usize,
+        entered: bool,
+    ) -> *mut u8 {
+        let p = if entered {
             self.alloc_entered(class)
         } else {
             // SAFETY: forwarded contract.
             unsafe { self.alloc_entering(class) }
+        };
+        if SETS_ERRNO && p.is_null() {
+            crate::os::set_enomem();
         }
+        p
     }
 
     /// [`alloc_owned`](Self::alloc_owned) for a claimed cache: waits for

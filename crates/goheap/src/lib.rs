@@ -476,7 +476,8 @@ pub mod raw {
     }
 
     /// C's `malloc(size)`: `size` bytes aligned to 16 (to 8 when `size <=
-    /// 8`). Null on exhaustion or when `size` exceeds [`crate::MAX_ALLOC`].
+    /// 8`). Null on exhaustion or when `size` exceeds [`crate::MAX_ALLOC`],
+    /// and then `errno` is `ENOMEM`, as C requires.
     #[inline]
     pub fn malloc(size: usize) -> *mut u8 {
         malloc::malloc(size)

@@ -52,33 +52,38 @@ fn aligned_class(size: usize, align: usize) -> Option<usize> {
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     match class_for(size, align) {
-        Some(class) => alloc_small(class, size),
+        Some(class) => alloc_small::<false>(class, size),
         None => alloc_large(size, align, false),
     }
 }
 
 /// An object of `class` (for a request of `size` bytes) from the calling
 /// thread's cache, or from the heap profile's region when it is sampled.
+/// With `SETS_ERRNO` (C's `malloc`), a null return has set `errno`.
 #[inline(always)]
-fn alloc_small(class: usize, size: usize) -> *mut u8 {
+fn alloc_small<const SETS_ERRNO: bool>(class: usize, size: usize) -> *mut u8 {
     // SAFETY: a non-null cache pointer is the thread's own live cache.
     match unsafe { tls::cache().as_ref() } {
         // SAFETY: as above.
-        Some(c) if !c.sample_due(size) => unsafe { c.alloc_owned(class) },
+        Some(c) if !c.sample_due(size) => unsafe { c.alloc_owned::<SETS_ERRNO>(class) },
         // One call for both other cases (see `free_small`).
-        _ => alloc_small_rest(class, size),
+        _ => alloc_small_rest::<SETS_ERRNO>(class, size),
     }
 }
 
 /// [`alloc_small`] without a cache, or with the profile's countdown run
 /// out (then the thread has a cache).
 #[inline(never)]
-fn alloc_small_rest(class: usize, size: usize) -> *mut u8 {
+fn alloc_small_rest<const SETS_ERRNO: bool>(class: usize, size: usize) -> *mut u8 {
     // SAFETY: a non-null cache pointer is the thread's own live cache.
-    match unsafe { tls::cache().as_ref() } {
+    let p = match unsafe { tls::cache().as_ref() } {
         Some(c) => alloc_maybe_sampled(c, class, size),
         None => alloc_without_cache(class),
+    };
+    if SETS_ERRNO && p.is_null() {
+        crate::os::set_enomem();
     }
+    p
 }
 
 /// [`alloc_small`] when the profile's countdown ran out: the sampled
@@ -91,18 +96,30 @@ fn alloc_maybe_sampled(c: &ThreadCache, class: usize, size: usize) -> *mut u8 {
         return p;
     }
     // SAFETY: `c` is the calling thread's own cache.
-    unsafe { c.alloc_owned(class) }
+    unsafe { c.alloc_owned::<false>(class) }
 }
 
 /// C's `malloc(size)`: [`alloc`] at C's alignment (16 above 8 bytes, else
-/// 8), with the class from one table load. Null when memory is exhausted
-/// or `size` exceeds [`MAX_ALLOC`].
+/// 8), with the class from one table load. Null, with `errno` set to
+/// `ENOMEM`, when memory is exhausted or `size` exceeds [`MAX_ALLOC`]: the
+/// slow paths set it, so that every call out of the fast path is a tail
+/// call and `malloc` saves no registers.
 #[inline(always)]
 pub(crate) fn malloc(size: usize) -> *mut u8 {
     if size > MAX_SMALL_SIZE {
-        return alloc_large(size, 16, false);
+        return malloc_large(size);
     }
-    alloc_small(sizeclass::c_malloc_class(size, CHECKED), size)
+    alloc_small::<true>(sizeclass::c_malloc_class(size, CHECKED), size)
+}
+
+/// [`malloc`] of a large object.
+#[inline(never)]
+fn malloc_large(size: usize) -> *mut u8 {
+    let p = alloc_large(size, 16, false);
+    if p.is_null() {
+        crate::os::set_enomem();
+    }
+    p
 }
 
 /// Like [`alloc`], with the first `size` bytes zero.
@@ -231,6 +248,9 @@ unsafe fn free_sampled(p: *mut u8) {
 /// # Safety
 ///
 /// `p` is null or was returned by goheap and is not used after this call.
+///
+/// Inline, so that the C library's `free` is this code and not a jump to it.
+#[inline]
 pub(crate) unsafe fn free(p: *mut u8) {
     if p.is_null() {
         return;

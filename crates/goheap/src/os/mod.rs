@@ -38,6 +38,15 @@ pub(crate) fn clock_ns(clock: libc::clockid_t) -> u64 {
     (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
 }
 
+/// Sets the calling thread's `errno` to `ENOMEM`, as C's `malloc` does
+/// when it returns null.
+#[cold]
+pub(crate) fn set_enomem() {
+    // SAFETY: `__errno_location` returns the calling thread's errno slot,
+    // valid for the thread's life.
+    unsafe { *libc::__errno_location() = libc::ENOMEM };
+}
+
 /// The boundary between goheap and the operating system.
 ///
 /// Shared preconditions of every method: addresses and sizes are multiples of

@@ -967,10 +967,10 @@ mod tests {
     }
 
     /// When the heap grows into the arena above, a small span can sit
-    /// across the seam; a free of an object past the seam must find the
-    /// span's high-water mark at its first page, in the arena below (the
-    /// C `free` once read the upper arena's record and called a handed-out
-    /// slot "never handed out").
+    /// across the seam; a free of an object past the seam must see the
+    /// span's high-water mark in the upper arena's page records too (the
+    /// C `free` once read a record there that never had it and called a
+    /// handed-out slot "never handed out").
     #[test]
     #[cfg_attr(
         miri,

@@ -966,6 +966,47 @@ mod tests {
         }
     }
 
+    /// Every page's record says where its span's high-water mark is for
+    /// the objects starting on it, whichever pages the mark has crossed:
+    /// after each raise (by one slot, or past several), a slot reads as
+    /// handed out exactly when it is below the mark, on every page of
+    /// multi-page spans, with objects straddling page boundaries.
+    #[test]
+    fn page_records_follow_the_high_water_mark_on_every_page() {
+        let heap = Heap::new(Logged::leak());
+        let classes: Vec<usize> = (1..crate::sizeclass::NUM_SIZE_CLASSES)
+            .filter(|&c| class_npages(c) >= 2 && class_nelems(c) <= if cfg!(miri) { 8 } else { 64 })
+            .collect();
+        assert!(classes.len() >= 3, "multi-page classes: {classes:?}");
+        for (n, &class) in classes.iter().enumerate() {
+            let s = small_span(&heap, class);
+            assert!(!s.is_null());
+            // SAFETY: a live span we own.
+            let span = unsafe { &*s };
+            let (base, size, nelems) = (span.base.get(), span.elemsize.get(), span.nelems.get());
+            // Steps of 1, 2 or 3 slots, so some raises cross two pages.
+            let step = 1 + n % 3;
+            let mut hw = 0;
+            while hw < nelems {
+                let idx = (hw + step - 1).min(nelems - 1);
+                span.note_handed_out(idx);
+                hw = idx + 1;
+                for slot in 0..nelems {
+                    let obj = base + slot * size;
+                    let page = heap.arenas.small_page(obj).expect("a small page");
+                    assert_eq!((page.class, page.offset), (class, slot * size));
+                    if crate::CHECKED {
+                        assert_eq!(
+                            page.offset < page.hw_end,
+                            slot < hw,
+                            "class {class}, slot {slot}, mark {hw}: record says {page:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// When the heap grows into the arena above, a small span can sit
     /// across the seam; a free of an object past the seam must see the
     /// span's high-water mark in the upper arena's page records too (the

@@ -277,9 +277,11 @@ impl Guard {
             // A null link (the list's last object) passes as offset 0,
             // without a branch of its own: it comes as often as the program
             // makes it, so such a branch mispredicts (a quarter of
-            // `tight`'s pops did).
+            // `tight`'s pops did). The mask compiles to a conditional move
+            // (`hint::select_unpredictable` says so, but is newer than the
+            // crate's MSRV).
             let off = (next as usize).wrapping_sub(self.lo.get()).rotate_right(3);
-            let off = core::hint::select_unpredictable(next.is_null(), 0, off);
+            let off = off & (!next.is_null() as usize).wrapping_neg();
             if off >= self.span8.get() {
                 return None;
             }

@@ -31,7 +31,7 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
         }
         // Checked builds have no 8-byte class: a freed object needs a
         // second word for its free marker.
-        return Some(sizeclass::class_at_align16(sizeclass::size_to_class(size), align > 8, CHECKED));
+        return Some(sizeclass::layout_class(size, align > 8, CHECKED));
     }
     aligned_class(size, align)
 }

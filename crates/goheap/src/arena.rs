@@ -8,7 +8,7 @@ use crate::os::{Os, OS_PAGE_SIZE};
 use crate::sizeclass::{PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;
 use crate::span::PageRecords;
-use crate::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{load_published, publish};
 use core::ptr;
 
@@ -124,9 +124,14 @@ pub(crate) struct SmallPage {
 /// The arena index: one pointer per possible arena of the 48-bit space,
 /// reserved as 32 MiB of virtual memory and backed only where touched.
 pub(crate) struct ArenaMap {
-    /// `ARENA_INDEX_LEN` entries. Set once (Release) at heap init; entries go
-    /// from null to non-null under the heap lock and never back.
+    /// `ARENA_INDEX_LEN` entries. Set once at heap init; entries go from
+    /// null to non-null under the heap lock and never back.
     index: AtomicPtr<AtomicPtr<HeapArena>>,
+    /// The entries `index` has: 0 until it is set, then `ARENA_INDEX_LEN`
+    /// (stored with Release after `index`). A lookup's one bound check
+    /// covers both an address past the 48-bit space and a heap not yet
+    /// set up.
+    index_len: AtomicUsize,
     /// The arenas, newest first, linked through `HeapArena::next`. Heap
     /// lock for writers; readers hold the heap lock too.
     arenas: AtomicPtr<HeapArena>,
@@ -136,6 +141,7 @@ impl ArenaMap {
     pub(crate) const fn new() -> Self {
         ArenaMap {
             index: AtomicPtr::new(ptr::null_mut()),
+            index_len: AtomicUsize::new(0),
             arenas: AtomicPtr::new(ptr::null_mut()),
         }
     }
@@ -151,19 +157,21 @@ impl ArenaMap {
         if p.is_null() || !unsafe { os.commit(p, bytes) } {
             return false;
         }
-        publish(&self.index, p.cast());
+        self.index.store(p.cast(), Ordering::Relaxed);
+        self.index_len.store(ARENA_INDEX_LEN, Ordering::Release);
         true
     }
 
     /// The arena metadata for `addr`, or null.
     #[inline(always)]
     pub(crate) fn arena_of(&self, addr: usize) -> *mut HeapArena {
-        let index = load_published(&self.index);
         let i = addr >> ARENA_SHIFT;
-        if index.is_null() || i >= ARENA_INDEX_LEN {
+        // Acquire: a non-zero length comes after the index it bounds.
+        if i >= self.index_len.load(Ordering::Acquire) {
             return ptr::null_mut();
         }
-        // SAFETY: `i < ARENA_INDEX_LEN`, inside the committed index.
+        let index = self.index.load(Ordering::Relaxed);
+        // SAFETY: `i < index_len`, so the index is set and `i` inside it.
         unsafe { load_published(&*index.add(i)) }
     }
 

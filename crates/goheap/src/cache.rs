@@ -22,8 +22,10 @@ pub(crate) struct ClassCache {
     /// first word, see `freelist`): reused before anything else, while
     /// still hot.
     pub(crate) free: Cell<*mut u8>,
-    /// Length of `free`.
-    pub(crate) len: Cell<u32>,
+    /// How many more objects `free` takes before it reaches `max`: `max`
+    /// minus its length. Kept instead of the length so that a free tests
+    /// and updates one field (`room == 0`, then one decrement).
+    room: Cell<u32>,
     /// When `free` reaches this length it goes to the central list's
     /// transfer cache (or half of it back into its spans).
     pub(crate) max: Cell<u32>,
@@ -37,12 +39,38 @@ pub(crate) struct ClassCache {
 }
 
 impl ClassCache {
+    /// Length of `free`.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> u32 {
+        self.max.get() - self.room.get()
+    }
+
+    /// Records that `free` now holds `len` objects (at most `max`).
+    #[inline(always)]
+    pub(crate) fn set_len(&self, len: u32) {
+        debug_assert!(len <= self.max.get());
+        self.room.set(self.max.get() - len);
+    }
+
+    /// Whether `free` is below `max`.
+    #[inline(always)]
+    pub(crate) fn has_room(&self) -> bool {
+        self.room.get() != 0
+    }
+
+    /// Sets the flush bound (the list empty, or its length kept).
+    pub(crate) fn set_max(&self, max: u32) {
+        let len = self.len();
+        self.max.set(max);
+        self.set_len(len);
+    }
+
     /// Takes the list's head off, `next` being its link (already read and
     /// checked): the one allocation step both fast paths share.
     #[inline(always)]
     fn take_head(&self, next: *mut u8) {
         self.free.set(next);
-        self.len.set(self.len.get() - 1);
+        self.room.set(self.room.get() + 1);
         bump(&self.mallocs);
     }
 
@@ -57,7 +85,7 @@ impl ClassCache {
         // SAFETY: `p` is an object we now own.
         unsafe { guard.push(p, self.free.get()) };
         self.free.set(p);
-        self.len.set(self.len.get() + 1);
+        self.room.set(self.room.get() - 1);
         bump(&self.frees);
     }
 }
@@ -126,7 +154,7 @@ impl ThreadCache {
             classes: [const {
                 ClassCache {
                     free: Cell::new(ptr::null_mut()),
-                    len: Cell::new(0),
+                    room: Cell::new(0),
                     max: Cell::new(0),
                     span: Cell::new(&EMPTY_SPAN),
                     mallocs: AtomicU64::new(0),
@@ -149,7 +177,7 @@ impl ThreadCache {
     pub(crate) fn set_bounds(&self) {
         self.guard.refresh();
         for class in 1..NUM_SIZE_CLASSES {
-            self.classes[class].max.set(class_max(class));
+            self.classes[class].set_max(class_max(class));
         }
     }
 
@@ -325,7 +353,7 @@ impl ThreadCache {
         if entered {
             // SAFETY: as in `alloc_inner`.
             let cc = unsafe { self.classes.get_unchecked(class) };
-            if cc.len.get() < cc.max.get() {
+            if cc.has_room() {
                 // SAFETY: `p` is an object we now own.
                 unsafe { cc.push(&self.guard, p) };
                 self.handshake.exit();
@@ -383,7 +411,7 @@ impl ThreadCache {
         debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
         // SAFETY: as in `alloc`.
         let cc = unsafe { self.classes.get_unchecked(class) };
-        if cc.len.get() >= cc.max.get() {
+        if !cc.has_room() {
             // SAFETY: forwarded contract.
             return unsafe { self.free_slow(p, class) };
         }
@@ -402,7 +430,7 @@ impl ThreadCache {
         if let Some((head, n)) = self.heap.centrals[class].take_batch() {
             let cc = &self.classes[class];
             cc.free.set(head);
-            cc.len.set(n);
+            cc.set_len(n);
             return self.alloc_inner(class).0;
         }
         self.refill(class);
@@ -479,16 +507,16 @@ impl ThreadCache {
         // costs nothing.
         let cc = &self.classes[class];
         let central = &self.heap.centrals[class];
-        if central.put_batch(cc.free.get(), cc.len.get()) {
+        if central.put_batch(cc.free.get(), cc.len()) {
             cc.free.set(ptr::null_mut());
-            cc.len.set(0);
+            cc.set_len(0);
         } else {
-            let nflush = cc.len.get() - cc.max.get() / 2;
+            let nflush = cc.len() - cc.max.get() / 2;
             // SAFETY: the list holds `len >= nflush` well-linked objects, of
             // which we give up the first `nflush`.
             cc.free
                 .set(unsafe { central.free_batch(self.heap, class, cc.free.get(), nflush as usize) });
-            cc.len.set(cc.len.get() - nflush);
+            cc.set_len(cc.len() - nflush);
         }
         // SAFETY: forwarded contract; now there is room.
         unsafe { self.free(p, class) };
@@ -499,8 +527,9 @@ impl ThreadCache {
     pub(crate) fn flush_all(&self) {
         for class in 1..NUM_SIZE_CLASSES {
             let cc = &self.classes[class];
-            if cc.len.get() > 0 {
-                let (head, n) = (cc.free.replace(ptr::null_mut()), cc.len.replace(0));
+            if cc.len() > 0 {
+                let (head, n) = (cc.free.replace(ptr::null_mut()), cc.len());
+                cc.set_len(0);
                 // SAFETY: the cache's list is `n` well-linked objects.
                 unsafe { self.heap.centrals[class].free_batch(self.heap, class, head, n as usize) };
             }
@@ -521,7 +550,7 @@ impl ThreadCache {
         let mut found = false;
         // SAFETY: the owner's list is well formed and frozen for us.
         unsafe {
-            crate::central::for_each_in_list(cc.free.get(), cc.len.get() as usize, |q| {
+            crate::central::for_each_in_list(cc.free.get(), cc.len() as usize, |q| {
                 found |= q == p
             })
         };
@@ -635,11 +664,11 @@ mod tests {
             // SAFETY: live objects of `class` we give up.
             unsafe { c.free(p, class) };
         }
-        assert_eq!(c.classes[class].len.get(), 10);
+        assert_eq!(c.classes[class].len(), 10);
         for &p in a.iter().rev() {
             assert_eq!(c.alloc(class), p, "LIFO reuse");
         }
-        assert_eq!(c.classes[class].len.get(), 0);
+        assert_eq!(c.classes[class].len(), 0);
         for &p in &a {
             // SAFETY: as above.
             unsafe { c.free(p, class) };
@@ -664,7 +693,7 @@ mod tests {
             unsafe { c.free(p, class) };
         }
         // The list hit its bound: the whole list went to the transfer cache.
-        assert_eq!(c.classes[class].len.get(), 1);
+        assert_eq!(c.classes[class].len(), 1);
         assert_eq!(h.centrals[class].lists.lock().nbatches, 1);
         // Once the list and the span's fresh slots are used up, the next
         // refill takes the batch back whole.

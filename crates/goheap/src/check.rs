@@ -88,7 +88,7 @@ impl Checker {
     fn cache(&mut self, heap: &Heap, c: &ThreadCache, whose: &str, cached: &mut u64) {
         for class in 1..NUM_SIZE_CLASSES {
             let cc = &c.classes[class];
-            let n = cc.len.get() as usize;
+            let n = cc.len() as usize;
             let mut seen = 0;
             // SAFETY: the cache is frozen; its list is well formed.
             unsafe { for_each_in_list(cc.free.get(), n, |q| {

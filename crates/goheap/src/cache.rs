@@ -139,9 +139,13 @@ fn empty_span() -> *const Span {
     &EMPTY_SPAN
 }
 
-/// Per-class flush bound: about 32 KiB of objects, between 2 and 256.
+/// Per-class flush bound: about 32 KiB of objects, between 2 and 1024.
+/// The upper bound matters for classes below 32 bytes only: with 1024
+/// instead of 256, trees of 16-byte boxes built and freed again
+/// (`bintree`) take 0.88 of the CPU time (5 paired runs), with no other
+/// workload moving; tcmalloc lets a list grow to 8192.
 pub(crate) fn class_max(class: usize) -> u32 {
-    (32768 / sizeclass::class_size(class)).clamp(2, 256) as u32
+    (32768 / sizeclass::class_size(class)).clamp(2, 1024) as u32
 }
 
 impl ThreadCache {
@@ -685,7 +689,7 @@ mod tests {
     fn free_lists_overflow_to_the_transfer_cache_and_refill_from_it() {
         let h = heap();
         let c = cache(h);
-        let class = 2; // 16 bytes: bound 256
+        let class = 2; // 16 bytes: bound 1024
         let max = class_max(class) as usize;
         let objs: Vec<*mut u8> = (0..max + 1).map(|_| c.alloc(class)).collect();
         for &p in &objs {

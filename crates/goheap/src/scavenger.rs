@@ -46,6 +46,7 @@
 
 use crate::heap::Heap;
 use crate::limit::{BURST_PAGES, MIN_CUSHION};
+use crate::pagealloc::Scan;
 use crate::report;
 use crate::sizeclass::PAGE_SIZE;
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering::Relaxed};
@@ -107,7 +108,7 @@ pub(crate) fn free_os_memory(heap: &Heap, threads: &Threads) -> usize {
     // First, so the spans it empties are among the free pages released.
     let interiors = release_central_surplus(heap);
     let released =
-        heap.release(usize::MAX, BURST_PAGES, false) + interiors + release_metadata(heap, threads);
+        heap.release(usize::MAX, BURST_PAGES, Scan::All) + interiors + release_metadata(heap, threads);
     SCAVENGER.released_forced.fetch_add(released as u64, Relaxed);
     released
 }
@@ -290,9 +291,9 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
             // Burst: the program is not allocating; return the excess now,
             // leaving dense chunks alone first, then anything left.
             let excess = retained - goal;
-            released += heap.release(excess, BURST_PAGES, true);
+            released += heap.release(excess, BURST_PAGES, Scan::SkipDense);
             if released < excess && heap_state(heap).is_some_and(|s| s.3 == activity) {
-                released += heap.release(excess - released, BURST_PAGES, false);
+                released += heap.release(excess - released, BURST_PAGES, Scan::All);
             }
             released += release_metadata(heap, threads);
             if idle_ticks >= IDLE_TICKS_NO_CUSHION && !interiors_done {
@@ -305,7 +306,7 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
             // Paced: steps of 512 KiB until this tick's budget is used.
             let mut excess = retained - goal;
             while excess > 0 {
-                let n = heap.release(excess.min(STEP_PAGES * PAGE_SIZE), STEP_PAGES, true);
+                let n = heap.release(excess.min(STEP_PAGES * PAGE_SIZE), STEP_PAGES, Scan::SkipDense);
                 if n == 0 {
                     break;
                 }

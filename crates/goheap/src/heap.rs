@@ -5,6 +5,19 @@
 //! layers above it: the one service it needs from them (starting the
 //! scavenger when the first span is made) is a hook the composition root
 //! (`global.rs`) installs when it builds the process heap.
+//!
+//! # Growth
+//!
+//! When no free run fits, the heap grows by whole 4 MiB chunks of its
+//! newest arena (a new 64 MiB arena when that one is used up): made
+//! read/write and handed to the page allocator, touched by no one yet.
+//! That is when it may ask for transparent huge pages on them (a hint that
+//! only counts before the first touch of each 2 MiB): once 16 MiB are
+//! committed ([`HUGE_HEAP_MIN`]), while most of the in-use heap is
+//! resident, and not when the growth is for a run of 1 MiB or more
+//! ([`HUGE_UNHINTED_RUN`]). Small heaps thus never pay for a huge page
+//! they half use, nor zeroed buffers used sparsely for one they touch
+//! once. See "Transparent huge pages" in docs/design.md.
 
 use crate::arena::{ArenaMap, ARENA_BYTES, SAMPLED_ADDR_BIT};
 use crate::central::Central;
@@ -88,6 +101,12 @@ pub(crate) struct Heap {
     pub(crate) meta_outside: AtomicUsize,
     /// Whether `hooks.first_span` has run.
     started: AtomicBool,
+    /// Whether to ask for transparent huge pages at all
+    /// (`GOHEAP_HUGE_PAGES`).
+    pub(crate) huge_pages: AtomicBool,
+    /// Whether a chunk has been hinted for huge pages (set under the heap
+    /// lock, read without it by the scavenger).
+    huge_active: AtomicBool,
     hooks: HeapHooks,
 }
 
@@ -96,6 +115,17 @@ pub(crate) struct Heap {
 fn has_sampled_bit(p: usize, bytes: usize) -> bool {
     (p | (p + bytes - 1)) & SAMPLED_ADDR_BIT != 0
 }
+
+/// The committed heap from which goheap asks for transparent huge pages:
+/// below it a heap pays up to 2 MiB of RSS per huge page it only partly
+/// uses, a large share of a small heap (see "Transparent huge pages" in
+/// docs/design.md for the measurements behind the value).
+pub(crate) const HUGE_HEAP_MIN: usize = 16 << 20;
+
+/// The heap grown for a run from this size up gets no huge pages: the run
+/// may be a zeroed buffer used sparsely (from this size the large path
+/// zeroes by release, `malloc::ZERO_BY_RELEASE`, as it bets on such use).
+pub(crate) const HUGE_UNHINTED_RUN: usize = 1 << 20;
 
 /// First hint for arena placement (Go starts at 0x00c0 << 32 on amd64).
 const FIRST_ARENA_HINT: usize = 0x00c0 << 32;
@@ -134,6 +164,8 @@ impl Heap {
             limit: Limit::new(),
             meta_outside: AtomicUsize::new(0),
             started: AtomicBool::new(false),
+            huge_pages: AtomicBool::new(true),
+            huge_active: AtomicBool::new(false),
             hooks,
         }
     }
@@ -207,6 +239,12 @@ impl Heap {
         span_mem
     }
 
+    /// Whether part of the heap is hinted for transparent huge pages: the
+    /// background scavenger then releases whole huge pages first.
+    pub(crate) fn huge_pages_active(&self) -> bool {
+        self.huge_active.load(Relaxed)
+    }
+
     /// In a child after `fork`: the hook's work (the scavenger thread) did
     /// not survive; the next span made calls it again.
     pub(crate) fn after_fork_in_child(&self) {
@@ -226,7 +264,8 @@ impl Heap {
         let (base, scav) = match h.pages.alloc(ask) {
             Some(r) => r,
             None => {
-                self.grow(h, ask)?;
+                let grown = self.grow(h, ask)?;
+                self.hint_huge_pages(h, grown, ask);
                 h.pages.alloc(ask)?
             }
         };
@@ -250,8 +289,8 @@ impl Heap {
 
     /// Adds at least `npages` pages of free address space to the page
     /// allocator, in whole chunks, reserving arenas as needed (Go's
-    /// `mheap.grow`).
-    fn grow(&self, h: &mut HeapLocked, npages: usize) -> Option<()> {
+    /// `mheap.grow`). Returns the range added (base, bytes).
+    fn grow(&self, h: &mut HeapLocked, npages: usize) -> Option<(usize, usize)> {
         let ask = (npages * PAGE_SIZE).next_multiple_of(CHUNK_BYTES);
         if h.cur_arena_end - h.cur_arena < ask {
             // Reserve new arenas: contiguous with the current one if the
@@ -301,7 +340,40 @@ impl Heap {
         }
         h.cur_arena += ask;
         h.heap_sys += ask;
-        Some(())
+        Some((base, ask))
+    }
+
+    /// The huge-page policy, when the heap has grown by `grown` (base,
+    /// bytes: whole chunks, so whole aligned huge pages, committed and not
+    /// yet touched) for a run of `run_pages`: asks for transparent huge
+    /// pages on the new chunks if the heap had already grown to
+    /// [`HUGE_HEAP_MIN`], most of its in-use pages are resident, and the
+    /// run is under [`HUGE_UNHINTED_RUN`]. See "Transparent huge pages" in
+    /// docs/design.md.
+    fn hint_huge_pages(&self, h: &HeapLocked, grown: (usize, usize), run_pages: usize) {
+        let (base, bytes) = grown;
+        if !self.huge_pages.load(Relaxed)
+            || h.heap_sys - bytes < HUGE_HEAP_MIN
+            // The run may be a zeroed buffer used sparsely: once hinted,
+            // each 4 KiB page it touches would fault in 2 MiB. So may the
+            // next one, placed in the rest of these chunks.
+            || run_pages * PAGE_SIZE >= HUGE_UNHINTED_RUN
+        {
+            return;
+        }
+        // Not while the heap is sparse (such buffers, smaller): most of its
+        // in-use pages not resident. (Hinted memory would look dense: a
+        // huge page is resident whole once touched, so this only tells an
+        // unhinted heap.) One read of `/proc/self/statm` per 4 MiB of
+        // growth, under the heap lock.
+        if let Some(resident) = self.os.resident_bytes() {
+            if resident < h.inuse_pages * PAGE_SIZE / 2 {
+                return;
+            }
+        }
+        self.huge_active.store(true, Relaxed);
+        // SAFETY: the range was just committed in one of our arenas.
+        unsafe { self.os.hint_huge(base as *mut u8, bytes) };
     }
 
     /// Reserves `bytes` of arena space in the lower half of the address
@@ -419,6 +491,8 @@ mod tests {
         /// the mock's byte budget; `usize::MAX`: none.
         fail_commit_call: AtomicUsize,
         commit_calls: AtomicUsize,
+        /// Every `hint_huge` (address, size).
+        hints: StdMutex<Vec<(usize, usize)>>,
     }
 
     impl Logged {
@@ -430,6 +504,7 @@ mod tests {
                 refused: StdMutex::new(Vec::new()),
                 fail_commit_call: AtomicUsize::new(usize::MAX),
                 commit_calls: AtomicUsize::new(0),
+                hints: StdMutex::new(Vec::new()),
             }
         }
 
@@ -482,6 +557,16 @@ mod tests {
         unsafe fn release(&self, addr: *mut u8, size: usize) {
             // SAFETY: forwarded contract.
             unsafe { self.mock.release(addr, size) }
+        }
+
+        unsafe fn hint_huge(&self, addr: *mut u8, size: usize) {
+            self.hints.lock().unwrap().push((addr as usize, size));
+            // SAFETY: forwarded contract.
+            unsafe { self.mock.hint_huge(addr, size) }
+        }
+
+        fn resident_bytes(&self) -> Option<usize> {
+            self.mock.resident_bytes()
         }
     }
 
@@ -1019,6 +1104,81 @@ mod tests {
         if crate::CHECKED {
             assert_eq!(page.hw(), past_seam + 1);
             assert_eq!(span.published_hw(), past_seam + 1);
+        }
+    }
+
+    /// Grows `heap` by one chunk: a large span of exactly a chunk's pages,
+    /// which no free run can hold while every span stays allocated.
+    fn chunk_span(heap: &Heap) -> *mut Span {
+        let s = large_span(heap, CHUNK_BYTES / PAGE_SIZE, 1);
+        assert!(!s.is_null());
+        s
+    }
+
+    /// Makes one-page spans until the heap grows; returns them and the
+    /// chunk it grew by.
+    fn grow_by_small_spans(heap: &Heap) -> (Vec<*mut Span>, usize) {
+        let sys = heap.locked.lock().heap_sys;
+        let mut spans = Vec::new();
+        while heap.locked.lock().heap_sys == sys {
+            let s = small_span(heap, 1);
+            assert!(!s.is_null());
+            spans.push(s);
+        }
+        assert_eq!(heap.locked.lock().heap_sys, sys + CHUNK_BYTES);
+        let last = *spans.last().unwrap();
+        // SAFETY: a live span.
+        let base = unsafe { (*last).base.get() };
+        (spans, base & !(CHUNK_BYTES - 1))
+    }
+
+    /// The huge-page policy: no hint until the heap has `HUGE_HEAP_MIN`
+    /// bytes committed, then each new chunk, whole, before anything touches it;
+    /// not the huge pages grown for a run of 1 MiB or more; none while most
+    /// of the in-use heap is not resident; none when turned off.
+    #[test]
+    // Hundreds of spans over 30 MiB of mock memory: too slow for Miri.
+    #[cfg_attr(miri, ignore)]
+    fn huge_pages_only_for_a_heap_past_the_threshold() {
+        let os = Logged::leak();
+        let heap = Heap::new(os);
+        let hints = || os.hints.lock().unwrap().clone();
+        let mut spans: Vec<_> = (0..HUGE_HEAP_MIN / CHUNK_BYTES).map(|_| chunk_span(&heap)).collect();
+        assert_eq!(heap.locked.lock().heap_sys, HUGE_HEAP_MIN);
+        assert!(hints().is_empty(), "a small heap asked for huge pages");
+        assert!(!heap.huge_pages_active());
+
+        // The first chunk past the threshold is hinted, whole.
+        let (small, chunk) = grow_by_small_spans(&heap);
+        spans.extend(small);
+        assert_eq!(hints(), vec![(chunk, CHUNK_BYTES)]);
+        assert_eq!(chunk % (crate::pagealloc::HUGE_PAGE_PAGES * PAGE_SIZE), 0);
+        assert!(heap.huge_pages_active());
+
+        // The heap grown for a 4 MiB run: not hinted (it may be a zeroed
+        // buffer used sparsely).
+        spans.push(chunk_span(&heap));
+        assert_eq!(hints().len(), 1);
+
+        // Most of the in-use heap not resident: no hint.
+        os.mock.resident.store(heap.locked.lock().inuse_pages * PAGE_SIZE / 4, Relaxed);
+        let (small, _) = grow_by_small_spans(&heap);
+        spans.extend(small);
+        assert_eq!(hints().len(), 1);
+        // Resident again: hinted again.
+        os.mock.resident.store(usize::MAX - 1, Relaxed);
+        let (small, chunk) = grow_by_small_spans(&heap);
+        spans.extend(small);
+        assert_eq!(hints()[1], (chunk, CHUNK_BYTES));
+
+        // Turned off (`GOHEAP_HUGE_PAGES=0`): never.
+        heap.huge_pages.store(false, Relaxed);
+        let (small, _) = grow_by_small_spans(&heap);
+        spans.extend(small);
+        assert_eq!(hints().len(), 2);
+        for s in spans {
+            // SAFETY: ours, unreferenced.
+            unsafe { heap.free_span(s) };
         }
     }
 

@@ -107,6 +107,9 @@ pub(crate) struct Heap {
     /// Whether a chunk has been hinted for huge pages (set under the heap
     /// lock, read without it by the scavenger).
     huge_active: AtomicBool,
+    /// Huge pages hinted back to no huge pages after a release left them
+    /// partly resident ([`Heap::after_release`]).
+    huge_unhinted: AtomicUsize,
     hooks: HeapHooks,
 }
 
@@ -121,6 +124,13 @@ fn has_sampled_bit(p: usize, bytes: usize) -> bool {
 /// uses, a large share of a small heap (see "Transparent huge pages" in
 /// docs/design.md for the measurements behind the value).
 pub(crate) const HUGE_HEAP_MIN: usize = 16 << 20;
+
+/// A transparent huge page (x86-64; arm64 with 4 KiB OS pages).
+pub(crate) const HUGE_PAGE_BYTES: usize = 2 << 20;
+
+/// Huge pages [`Heap::after_release`] may hint back before goheap stops
+/// asking for huge pages (32 GiB of them).
+const MAX_UNHINTED_HUGE_PAGES: usize = 16 * 1024;
 
 /// The heap grown for a run from this size up gets no huge pages: the run
 /// may be a zeroed buffer used sparsely (from this size the large path
@@ -166,6 +176,7 @@ impl Heap {
             started: AtomicBool::new(false),
             huge_pages: AtomicBool::new(true),
             huge_active: AtomicBool::new(false),
+            huge_unhinted: AtomicUsize::new(0),
             hooks,
         }
     }
@@ -376,6 +387,56 @@ impl Heap {
         unsafe { self.os.hint_huge(base as *mut u8, bytes) };
     }
 
+    /// Called after `[base, base + bytes)`, free or inside an in-use span,
+    /// was released to the OS. In a heap that asked for huge pages, a
+    /// huge page the release leaves partly resident is hinted back to no
+    /// huge pages: `khugepaged` would otherwise collapse it into a whole
+    /// huge page again (it does so around a single resident 4 KiB page
+    /// under the default `max_ptes_none` of 511), filling the released
+    /// pages back in behind the scavenger's back. Huge pages released
+    /// whole keep their hint: nothing is resident in them to collapse
+    /// around, and reused they fault in as huge pages again.
+    pub(crate) fn after_release(&self, base: usize, bytes: usize) {
+        if !self.huge_active.load(Relaxed) {
+            return;
+        }
+        let end = base + bytes;
+        let first = base & !(HUGE_PAGE_BYTES - 1);
+        let last = (end - 1) & !(HUGE_PAGE_BYTES - 1);
+        let edges = [
+            (base != first).then_some(first),
+            (end % HUGE_PAGE_BYTES != 0 && (last != first || base == first)).then_some(last),
+        ];
+        for hp in edges.into_iter().flatten() {
+            // Each hint may split a mapping in three: past a bound, turn
+            // huge pages off for good rather than approach the kernel's
+            // limit on mappings (`vm.max_map_count`, 65 530 by default).
+            if self.huge_unhinted.fetch_add(1, Relaxed) >= MAX_UNHINTED_HUGE_PAGES {
+                self.give_up_huge_pages();
+                return;
+            }
+            // SAFETY: the huge page lies in one of our arenas (chunks, and
+            // so huge pages, never straddle an arena).
+            unsafe { self.os.hint_no_huge(hp as *mut u8, HUGE_PAGE_BYTES) };
+        }
+    }
+
+    /// Stops asking for huge pages and hints every arena back to no huge
+    /// pages (a few mappings in all).
+    #[cold]
+    fn give_up_huge_pages(&self) {
+        self.huge_pages.store(false, Relaxed);
+        if !self.huge_active.swap(false, Relaxed) {
+            return;
+        }
+        // Without the heap lock (the caller may hold it): the arena list
+        // only ever grows, and an arena added meanwhile is not hinted.
+        for a in self.arenas.arenas() {
+            // SAFETY: the arena is one of our reservations.
+            unsafe { self.os.hint_no_huge(a.base as *mut u8, ARENA_BYTES) };
+        }
+    }
+
     /// Reserves `bytes` of arena space in the lower half of the address
     /// space (the kernel put the last try in the upper one, where the
     /// profiler's sampled region lives): tries a hint per TiB upward from
@@ -563,6 +624,11 @@ mod tests {
             self.hints.lock().unwrap().push((addr as usize, size));
             // SAFETY: forwarded contract.
             unsafe { self.mock.hint_huge(addr, size) }
+        }
+
+        unsafe fn hint_no_huge(&self, addr: *mut u8, size: usize) {
+            // SAFETY: forwarded contract.
+            unsafe { self.mock.hint_no_huge(addr, size) }
         }
 
         fn resident_bytes(&self) -> Option<usize> {
@@ -1133,7 +1199,8 @@ mod tests {
     }
 
     /// The huge-page policy: no hint until the heap has `HUGE_HEAP_MIN`
-    /// bytes committed, then each new chunk, whole, before anything touches it;
+    /// bytes committed, then each new chunk, whole, before anything touches
+    /// it (and huge pages partly released hinted back);
     /// not the huge pages grown for a run of 1 MiB or more; none while most
     /// of the in-use heap is not resident; none when turned off.
     #[test]
@@ -1143,6 +1210,8 @@ mod tests {
         let os = Logged::leak();
         let heap = Heap::new(os);
         let hints = || os.hints.lock().unwrap().clone();
+        heap.after_release(0x4000_0000_0000 + PAGE_SIZE, PAGE_SIZE);
+        assert_eq!(os.mock.no_huge_hinted.load(Relaxed), 0, "nothing hinted yet");
         let mut spans: Vec<_> = (0..HUGE_HEAP_MIN / CHUNK_BYTES).map(|_| chunk_span(&heap)).collect();
         assert_eq!(heap.locked.lock().heap_sys, HUGE_HEAP_MIN);
         assert!(hints().is_empty(), "a small heap asked for huge pages");
@@ -1152,8 +1221,20 @@ mod tests {
         let (small, chunk) = grow_by_small_spans(&heap);
         spans.extend(small);
         assert_eq!(hints(), vec![(chunk, CHUNK_BYTES)]);
-        assert_eq!(chunk % (crate::pagealloc::HUGE_PAGE_PAGES * PAGE_SIZE), 0);
+        assert_eq!(chunk % HUGE_PAGE_BYTES, 0);
         assert!(heap.huge_pages_active());
+
+        // Releases: a huge page left partly resident is hinted back (so
+        // khugepaged leaves it alone); one released whole keeps its hint.
+        let no_huge = || os.mock.no_huge_hinted.load(Relaxed);
+        heap.after_release(chunk, HUGE_PAGE_BYTES);
+        assert_eq!(no_huge(), 0);
+        heap.after_release(chunk + PAGE_SIZE, PAGE_SIZE);
+        assert_eq!(no_huge(), HUGE_PAGE_BYTES);
+        heap.after_release(chunk + HUGE_PAGE_BYTES / 2, HUGE_PAGE_BYTES);
+        assert_eq!(no_huge(), 3 * HUGE_PAGE_BYTES);
+        heap.after_release(chunk + HUGE_PAGE_BYTES, HUGE_PAGE_BYTES / 2);
+        assert_eq!(no_huge(), 4 * HUGE_PAGE_BYTES);
 
         // The heap grown for a 4 MiB run: not hinted (it may be a zeroed
         // buffer used sparsely).

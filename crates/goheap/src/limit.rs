@@ -142,6 +142,7 @@ impl Heap {
             // SAFETY: the run is free and claimed by the candidate search,
             // so nobody uses its memory while we release it.
             unsafe { self.os.decommit(base as *mut u8, n * PAGE_SIZE, lazy) };
+            self.after_release(base, n * PAGE_SIZE);
             h.pages.mark_scavenged(base, n);
             done += n * PAGE_SIZE;
         }
@@ -170,6 +171,7 @@ impl Heap {
             // SAFETY: the run is claimed (allocated) in the page allocator
             // until `mark_scavenged`, so nobody else uses it meanwhile.
             unsafe { self.os.decommit(base as *mut u8, n * PAGE_SIZE, lazy) };
+            self.after_release(base, n * PAGE_SIZE);
             let mut h = self.locked.lock();
             h.pages.mark_scavenged(base, n);
             h.releasing = (0, 0);

@@ -1,8 +1,8 @@
 //! Transparent huge pages, as the kernel reports them: a large dense heap
 //! gets them (`AnonHugePages` in `/proc/self/smaps_rollup`), a small heap
 //! does not, nor zeroed buffers used sparsely, nor any heap with
-//! `GOHEAP_HUGE_PAGES=0`; and memory freed from huge pages still goes back
-//! to the OS.
+//! `GOHEAP_HUGE_PAGES=0`; memory freed from huge pages still goes back to
+//! the OS, and huge pages released in part are hinted back to small pages.
 //!
 //! Each case runs in a child process (the heap and its options are the
 //! process's), which prints what it measured. The checks need the kernel's
@@ -28,6 +28,29 @@ fn anon_huge_pages() -> usize {
         .expect("AnonHugePages in smaps_rollup");
     let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kib * 1024
+}
+
+/// Bytes of the process's mappings marked `MADV_NOHUGEPAGE` (`nh` among
+/// the `VmFlags` of `/proc/self/smaps`).
+fn no_huge_mapped() -> usize {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let (mut total, mut size) = (0, 0);
+    for line in smaps.lines() {
+        if let Some(kib) = line.strip_prefix("Size:") {
+            size = kib
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<usize>()
+                .unwrap()
+                * 1024;
+        } else if let Some(flags) = line.strip_prefix("VmFlags:") {
+            if flags.split_whitespace().any(|f| f == "nh") {
+                total += size;
+            }
+        }
+    }
+    total
 }
 
 /// Whether the kernel gives huge pages only to memory hinted with
@@ -102,6 +125,16 @@ fn child() {
             println!("huge_freed={}", anon_huge_pages());
             println!("rss_freed={}", goheap::process_rss());
         }
+        "survivors" => {
+            // One object in 512 (one per 32 KiB) outlives the rest: every
+            // huge page keeps a little in use when the rest is released.
+            let mut objects = small_objects(96 * MIB);
+            let survivors: Vec<_> = objects.drain(..).step_by(512).collect();
+            goheap::free_os_memory();
+            println!("no_huge={}", no_huge_mapped());
+            println!("rss={}", goheap::process_rss());
+            drop(survivors);
+        }
         "small" => {
             let objects = small_objects(10 * MIB);
             println!("huge={}", anon_huge_pages());
@@ -156,6 +189,26 @@ fn a_large_dense_heap_gets_huge_pages_and_gives_them_back() {
         huge_freed <= 4 * MIB,
         "{} KiB of huge pages stayed",
         huge_freed >> 10
+    );
+}
+
+/// Released around scattered survivors, the huge pages are hinted back to
+/// no huge pages: `khugepaged` (which collapses a huge page around a single
+/// resident 4 KiB page under the default `max_ptes_none`) would otherwise
+/// fill the released memory back in, seconds later.
+#[test]
+fn huge_pages_released_around_survivors_are_hinted_back() {
+    if !thp_madvise_mode() {
+        eprintln!("skipped: the kernel's THP mode is not madvise");
+        return;
+    }
+    let out = run_child("survivors", &[]);
+    // 80 of the 96 MiB were hinted; nearly all of it is now partly free.
+    let no_huge = measured(&out, "no_huge");
+    assert!(
+        no_huge >= 40 * MIB,
+        "only {} KiB hinted back:\n{out}",
+        no_huge >> 10
     );
 }
 

@@ -29,6 +29,8 @@ pub struct MockOs {
     pub huge_hinted: AtomicUsize,
     /// Number of `hint_huge` calls.
     pub huge_hints: AtomicUsize,
+    /// Bytes hinted for no huge pages (cumulative).
+    pub no_huge_hinted: AtomicUsize,
     /// What `resident_bytes` answers (`usize::MAX`: `None`, cannot tell).
     pub resident: AtomicUsize,
 }
@@ -45,6 +47,7 @@ impl MockOs {
             commit_budget: AtomicUsize::new(usize::MAX),
             huge_hinted: AtomicUsize::new(0),
             huge_hints: AtomicUsize::new(0),
+            no_huge_hinted: AtomicUsize::new(0),
             resident: AtomicUsize::new(usize::MAX),
         }
     }
@@ -113,6 +116,10 @@ unsafe impl Os for MockOs {
     unsafe fn hint_huge(&self, _addr: *mut u8, size: usize) {
         self.huge_hinted.fetch_add(size, Relaxed);
         self.huge_hints.fetch_add(1, Relaxed);
+    }
+
+    unsafe fn hint_no_huge(&self, _addr: *mut u8, size: usize) {
+        self.no_huge_hinted.fetch_add(size, Relaxed);
     }
 
     fn resident_bytes(&self) -> Option<usize> {

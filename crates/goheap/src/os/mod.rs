@@ -94,6 +94,15 @@ pub unsafe trait Os: Sync {
     /// The range must be committed.
     unsafe fn hint_huge(&self, _addr: *mut u8, _size: usize) {}
 
+    /// Asks for no transparent huge pages on `[addr, addr + size)`
+    /// (`MADV_NOHUGEPAGE`: existing huge pages stay, `khugepaged` makes no
+    /// new ones there).
+    ///
+    /// # Safety
+    ///
+    /// The range must lie inside a reservation made by this `Os`.
+    unsafe fn hint_no_huge(&self, _addr: *mut u8, _size: usize) {}
+
     /// The process's resident memory in bytes (RSS), or `None` where that
     /// cannot be told.
     fn resident_bytes(&self) -> Option<usize> {

@@ -110,6 +110,12 @@ unsafe impl Os for SystemOs {
         unsafe { libc::madvise(addr.cast(), size, libc::MADV_HUGEPAGE) };
     }
 
+    unsafe fn hint_no_huge(&self, addr: *mut u8, size: usize) {
+        // SAFETY: the caller guarantees the range is ours; the advice does
+        // not change its contents or protection.
+        unsafe { libc::madvise(addr.cast(), size, libc::MADV_NOHUGEPAGE) };
+    }
+
     fn resident_bytes(&self) -> Option<usize> {
         statm_resident()
     }

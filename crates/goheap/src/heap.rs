@@ -27,7 +27,7 @@ use crate::os::Os;
 use crate::pagealloc::{PageAlloc, CHUNK_BYTES};
 use crate::sizeclass::{NUM_SIZE_CLASSES, PAGE_SIZE};
 use crate::span::{Span, SpanState};
-use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use crate::sync::{Mutex, MutexGuard};
 use core::ptr;
 
@@ -108,8 +108,12 @@ pub(crate) struct Heap {
     /// lock, read without it by the scavenger).
     huge_active: AtomicBool,
     /// Huge pages hinted back to no huge pages after a release left them
-    /// partly resident ([`Heap::after_release`]).
+    /// partly resident ([`Heap::after_release`]), counted once each...
     huge_unhinted: AtomicUsize,
+    /// ...by a bit per huge page of the first [`UNHINT_MAP_BYTES`] above
+    /// [`FIRST_ARENA_HINT`], where arenas go when the OS honours the hint
+    /// (elsewhere every release hints again).
+    unhinted_map: [AtomicU64; UNHINT_MAP_BYTES / HUGE_PAGE_BYTES / 64],
     hooks: HeapHooks,
 }
 
@@ -131,6 +135,10 @@ pub(crate) const HUGE_PAGE_BYTES: usize = 2 << 20;
 /// Huge pages [`Heap::after_release`] may hint back before goheap stops
 /// asking for huge pages (32 GiB of them).
 const MAX_UNHINTED_HUGE_PAGES: usize = 16 * 1024;
+
+/// The span of address space whose huge pages [`Heap::after_release`]
+/// remembers having hinted back (128 GiB: a bitmap of 8 KiB).
+const UNHINT_MAP_BYTES: usize = 128 << 30;
 
 /// The heap grown for a run from this size up gets no huge pages: the run
 /// may be a zeroed buffer used sparsely (from this size the large path
@@ -177,6 +185,7 @@ impl Heap {
             huge_pages: AtomicBool::new(true),
             huge_active: AtomicBool::new(false),
             huge_unhinted: AtomicUsize::new(0),
+            unhinted_map: [const { AtomicU64::new(0) }; UNHINT_MAP_BYTES / HUGE_PAGE_BYTES / 64],
             hooks,
         }
     }
@@ -408,6 +417,15 @@ impl Heap {
             (end % HUGE_PAGE_BYTES != 0 && (last != first || base == first)).then_some(last),
         ];
         for hp in edges.into_iter().flatten() {
+            let off = hp.wrapping_sub(FIRST_ARENA_HINT) / HUGE_PAGE_BYTES;
+            if let Some(word) = self.unhinted_map.get(off / 64) {
+                let bit = 1 << (off % 64);
+                if word.fetch_or(bit, Relaxed) & bit != 0 {
+                    // Hinted back already (nothing hints it again: chunks
+                    // are hinted once, when the heap grows into them).
+                    continue;
+                }
+            }
             // Each hint may split a mapping in three: past a bound, turn
             // huge pages off for good rather than approach the kernel's
             // limit on mappings (`vm.max_map_count`, 65 530 by default).

@@ -12,7 +12,7 @@
 //! newest arena (a new 64 MiB arena when that one is used up): made
 //! read/write and handed to the page allocator, touched by no one yet.
 //! That is when it may ask for transparent huge pages on them (a hint that
-//! only counts before the first touch of each 2 MiB): once 16 MiB are
+//! only counts before the first touch of each 2 MiB): once 32 MiB are
 //! committed ([`HUGE_HEAP_MIN`]), while most of the in-use heap is
 //! resident, and not when the growth is for a run of 1 MiB or more
 //! ([`HUGE_UNHINTED_RUN`]). Small heaps thus never pay for a huge page
@@ -127,7 +127,7 @@ fn has_sampled_bit(p: usize, bytes: usize) -> bool {
 /// below it a heap pays up to 2 MiB of RSS per huge page it only partly
 /// uses, a large share of a small heap (see "Transparent huge pages" in
 /// docs/design.md for the measurements behind the value).
-pub(crate) const HUGE_HEAP_MIN: usize = 16 << 20;
+pub(crate) const HUGE_HEAP_MIN: usize = 32 << 20;
 
 /// A transparent huge page (x86-64; arm64 with 4 KiB OS pages).
 pub(crate) const HUGE_PAGE_BYTES: usize = 2 << 20;

@@ -126,7 +126,7 @@ pub const OPTIONS: [OptionInfo; NUM_OPTIONS] = [
         name: c"GOHEAP_HUGE_PAGES",
         default: true,
         description: "Ask for transparent huge pages (`MADV_HUGEPAGE`) on the heap once it has \
-                      grown to 16 MiB and most of it is resident: fewer page faults and TLB \
+                      grown to 32 MiB and most of it is resident: fewer page faults and TLB \
                       misses for large heaps, nothing for small ones. `0` never asks (the \
                       kernel's `transparent_hugepage` setting then decides alone).",
     },

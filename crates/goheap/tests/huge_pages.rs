@@ -168,7 +168,7 @@ fn a_large_dense_heap_gets_huge_pages_and_gives_them_back() {
     }
     let out = run_child("dense", &[]);
     let huge = measured(&out, "huge");
-    // 80 of the 96 MiB lie past the 16 MiB threshold; the kernel may fail
+    // 64 of the 96 MiB lie past the 32 MiB threshold; the kernel may fail
     // to find free 2 MiB frames for some of them, so ask for a quarter.
     assert!(
         huge >= 20 * MIB,
@@ -203,7 +203,7 @@ fn huge_pages_released_around_survivors_are_hinted_back() {
         return;
     }
     let out = run_child("survivors", &[]);
-    // 80 of the 96 MiB were hinted; nearly all of it is now partly free.
+    // 64 of the 96 MiB were hinted; nearly all of it is now partly free.
     let no_huge = measured(&out, "no_huge");
     assert!(
         no_huge >= 40 * MIB,

@@ -1222,7 +1222,7 @@ mod tests {
     /// not the huge pages grown for a run of 1 MiB or more; none while most
     /// of the in-use heap is not resident; none when turned off.
     #[test]
-    // Hundreds of spans over 30 MiB of mock memory: too slow for Miri.
+    // Hundreds of spans over 50 MiB of mock memory: too slow for Miri.
     #[cfg_attr(miri, ignore)]
     fn huge_pages_only_for_a_heap_past_the_threshold() {
         let os = Logged::leak();

@@ -151,6 +151,7 @@ impl Central {
                         lazy,
                     )
                 };
+                heap.after_release(span.base.get() + first * OS_PAGE_SIZE, run * OS_PAGE_SIZE);
                 released += run * OS_PAGE_SIZE;
                 mask &= !(((1u64 << run) - 1) as u32).wrapping_shl(first as u32);
             }

@@ -113,7 +113,7 @@ mod tests {
         // What `Heap::release` does before its unlocked madvise.
         {
             let mut h = heap.locked.lock();
-            let run = h.pages.find_scavenge_candidate_in(16, false).expect("a free run");
+            let run = h.pages.find_scavenge_candidate_in(16, crate::pagealloc::Scan::All).expect("a free run");
             h.releasing = run;
         }
         assert_eq!(heap.locked.lock().pages.free_pages(), free_before - 16);

@@ -5,6 +5,19 @@
 //! layers above it: the one service it needs from them (starting the
 //! scavenger when the first span is made) is a hook the composition root
 //! (`global.rs`) installs when it builds the process heap.
+//!
+//! # Growth
+//!
+//! When no free run fits, the heap grows by whole 4 MiB chunks of its
+//! newest arena (a new 64 MiB arena when that one is used up): made
+//! read/write and handed to the page allocator, touched by no one yet.
+//! That is when it may ask for transparent huge pages on them (a hint that
+//! only counts before the first touch of each 2 MiB): once 32 MiB are
+//! committed ([`HUGE_HEAP_MIN`]), while most of the in-use heap is
+//! resident, and not when the growth is for a run of 1 MiB or more
+//! ([`HUGE_UNHINTED_RUN`]). Small heaps thus never pay for a huge page
+//! they half use, nor zeroed buffers used sparsely for one they touch
+//! once. See "Transparent huge pages" in docs/design.md.
 
 use crate::arena::{ArenaMap, ARENA_BYTES, SAMPLED_ADDR_BIT};
 use crate::central::Central;
@@ -14,7 +27,7 @@ use crate::os::Os;
 use crate::pagealloc::{PageAlloc, CHUNK_BYTES};
 use crate::sizeclass::{NUM_SIZE_CLASSES, PAGE_SIZE};
 use crate::span::{Span, SpanState};
-use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use crate::sync::{Mutex, MutexGuard};
 use core::ptr;
 
@@ -88,6 +101,19 @@ pub(crate) struct Heap {
     pub(crate) meta_outside: AtomicUsize,
     /// Whether `hooks.first_span` has run.
     started: AtomicBool,
+    /// Whether to ask for transparent huge pages at all
+    /// (`GOHEAP_HUGE_PAGES`).
+    pub(crate) huge_pages: AtomicBool,
+    /// Whether a chunk has been hinted for huge pages (set under the heap
+    /// lock, read without it by the scavenger).
+    huge_active: AtomicBool,
+    /// Huge pages hinted back to no huge pages after a release left them
+    /// partly resident ([`Heap::after_release`]), counted once each...
+    huge_unhinted: AtomicUsize,
+    /// ...by a bit per huge page of the first [`UNHINT_MAP_BYTES`] above
+    /// [`FIRST_ARENA_HINT`], where arenas go when the OS honours the hint
+    /// (elsewhere every release hints again).
+    unhinted_map: [AtomicU64; UNHINT_MAP_BYTES / HUGE_PAGE_BYTES / 64],
     hooks: HeapHooks,
 }
 
@@ -96,6 +122,28 @@ pub(crate) struct Heap {
 fn has_sampled_bit(p: usize, bytes: usize) -> bool {
     (p | (p + bytes - 1)) & SAMPLED_ADDR_BIT != 0
 }
+
+/// The committed heap from which goheap asks for transparent huge pages:
+/// below it a heap pays up to 2 MiB of RSS per huge page it only partly
+/// uses, a large share of a small heap (see "Transparent huge pages" in
+/// docs/design.md for the measurements behind the value).
+pub(crate) const HUGE_HEAP_MIN: usize = 32 << 20;
+
+/// A transparent huge page (x86-64; arm64 with 4 KiB OS pages).
+pub(crate) const HUGE_PAGE_BYTES: usize = 2 << 20;
+
+/// Huge pages [`Heap::after_release`] may hint back before goheap stops
+/// asking for huge pages (32 GiB of them).
+const MAX_UNHINTED_HUGE_PAGES: usize = 16 * 1024;
+
+/// The span of address space whose huge pages [`Heap::after_release`]
+/// remembers having hinted back (128 GiB: a bitmap of 8 KiB).
+const UNHINT_MAP_BYTES: usize = 128 << 30;
+
+/// The heap grown for a run from this size up gets no huge pages: the run
+/// may be a zeroed buffer used sparsely (from this size the large path
+/// zeroes by release, `malloc::ZERO_BY_RELEASE`, as it bets on such use).
+pub(crate) const HUGE_UNHINTED_RUN: usize = 1 << 20;
 
 /// First hint for arena placement (Go starts at 0x00c0 << 32 on amd64).
 const FIRST_ARENA_HINT: usize = 0x00c0 << 32;
@@ -134,6 +182,10 @@ impl Heap {
             limit: Limit::new(),
             meta_outside: AtomicUsize::new(0),
             started: AtomicBool::new(false),
+            huge_pages: AtomicBool::new(true),
+            huge_active: AtomicBool::new(false),
+            huge_unhinted: AtomicUsize::new(0),
+            unhinted_map: [const { AtomicU64::new(0) }; UNHINT_MAP_BYTES / HUGE_PAGE_BYTES / 64],
             hooks,
         }
     }
@@ -207,6 +259,12 @@ impl Heap {
         span_mem
     }
 
+    /// Whether part of the heap is hinted for transparent huge pages: the
+    /// background scavenger then releases whole huge pages first.
+    pub(crate) fn huge_pages_active(&self) -> bool {
+        self.huge_active.load(Relaxed)
+    }
+
     /// In a child after `fork`: the hook's work (the scavenger thread) did
     /// not survive; the next span made calls it again.
     pub(crate) fn after_fork_in_child(&self) {
@@ -226,7 +284,8 @@ impl Heap {
         let (base, scav) = match h.pages.alloc(ask) {
             Some(r) => r,
             None => {
-                self.grow(h, ask)?;
+                let grown = self.grow(h, ask)?;
+                self.hint_huge_pages(h, grown, ask);
                 h.pages.alloc(ask)?
             }
         };
@@ -250,8 +309,8 @@ impl Heap {
 
     /// Adds at least `npages` pages of free address space to the page
     /// allocator, in whole chunks, reserving arenas as needed (Go's
-    /// `mheap.grow`).
-    fn grow(&self, h: &mut HeapLocked, npages: usize) -> Option<()> {
+    /// `mheap.grow`). Returns the range added (base, bytes).
+    fn grow(&self, h: &mut HeapLocked, npages: usize) -> Option<(usize, usize)> {
         let ask = (npages * PAGE_SIZE).next_multiple_of(CHUNK_BYTES);
         if h.cur_arena_end - h.cur_arena < ask {
             // Reserve new arenas: contiguous with the current one if the
@@ -301,7 +360,99 @@ impl Heap {
         }
         h.cur_arena += ask;
         h.heap_sys += ask;
-        Some(())
+        Some((base, ask))
+    }
+
+    /// The huge-page policy, when the heap has grown by `grown` (base,
+    /// bytes: whole chunks, so whole aligned huge pages, committed and not
+    /// yet touched) for a run of `run_pages`: asks for transparent huge
+    /// pages on the new chunks if the heap had already grown to
+    /// [`HUGE_HEAP_MIN`], most of its in-use pages are resident, and the
+    /// run is under [`HUGE_UNHINTED_RUN`]. See "Transparent huge pages" in
+    /// docs/design.md.
+    fn hint_huge_pages(&self, h: &HeapLocked, grown: (usize, usize), run_pages: usize) {
+        let (base, bytes) = grown;
+        if !self.huge_pages.load(Relaxed)
+            || h.heap_sys - bytes < HUGE_HEAP_MIN
+            // The run may be a zeroed buffer used sparsely: once hinted,
+            // each 4 KiB page it touches would fault in 2 MiB. So may the
+            // next one, placed in the rest of these chunks.
+            || run_pages * PAGE_SIZE >= HUGE_UNHINTED_RUN
+        {
+            return;
+        }
+        // Not while the heap is sparse (such buffers, smaller): most of its
+        // in-use pages not resident. (Hinted memory would look dense: a
+        // huge page is resident whole once touched, so this only tells an
+        // unhinted heap.) One read of `/proc/self/statm` per 4 MiB of
+        // growth, under the heap lock.
+        if let Some(resident) = self.os.resident_bytes() {
+            if resident < h.inuse_pages * PAGE_SIZE / 2 {
+                return;
+            }
+        }
+        self.huge_active.store(true, Relaxed);
+        // SAFETY: the range was just committed in one of our arenas.
+        unsafe { self.os.hint_huge(base as *mut u8, bytes) };
+    }
+
+    /// Called after `[base, base + bytes)`, free or inside an in-use span,
+    /// was released to the OS. In a heap that asked for huge pages, a
+    /// huge page the release leaves partly resident is hinted back to no
+    /// huge pages: `khugepaged` would otherwise collapse it into a whole
+    /// huge page again (it does so around a single resident 4 KiB page
+    /// under the default `max_ptes_none` of 511), filling the released
+    /// pages back in behind the scavenger's back. Huge pages released
+    /// whole keep their hint: nothing is resident in them to collapse
+    /// around, and reused they fault in as huge pages again.
+    pub(crate) fn after_release(&self, base: usize, bytes: usize) {
+        if !self.huge_active.load(Relaxed) {
+            return;
+        }
+        let end = base + bytes;
+        let first = base & !(HUGE_PAGE_BYTES - 1);
+        let last = (end - 1) & !(HUGE_PAGE_BYTES - 1);
+        let edges = [
+            (base != first).then_some(first),
+            (end % HUGE_PAGE_BYTES != 0 && (last != first || base == first)).then_some(last),
+        ];
+        for hp in edges.into_iter().flatten() {
+            let off = hp.wrapping_sub(FIRST_ARENA_HINT) / HUGE_PAGE_BYTES;
+            if let Some(word) = self.unhinted_map.get(off / 64) {
+                let bit = 1 << (off % 64);
+                if word.fetch_or(bit, Relaxed) & bit != 0 {
+                    // Hinted back already (nothing hints it again: chunks
+                    // are hinted once, when the heap grows into them).
+                    continue;
+                }
+            }
+            // Each hint may split a mapping in three: past a bound, turn
+            // huge pages off for good rather than approach the kernel's
+            // limit on mappings (`vm.max_map_count`, 65 530 by default).
+            if self.huge_unhinted.fetch_add(1, Relaxed) >= MAX_UNHINTED_HUGE_PAGES {
+                self.give_up_huge_pages();
+                return;
+            }
+            // SAFETY: the huge page lies in one of our arenas (chunks, and
+            // so huge pages, never straddle an arena).
+            unsafe { self.os.hint_no_huge(hp as *mut u8, HUGE_PAGE_BYTES) };
+        }
+    }
+
+    /// Stops asking for huge pages and hints every arena back to no huge
+    /// pages (a few mappings in all).
+    #[cold]
+    fn give_up_huge_pages(&self) {
+        self.huge_pages.store(false, Relaxed);
+        if !self.huge_active.swap(false, Relaxed) {
+            return;
+        }
+        // Without the heap lock (the caller may hold it): the arena list
+        // only ever grows, and an arena added meanwhile is not hinted.
+        for a in self.arenas.arenas() {
+            // SAFETY: the arena is one of our reservations.
+            unsafe { self.os.hint_no_huge(a.base as *mut u8, ARENA_BYTES) };
+        }
     }
 
     /// Reserves `bytes` of arena space in the lower half of the address
@@ -419,6 +570,8 @@ mod tests {
         /// the mock's byte budget; `usize::MAX`: none.
         fail_commit_call: AtomicUsize,
         commit_calls: AtomicUsize,
+        /// Every `hint_huge` (address, size).
+        hints: StdMutex<Vec<(usize, usize)>>,
     }
 
     impl Logged {
@@ -430,6 +583,7 @@ mod tests {
                 refused: StdMutex::new(Vec::new()),
                 fail_commit_call: AtomicUsize::new(usize::MAX),
                 commit_calls: AtomicUsize::new(0),
+                hints: StdMutex::new(Vec::new()),
             }
         }
 
@@ -482,6 +636,21 @@ mod tests {
         unsafe fn release(&self, addr: *mut u8, size: usize) {
             // SAFETY: forwarded contract.
             unsafe { self.mock.release(addr, size) }
+        }
+
+        unsafe fn hint_huge(&self, addr: *mut u8, size: usize) {
+            self.hints.lock().unwrap().push((addr as usize, size));
+            // SAFETY: forwarded contract.
+            unsafe { self.mock.hint_huge(addr, size) }
+        }
+
+        unsafe fn hint_no_huge(&self, addr: *mut u8, size: usize) {
+            // SAFETY: forwarded contract.
+            unsafe { self.mock.hint_no_huge(addr, size) }
+        }
+
+        fn resident_bytes(&self) -> Option<usize> {
+            self.mock.resident_bytes()
         }
     }
 
@@ -1067,6 +1236,96 @@ mod tests {
             if let Some(next) = heap.arenas.small_page(obj + size) {
                 assert!(next.offset >= next.hw_end);
             }
+        }
+    }
+
+    /// Grows `heap` by one chunk: a large span of exactly a chunk's pages,
+    /// which no free run can hold while every span stays allocated.
+    fn chunk_span(heap: &Heap) -> *mut Span {
+        let s = large_span(heap, CHUNK_BYTES / PAGE_SIZE, 1);
+        assert!(!s.is_null());
+        s
+    }
+
+    /// Makes one-page spans until the heap grows; returns them and the
+    /// chunk it grew by.
+    fn grow_by_small_spans(heap: &Heap) -> (Vec<*mut Span>, usize) {
+        let sys = heap.locked.lock().heap_sys;
+        let mut spans = Vec::new();
+        while heap.locked.lock().heap_sys == sys {
+            let s = small_span(heap, 1);
+            assert!(!s.is_null());
+            spans.push(s);
+        }
+        assert_eq!(heap.locked.lock().heap_sys, sys + CHUNK_BYTES);
+        let last = *spans.last().unwrap();
+        // SAFETY: a live span.
+        let base = unsafe { (*last).base.get() };
+        (spans, base & !(CHUNK_BYTES - 1))
+    }
+
+    /// The huge-page policy: no hint until the heap has `HUGE_HEAP_MIN`
+    /// bytes committed, then each new chunk, whole, before anything touches
+    /// it (and huge pages partly released hinted back);
+    /// not the huge pages grown for a run of 1 MiB or more; none while most
+    /// of the in-use heap is not resident; none when turned off.
+    #[test]
+    // Hundreds of spans over 50 MiB of mock memory: too slow for Miri.
+    #[cfg_attr(miri, ignore)]
+    fn huge_pages_only_for_a_heap_past_the_threshold() {
+        let os = Logged::leak();
+        let heap = Heap::new(os);
+        let hints = || os.hints.lock().unwrap().clone();
+        heap.after_release(0x4000_0000_0000 + PAGE_SIZE, PAGE_SIZE);
+        assert_eq!(os.mock.no_huge_hinted.load(Relaxed), 0, "nothing hinted yet");
+        let mut spans: Vec<_> = (0..HUGE_HEAP_MIN / CHUNK_BYTES).map(|_| chunk_span(&heap)).collect();
+        assert_eq!(heap.locked.lock().heap_sys, HUGE_HEAP_MIN);
+        assert!(hints().is_empty(), "a small heap asked for huge pages");
+        assert!(!heap.huge_pages_active());
+
+        // The first chunk past the threshold is hinted, whole.
+        let (small, chunk) = grow_by_small_spans(&heap);
+        spans.extend(small);
+        assert_eq!(hints(), vec![(chunk, CHUNK_BYTES)]);
+        assert_eq!(chunk % HUGE_PAGE_BYTES, 0);
+        assert!(heap.huge_pages_active());
+
+        // Releases: a huge page left partly resident is hinted back (so
+        // khugepaged leaves it alone); one released whole keeps its hint.
+        let no_huge = || os.mock.no_huge_hinted.load(Relaxed);
+        heap.after_release(chunk, HUGE_PAGE_BYTES);
+        assert_eq!(no_huge(), 0);
+        heap.after_release(chunk + PAGE_SIZE, PAGE_SIZE);
+        assert_eq!(no_huge(), HUGE_PAGE_BYTES);
+        heap.after_release(chunk + HUGE_PAGE_BYTES / 2, HUGE_PAGE_BYTES);
+        assert_eq!(no_huge(), 3 * HUGE_PAGE_BYTES);
+        heap.after_release(chunk + HUGE_PAGE_BYTES, HUGE_PAGE_BYTES / 2);
+        assert_eq!(no_huge(), 4 * HUGE_PAGE_BYTES);
+
+        // The heap grown for a 4 MiB run: not hinted (it may be a zeroed
+        // buffer used sparsely).
+        spans.push(chunk_span(&heap));
+        assert_eq!(hints().len(), 1);
+
+        // Most of the in-use heap not resident: no hint.
+        os.mock.resident.store(heap.locked.lock().inuse_pages * PAGE_SIZE / 4, Relaxed);
+        let (small, _) = grow_by_small_spans(&heap);
+        spans.extend(small);
+        assert_eq!(hints().len(), 1);
+        // Resident again: hinted again.
+        os.mock.resident.store(usize::MAX - 1, Relaxed);
+        let (small, chunk) = grow_by_small_spans(&heap);
+        spans.extend(small);
+        assert_eq!(hints()[1], (chunk, CHUNK_BYTES));
+
+        // Turned off (`GOHEAP_HUGE_PAGES=0`): never.
+        heap.huge_pages.store(false, Relaxed);
+        let (small, _) = grow_by_small_spans(&heap);
+        spans.extend(small);
+        assert_eq!(hints().len(), 2);
+        for s in spans {
+            // SAFETY: ours, unreferenced.
+            unsafe { heap.free_span(s) };
         }
     }
 

@@ -50,8 +50,10 @@
 //!   (or one large object), with `freeindex`, `alloc_cache`, `alloc_bits`,
 //!   and `freed_bits` for objects freed back while it is elsewhere.
 //! - `heap` (Go's mheap) and `limit`: pages to spans and back; grows by
-//!   4 MiB chunks inside 64 MiB arenas; serves large objects (> 32 KiB)
-//!   directly; releases free pages and enforces the memory limit.
+//!   4 MiB chunks inside 64 MiB arenas, asking for transparent huge pages
+//!   on new chunks once the heap is past 32 MiB and dense; serves large
+//!   objects (> 32 KiB) directly; releases free pages and enforces the
+//!   memory limit.
 //! - `central` (Go's mcentral): per size class, a partial and a full list of
 //!   spans under one lock, a spare span and a transfer cache of whole
 //!   batches of freed objects.
@@ -103,7 +105,11 @@
 //!    allocator under the heap lock.
 //! 8. Else grow the heap by whole 4 MiB chunks, reserving a 64 MiB arena
 //!    from the OS (next to the last one when possible) when the current
-//!    one is used up. If the OS refuses, return null.
+//!    one is used up. If the OS refuses, return null. A heap that already
+//!    has 32 MiB committed, most of its in-use pages resident, asks for
+//!    transparent huge pages on the new chunks (`MADV_HUGEPAGE`), unless
+//!    they are grown for a run of 1 MiB or more (maybe a zeroed buffer
+//!    used sparsely): see `heap`'s "Growth".
 //!
 //! Large objects (> 32 KiB, or alignment > 8 KiB) skip to step 7 with
 //! their page count and get a span of their own.

@@ -7,6 +7,7 @@
 //! the heap (`scavenger.rs`, `cgroup.rs`).
 
 use crate::heap::{Heap, HeapLocked};
+use crate::pagealloc::Scan;
 use crate::sizeclass::PAGE_SIZE;
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
@@ -128,36 +129,39 @@ impl Heap {
     }
 
     /// Releases up to `bytes` of free pages to the OS with the heap lock
-    /// held throughout (synchronous paths). Returns bytes released.
-    pub(crate) fn release_locked(&self, h: &mut HeapLocked, bytes: usize, skip_dense: bool) -> usize {
+    /// held throughout (synchronous paths: any free page). Returns bytes
+    /// released.
+    pub(crate) fn release_locked(&self, h: &mut HeapLocked, bytes: usize) -> usize {
         let lazy = self.limit.lazy.load(Relaxed);
         let mut done = 0;
         while done < bytes {
             let want = (bytes - done).div_ceil(PAGE_SIZE).min(BURST_PAGES);
-            let Some((base, n)) = h.pages.find_scavenge_candidate_in(want, skip_dense) else {
+            let Some((base, n)) = h.pages.find_scavenge_candidate_in(want, Scan::All) else {
                 break;
             };
             // SAFETY: the run is free and claimed by the candidate search,
             // so nobody uses its memory while we release it.
             unsafe { self.os.decommit(base as *mut u8, n * PAGE_SIZE, lazy) };
+            self.after_release(base, n * PAGE_SIZE);
             h.pages.mark_scavenged(base, n);
             done += n * PAGE_SIZE;
         }
         done
     }
 
-    /// Releases up to `bytes` of free pages, taking the heap lock only to
-    /// find and to mark each run (the `madvise` runs unlocked; the run is
-    /// recorded in `releasing` meanwhile, for the fork handler). Returns
-    /// bytes released.
-    pub(crate) fn release(&self, bytes: usize, step_pages: usize, skip_dense: bool) -> usize {
+    /// Releases up to `bytes` of the free pages `scan` allows, taking the
+    /// heap lock only to find and to mark each run (the `madvise` runs
+    /// unlocked; the run is recorded in `releasing` meanwhile, for the fork
+    /// handler). Returns bytes released (whole huge pages may overshoot
+    /// `bytes` by up to one).
+    pub(crate) fn release(&self, bytes: usize, step_pages: usize, scan: Scan) -> usize {
         let lazy = self.limit.lazy.load(Relaxed);
         let mut done = 0;
         while done < bytes {
             let want = (bytes - done).div_ceil(PAGE_SIZE).min(step_pages);
             let cand = {
                 let Some(mut h) = self.lock() else { break };
-                let c = h.pages.find_scavenge_candidate_in(want, skip_dense);
+                let c = h.pages.find_scavenge_candidate_in(want, scan);
                 if let Some(run) = c {
                     h.releasing = run;
                 }
@@ -167,6 +171,7 @@ impl Heap {
             // SAFETY: the run is claimed (allocated) in the page allocator
             // until `mark_scavenged`, so nobody else uses it meanwhile.
             unsafe { self.os.decommit(base as *mut u8, n * PAGE_SIZE, lazy) };
+            self.after_release(base, n * PAGE_SIZE);
             let mut h = self.locked.lock();
             h.pages.mark_scavenged(base, n);
             h.releasing = (0, 0);
@@ -201,7 +206,7 @@ impl Heap {
         if after <= limit {
             return true;
         }
-        let released = self.release_locked(h, after - limit, false);
+        let released = self.release_locked(h, after - limit);
         self.limit.released.fetch_add(released as u64, Relaxed);
         if released >= after - limit {
             return true;

@@ -41,6 +41,8 @@ pub enum Opt {
     HardLimit = 6,
     /// `GOHEAP_MEMBARRIER`.
     Membarrier = 7,
+    /// `GOHEAP_HUGE_PAGES`.
+    HugePages = 8,
 }
 
 impl Opt {
@@ -54,6 +56,7 @@ impl Opt {
         Opt::MadvFree,
         Opt::HardLimit,
         Opt::Membarrier,
+        Opt::HugePages,
     ];
 
     /// The option's row of [`OPTIONS`].
@@ -63,7 +66,7 @@ impl Opt {
 }
 
 /// Number of options.
-pub const NUM_OPTIONS: usize = 8;
+pub const NUM_OPTIONS: usize = 9;
 
 /// The table of every option (the C library's README repeats it).
 pub const OPTIONS: [OptionInfo; NUM_OPTIONS] = [
@@ -118,6 +121,14 @@ pub const OPTIONS: [OptionInfo; NUM_OPTIONS] = [
                       check) through `membarrier(2)`, so a thread's own allocations pay no fence. \
                       `0`, or a kernel without it, uses the fallback: a full fence per cache \
                       operation. `goheap::metrics().cache_handshake` says which is in use.",
+    },
+    OptionInfo {
+        name: c"GOHEAP_HUGE_PAGES",
+        default: true,
+        description: "Ask for transparent huge pages (`MADV_HUGEPAGE`) on the heap once it has \
+                      grown to 32 MiB and most of it is resident: fewer page faults and TLB \
+                      misses for large heaps, nothing for small ones. `0` never asks (the \
+                      kernel's `transparent_hugepage` setting then decides alone).",
     },
 ];
 
@@ -312,6 +323,7 @@ mod tests {
         assert_eq!(OPTIONS[Opt::MadvFree as usize].name, c"GOHEAP_MADV_FREE");
         assert_eq!(OPTIONS[Opt::HardLimit as usize].name, c"GOHEAP_HARD_LIMIT");
         assert_eq!(OPTIONS[Opt::Membarrier as usize].name, c"GOHEAP_MEMBARRIER");
+        assert_eq!(OPTIONS[Opt::HugePages as usize].name, c"GOHEAP_HUGE_PAGES");
     }
 
     #[test]

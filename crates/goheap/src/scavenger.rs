@@ -41,11 +41,16 @@
 //!
 //! Like Go, the background scavenger leaves dense chunks (≥ 96.875 % of a
 //! 4 MiB chunk in use) alone so the huge pages the heap uses stay intact.
-//! Synchronous releases (memory limit, [`free_os_memory`]) ignore that
-//! rule.
+//! Once the heap has asked for transparent huge pages (`heap`'s "Growth"),
+//! it releases whole free huge pages (aligned 2 MiB, all free and
+//! resident) before anything else, paced or idle: a huge page given back
+//! whole costs one fault when reused, not 512, and leaves nothing resident
+//! for `khugepaged` to collapse a huge page around. Synchronous releases
+//! (memory limit, [`free_os_memory`]) ignore both rules.
 
 use crate::heap::Heap;
 use crate::limit::{BURST_PAGES, MIN_CUSHION};
+use crate::pagealloc::Scan;
 use crate::report;
 use crate::sizeclass::PAGE_SIZE;
 use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering::Relaxed};
@@ -107,7 +112,7 @@ pub(crate) fn free_os_memory(heap: &Heap, threads: &Threads) -> usize {
     // First, so the spans it empties are among the free pages released.
     let interiors = release_central_surplus(heap);
     let released =
-        heap.release(usize::MAX, BURST_PAGES, false) + interiors + release_metadata(heap, threads);
+        heap.release(usize::MAX, BURST_PAGES, Scan::All) + interiors + release_metadata(heap, threads);
     SCAVENGER.released_forced.fetch_add(released as u64, Relaxed);
     released
 }
@@ -144,6 +149,7 @@ pub(crate) fn init_from_env(heap: &Heap) {
     SCAVENGER.trace.store(options::get(Opt::ScavTrace), Relaxed);
     heap.limit.lazy.store(options::get(Opt::MadvFree), Relaxed);
     heap.limit.hard.store(options::get(Opt::HardLimit), Relaxed);
+    heap.huge_pages.store(options::get(Opt::HugePages), Relaxed);
 }
 
 /// In a child after `fork`: the scavenger thread did not survive; let the
@@ -287,12 +293,19 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         let start_cpu = crate::os::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         let mut released = 0;
         if idle {
-            // Burst: the program is not allocating; return the excess now,
-            // leaving dense chunks alone first, then anything left.
+            // Burst: the program is not allocating; return the excess now:
+            // whole huge pages first (if the heap asked for them: the huge
+            // pages it keeps stay whole), then leaving dense chunks alone,
+            // then anything left.
             let excess = retained - goal;
-            released += heap.release(excess, BURST_PAGES, true);
+            if heap.huge_pages_active() {
+                released += heap.release(excess, BURST_PAGES, Scan::WholeHugePages);
+            }
+            if released < excess {
+                released += heap.release(excess - released, BURST_PAGES, Scan::SkipDense);
+            }
             if released < excess && heap_state(heap).is_some_and(|s| s.3 == activity) {
-                released += heap.release(excess - released, BURST_PAGES, false);
+                released += heap.release(excess - released, BURST_PAGES, Scan::All);
             }
             released += release_metadata(heap, threads);
             if idle_ticks >= IDLE_TICKS_NO_CUSHION && !interiors_done {
@@ -302,10 +315,19 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
                 interiors_done = true;
             }
         } else if spent_before <= budget {
-            // Paced: steps of 512 KiB until this tick's budget is used.
+            // Paced: steps of 512 KiB until this tick's budget is used (or
+            // a whole free huge page, in a heap that asked for them: giving
+            // it back whole costs one fault, not 512, when it is reused).
             let mut excess = retained - goal;
             while excess > 0 {
-                let n = heap.release(excess.min(STEP_PAGES * PAGE_SIZE), STEP_PAGES, true);
+                let want = excess.min(STEP_PAGES * PAGE_SIZE);
+                let mut n = 0;
+                if heap.huge_pages_active() {
+                    n = heap.release(want, STEP_PAGES, Scan::WholeHugePages);
+                }
+                if n == 0 {
+                    n = heap.release(want, STEP_PAGES, Scan::SkipDense);
+                }
                 if n == 0 {
                     break;
                 }

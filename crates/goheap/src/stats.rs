@@ -342,40 +342,7 @@ pub(crate) fn metrics(heap: &Heap, threads: &Threads, gc_heap: &GcHeap) -> Metri
 /// The process's resident set size in bytes, from `/proc/self/statm`
 /// (0 if it cannot be read). Read without allocating.
 pub fn process_rss() -> u64 {
-    let fd = {
-        // SAFETY: a NUL-terminated path; read-only open.
-        unsafe {
-            libc::open(
-                c"/proc/self/statm".as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        }
-    };
-    if fd < 0 {
-        return 0;
-    }
-    let mut buf = [0u8; 128];
-    // SAFETY: reads into our buffer; `fd` is ours and closed after.
-    let n = unsafe {
-        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-        libc::close(fd);
-        n
-    };
-    if n <= 0 {
-        return 0;
-    }
-    // Second field: resident pages.
-    let text = &buf[..n as usize];
-    let Some(field) = text.split(|&c| c == b' ').nth(1) else {
-        return 0;
-    };
-    let pages = field
-        .iter()
-        .take_while(|c| c.is_ascii_digit())
-        .fold(0u64, |a, &c| a * 10 + (c - b'0') as u64);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-    pages * page
+    crate::os::statm_resident().unwrap_or(0) as u64
 }
 
 /// Writes the statistics of `heap` (see [`crate::write_stats`]).

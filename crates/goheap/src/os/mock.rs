@@ -25,6 +25,14 @@ pub struct MockOs {
     pub reserve_budget: AtomicUsize,
     /// Number of further bytes `commit` may grant (`usize::MAX`: no limit).
     pub commit_budget: AtomicUsize,
+    /// Bytes hinted for huge pages (cumulative).
+    pub huge_hinted: AtomicUsize,
+    /// Number of `hint_huge` calls.
+    pub huge_hints: AtomicUsize,
+    /// Bytes hinted for no huge pages (cumulative).
+    pub no_huge_hinted: AtomicUsize,
+    /// What `resident_bytes` answers (`usize::MAX`: `None`, cannot tell).
+    pub resident: AtomicUsize,
 }
 
 impl MockOs {
@@ -37,6 +45,10 @@ impl MockOs {
             reserve_calls: AtomicUsize::new(0),
             reserve_budget: AtomicUsize::new(usize::MAX),
             commit_budget: AtomicUsize::new(usize::MAX),
+            huge_hinted: AtomicUsize::new(0),
+            huge_hints: AtomicUsize::new(0),
+            no_huge_hinted: AtomicUsize::new(0),
+            resident: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -97,6 +109,24 @@ unsafe impl Os for MockOs {
         self.reserved.fetch_sub(size, Relaxed);
         // SAFETY: forwarded contract.
         unsafe { backing::release(addr, size) }
+    }
+
+    /// Counts the hint and passes nothing on: whether the kernel backs the
+    /// memory with huge pages is the integration tests' business.
+    unsafe fn hint_huge(&self, _addr: *mut u8, size: usize) {
+        self.huge_hinted.fetch_add(size, Relaxed);
+        self.huge_hints.fetch_add(1, Relaxed);
+    }
+
+    unsafe fn hint_no_huge(&self, _addr: *mut u8, size: usize) {
+        self.no_huge_hinted.fetch_add(size, Relaxed);
+    }
+
+    fn resident_bytes(&self) -> Option<usize> {
+        match self.resident.load(Relaxed) {
+            usize::MAX => None,
+            r => Some(r),
+        }
     }
 }
 

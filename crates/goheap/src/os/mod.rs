@@ -22,6 +22,8 @@ pub mod mock;
 
 #[cfg(unix)]
 pub use unix::SystemOs;
+#[cfg(unix)]
+pub(crate) use unix::statm_resident;
 
 /// The size of an OS page assumed for alignment of every call (4 KiB on
 /// Linux x86-64; larger OS pages still divide goheap's 8 KiB pages on the
@@ -93,13 +95,28 @@ pub unsafe trait Os: Sync {
     /// nothing anyone still uses.
     unsafe fn release(&self, addr: *mut u8, size: usize);
 
-    /// Asks for transparent huge pages on `[addr, addr + size)` (a hint; may
-    /// do nothing).
+    /// Asks for transparent huge pages on `[addr, addr + size)`
+    /// (`MADV_HUGEPAGE`: a hint; may do nothing).
     ///
     /// # Safety
     ///
     /// The range must be committed.
     unsafe fn hint_huge(&self, _addr: *mut u8, _size: usize) {}
+
+    /// Asks for no transparent huge pages on `[addr, addr + size)`
+    /// (`MADV_NOHUGEPAGE`: existing huge pages stay, `khugepaged` makes no
+    /// new ones there).
+    ///
+    /// # Safety
+    ///
+    /// The range must lie inside a reservation made by this `Os`.
+    unsafe fn hint_no_huge(&self, _addr: *mut u8, _size: usize) {}
+
+    /// The process's resident memory in bytes (RSS), or `None` where that
+    /// cannot be told.
+    fn resident_bytes(&self) -> Option<usize> {
+        None
+    }
 
     /// How many of the OS pages of `[addr, addr + size)` are resident
     /// (`mincore`), or `None` where that cannot be told.

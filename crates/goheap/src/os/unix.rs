@@ -109,6 +109,45 @@ unsafe impl Os for SystemOs {
         // does not change its contents.
         unsafe { libc::madvise(addr.cast(), size, libc::MADV_HUGEPAGE) };
     }
+
+    unsafe fn hint_no_huge(&self, addr: *mut u8, size: usize) {
+        // SAFETY: the caller guarantees the range is ours; the advice does
+        // not change its contents or protection.
+        unsafe { libc::madvise(addr.cast(), size, libc::MADV_NOHUGEPAGE) };
+    }
+
+    fn resident_bytes(&self) -> Option<usize> {
+        statm_resident()
+    }
+}
+
+/// The process's resident set size in bytes, from `/proc/self/statm`
+/// (`None` if it cannot be read). Read without allocating.
+pub(crate) fn statm_resident() -> Option<usize> {
+    // SAFETY: a NUL-terminated path; read-only open.
+    let fd = unsafe { libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 128];
+    // SAFETY: reads into our buffer; `fd` is ours and closed after.
+    let n = unsafe {
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    if n <= 0 {
+        return None;
+    }
+    // Second field: resident pages.
+    let field = buf[..n as usize].split(|&c| c == b' ').nth(1)?;
+    let pages = field
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .fold(0usize, |a, &c| a * 10 + (c - b'0') as usize);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    Some(pages * page)
 }
 
 /// Maps `size` bytes of inaccessible, unbacked address space.

@@ -351,6 +351,23 @@ impl ChunkBits {
         let size = run.min(max);
         Some((end - size, size))
     }
+
+    /// Finds the highest aligned group of `group` pages (a multiple of 64
+    /// dividing [`CHUNK_PAGES`]) that ends at or below page `top` and whose
+    /// pages are all free and unscavenged. Returns its first page.
+    pub(crate) fn find_free_unscavenged_group(&self, top: usize, group: usize) -> Option<usize> {
+        debug_assert!(group % 64 == 0 && CHUNK_PAGES % group == 0 && top < CHUNK_PAGES);
+        let words = group / 64;
+        let mut g = (top + 1) / group;
+        while g > 0 {
+            g -= 1;
+            let w = g * words;
+            if (w..w + words).all(|i| self.alloc.0[i] | self.scavenged.0[i] == 0) {
+                return Some(g * group);
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]

@@ -89,6 +89,27 @@ const _: () = assert!(
     "the page allocator covers a 48-bit address space"
 );
 
+/// Pages of a transparent huge page (2 MiB on x86-64 and on arm64 with
+/// 4 KiB OS pages): a chunk holds two, aligned.
+pub const HUGE_PAGE_PAGES: usize = (2 << 20) / PAGE_SIZE;
+
+/// Which free pages a scavenge candidate search may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// Any free, unscavenged run (synchronous releases: the memory limit,
+    /// `free_os_memory`).
+    All,
+    /// Not in chunks that are nearly full (fewer than [`DENSE_FREE_PAGES`]
+    /// free pages): releasing their few free pages would break up huge
+    /// pages the heap is using, for little gain (Go's density rule).
+    SkipDense,
+    /// Only whole aligned huge pages ([`HUGE_PAGE_PAGES`]) that are free
+    /// and resident: releasing one gives its huge page back whole, so
+    /// reusing the memory faults in a huge page again instead of 512 small
+    /// ones (and nothing is left for `khugepaged` to fill back in).
+    WholeHugePages,
+}
+
 /// log2 of [`CHUNK_PAGES`].
 const LOG_CHUNK_PAGES: u32 = 9;
 /// Pages per chunk (4 MiB), the unit in which the heap grows.
@@ -439,7 +460,7 @@ impl PageAlloc {
     /// costs time proportional to the number of chunks with free pages
     /// below the starting point.
     pub fn find_scavenge_candidate(&mut self, max_pages: usize) -> Option<(usize, usize)> {
-        self.find_scavenge_candidate_in(max_pages, false)
+        self.find_scavenge_candidate_in(max_pages, Scan::All)
     }
 
     /// Restarts candidate searches from the top of the heap. A search
@@ -452,16 +473,14 @@ impl PageAlloc {
     }
 
     /// Like [`find_scavenge_candidate`](Self::find_scavenge_candidate), but
-    /// with `skip_dense` passes over chunks that are nearly full (fewer
-    /// than [`DENSE_FREE_PAGES`] free pages): releasing their few free
-    /// pages would break up huge pages the heap is using, for little gain
-    /// (Go's density rule). Skipped chunks stay candidates for a forced
-    /// search.
+    /// only over what `scan` allows (see [`Scan`]). Runs passed over stay
+    /// candidates for a later, wider search.
     pub fn find_scavenge_candidate_in(
         &mut self,
         max_pages: usize,
-        skip_dense: bool,
+        scan: Scan,
     ) -> Option<(usize, usize)> {
+        let skip_dense = scan != Scan::All;
         let min = self.scav_min_pages;
         if self.free_pages - self.scavenged_pages < min {
             // Not one OS page's worth of candidates anywhere.
@@ -479,15 +498,29 @@ impl PageAlloc {
                 CHUNK_PAGES - 1
             };
             let dense = skip_dense && self.chunk(c).free_count() < DENSE_FREE_PAGES;
-            if !dense && self.sum(LEAF, c.0).max() >= min {
-                if let Some((first, n)) = self.chunk(c).find_scavenge_candidate(top, min, max_pages)
-                {
-                    let base = c.base() + first * PAGE_SIZE;
-                    let was_scavenged = self.alloc_range(base, n);
-                    debug_assert_eq!(was_scavenged, 0);
+            let found = if dense {
+                None
+            } else if scan == Scan::WholeHugePages {
+                (self.sum(LEAF, c.0).max() >= HUGE_PAGE_PAGES)
+                    .then(|| self.chunk(c).find_free_unscavenged_group(top, HUGE_PAGE_PAGES))
+                    .flatten()
+                    .map(|first| (first, HUGE_PAGE_PAGES))
+            } else if self.sum(LEAF, c.0).max() >= min {
+                self.chunk(c).find_scavenge_candidate(top, min, max_pages)
+            } else {
+                None
+            };
+            if let Some((first, n)) = found {
+                let base = c.base() + first * PAGE_SIZE;
+                let was_scavenged = self.alloc_range(base, n);
+                debug_assert_eq!(was_scavenged, 0);
+                // A search for whole huge pages passes over smaller runs
+                // above the one it found: the next wider search must still
+                // start above them.
+                if scan != Scan::WholeHugePages {
                     self.scav_addr = base;
-                    return Some((base, n));
                 }
+                return Some((base, n));
             }
             if c.0 == 0 {
                 break;

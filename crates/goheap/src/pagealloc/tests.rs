@@ -650,6 +650,39 @@ fn scavenge_from_the_top_down() {
     check_invariants(&pa, &[0, 1, 3, 4]);
 }
 
+/// The scan for whole huge pages returns only aligned halves of chunks that
+/// are entirely free and resident, from the top down, and leaves the
+/// starting point of wider searches where it was, so the smaller runs it
+/// passed over are still found.
+#[test]
+fn scavenge_whole_huge_pages() {
+    assert_eq!(HUGE_PAGE_PAGES * 2, CHUNK_PAGES);
+    let mut pa = build(
+        &[
+            (0, &[(300, 1)]),           // low half whole, high half not
+            (1, &[]),                   // both halves whole...
+            (2, &[(0, 1), (511, 1)]),   // neither
+            (3, &[(100, 1)]),           // high half whole, low half not
+        ],
+        &[(1, &[(256, 10)])], // ...but part of chunk 1's high half is released
+    );
+    let mut got = Vec::new();
+    while let Some((base, n)) = pa.find_scavenge_candidate_in(64, Scan::WholeHugePages) {
+        assert_eq!(n, HUGE_PAGE_PAGES);
+        assert_eq!(base % (HUGE_PAGE_PAGES * PAGE_SIZE), 0);
+        got.push(base);
+        pa.mark_scavenged(base, n);
+    }
+    assert_eq!(got, vec![addr(3, 256), addr(1, 0), addr(0, 0)]);
+    // The wider search still starts at the top: the first run it finds is
+    // the top of chunk 3's low half.
+    assert_eq!(
+        pa.find_scavenge_candidate_in(64, Scan::All),
+        Some((addr(3, 192), 64))
+    );
+    check_invariants(&pa, &[0, 1, 2, 3]);
+}
+
 #[test]
 fn scavenge_whole_os_pages() {
     // 32 KiB OS pages: 4 runtime pages each.

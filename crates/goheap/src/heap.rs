@@ -182,7 +182,7 @@ impl Heap {
             limit: Limit::new(),
             meta_outside: AtomicUsize::new(0),
             started: AtomicBool::new(false),
-            huge_pages: AtomicBool::new(true),
+            huge_pages: AtomicBool::new(false),
             huge_active: AtomicBool::new(false),
             huge_unhinted: AtomicUsize::new(0),
             unhinted_map: [const { AtomicU64::new(0) }; UNHINT_MAP_BYTES / HUGE_PAGE_BYTES / 64],
@@ -1275,6 +1275,7 @@ mod tests {
     fn huge_pages_only_for_a_heap_past_the_threshold() {
         let os = Logged::leak();
         let heap = Heap::new(os);
+        heap.huge_pages.store(true, Relaxed);
         let hints = || os.hints.lock().unwrap().clone();
         heap.after_release(0x4000_0000_0000 + PAGE_SIZE, PAGE_SIZE);
         assert_eq!(os.mock.no_huge_hinted.load(Relaxed), 0, "nothing hinted yet");
@@ -1297,10 +1298,15 @@ mod tests {
         assert_eq!(no_huge(), 0);
         heap.after_release(chunk + PAGE_SIZE, PAGE_SIZE);
         assert_eq!(no_huge(), HUGE_PAGE_BYTES);
+        // A huge page the bitmap covers (arenas where the OS honoured the
+        // hint) is hinted back once; one past it (this test heap's arenas
+        // land wherever others left room) every time.
+        let tracked = chunk.wrapping_sub(FIRST_ARENA_HINT) / HUGE_PAGE_BYTES / 64
+            < heap.unhinted_map.len();
         heap.after_release(chunk + HUGE_PAGE_BYTES / 2, HUGE_PAGE_BYTES);
-        assert_eq!(no_huge(), 3 * HUGE_PAGE_BYTES);
+        assert_eq!(no_huge(), if tracked { 2 } else { 3 } * HUGE_PAGE_BYTES);
         heap.after_release(chunk + HUGE_PAGE_BYTES, HUGE_PAGE_BYTES / 2);
-        assert_eq!(no_huge(), 4 * HUGE_PAGE_BYTES);
+        assert_eq!(no_huge(), if tracked { 2 } else { 4 } * HUGE_PAGE_BYTES);
 
         // The heap grown for a 4 MiB run: not hinted (it may be a zeroed
         // buffer used sparsely).

@@ -124,11 +124,13 @@ pub const OPTIONS: [OptionInfo; NUM_OPTIONS] = [
     },
     OptionInfo {
         name: c"GOHEAP_HUGE_PAGES",
-        default: true,
-        description: "Ask for transparent huge pages (`MADV_HUGEPAGE`) on the heap once it has \
-                      grown to 32 MiB and most of it is resident: fewer page faults and TLB \
-                      misses for large heaps, nothing for small ones. `0` never asks (the \
-                      kernel's `transparent_hugepage` setting then decides alone).",
+        default: false,
+        description: "`1`: ask for transparent huge pages (`MADV_HUGEPAGE`) on the heap once it \
+                      has grown to 32 MiB and most of it is resident: fewer page faults for \
+                      large heaps, nothing for small ones. Off by default: no workload of the \
+                      project's benchmarks gained, and SQLite's lost 3-5 %. Off, goheap gives \
+                      no huge-page advice (the kernel's `transparent_hugepage` setting decides \
+                      alone).",
     },
 ];
 

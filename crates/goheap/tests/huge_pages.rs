@@ -1,7 +1,7 @@
-//! Transparent huge pages, as the kernel reports them: a large dense heap
-//! gets them (`AnonHugePages` in `/proc/self/smaps_rollup`), a small heap
-//! does not, nor zeroed buffers used sparsely, nor any heap with
-//! `GOHEAP_HUGE_PAGES=0`; memory freed from huge pages still goes back to
+//! Transparent huge pages (`GOHEAP_HUGE_PAGES=1`), as the kernel reports
+//! them: a large dense heap gets them (`AnonHugePages` in
+//! `/proc/self/smaps_rollup`), a small heap does not, nor zeroed buffers
+//! used sparsely, nor any heap with `GOHEAP_HUGE_PAGES=0`; memory freed from huge pages still goes back to
 //! the OS, and huge pages released in part are hinted back to small pages.
 //!
 //! Each case runs in a child process (the heap and its options are the
@@ -93,7 +93,9 @@ fn measured(out: &str, key: &str) -> usize {
 fn run_child(case: &str, env: &[(&str, &str)]) -> String {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env(CASE_VAR, case);
+        .env(CASE_VAR, case)
+        // Off by default; each case turns it on unless it says otherwise.
+        .env("GOHEAP_HUGE_PAGES", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -256,5 +258,16 @@ fn huge_pages_off_means_none() {
         return;
     }
     let out = run_child("dense", &[("GOHEAP_HUGE_PAGES", "0")]);
+    assert_eq!(measured(&out, "huge"), 0, "{out}");
+}
+
+/// Unset (here: empty, which counts as unset), the option is off.
+#[test]
+fn huge_pages_are_off_by_default() {
+    if !thp_madvise_mode() {
+        eprintln!("skipped: the kernel's THP mode is not madvise");
+        return;
+    }
+    let out = run_child("dense", &[("GOHEAP_HUGE_PAGES", "")]);
     assert_eq!(measured(&out, "huge"), 0, "{out}");
 }

@@ -165,6 +165,39 @@ if __name__ == "__main__":
     });
 }
 
+/// A program whose last thread leaves through `pthread_exit` ends then, as
+/// on glibc's allocator (status 0, atexit handlers run): goheap's
+/// background thread must not keep it alive. Both ways it happens: `main`
+/// calling `pthread_exit`, and a child forked from a worker thread whose
+/// start routine returns (CPython's `test_threading` waited 300 s for such
+/// a child).
+#[test]
+fn the_last_threads_pthread_exit_ends_the_process() {
+    if !need("cc") {
+        return;
+    }
+    let bin = work_dir("preload-last-thread").join("last_thread");
+    let mut c = cc(false);
+    c.arg(c_src("last_thread.c")).arg("-o").arg(&bin);
+    compile(c);
+    for mode in ["main-exit", "fork-thread"] {
+        let mut base = Command::new(&bin);
+        base.arg(mode).env_remove("LD_PRELOAD");
+        let base = run(base, Duration::from_secs(20));
+        base.assert_ok(&format!("last_thread {mode} on the system allocator"));
+        let mut cmd = Command::new(&bin);
+        cmd.arg(mode).env("LD_PRELOAD", lib_so());
+        let r = run(cmd, Duration::from_secs(20));
+        assert!(
+            !r.timed_out,
+            "last_thread {mode} never ended under goheap:\n{}",
+            r.stdout
+        );
+        r.assert_ok(&format!("last_thread {mode} under goheap"));
+        assert_eq!(r.stdout, base.stdout, "last_thread {mode}");
+    }
+}
+
 #[test]
 fn cxx_containers() {
     if !need("c++") {

@@ -198,6 +198,32 @@ pub(crate) fn start(heap: &'static Heap, threads: &'static Threads) {
 }
 
 
+/// Ticks between looks at whether the scavenger is the process's last
+/// live thread (100 ms).
+const LAST_THREAD_TICKS: u64 = 10;
+
+/// Whether the scavenger is the process's only live thread: alone, or
+/// beside the first thread as a zombie (a first thread that left through
+/// `pthread_exit` stays listed until the whole process ends). The
+/// scavenger is never the first thread.
+fn only_thread_left() -> bool {
+    matches!(crate::os::leader_state_and_threads(), Some((_, 1)) | Some((b'Z', 2)))
+}
+
+/// Ends the process as its last thread would have. The program's threads
+/// are all gone, the last of them through `pthread_exit` (a `main` that
+/// called it, or a worker that forked, so is the child's only thread, and
+/// returned from its start routine), which ends a process only when no
+/// thread is left: glibc then calls `exit(0)`. The scavenger would keep
+/// the process alive forever instead (CPython's `test_threading` waited
+/// 300 s for such a child; `tests/preload.rs` has both cases in C).
+fn end_as_last_thread() -> ! {
+    // SAFETY: no other thread runs; `exit` runs the atexit handlers
+    // (goheap's exit report and heap profile among them) on this thread,
+    // which holds no lock between ticks.
+    unsafe { libc::exit(0) }
+}
+
 fn sleep_ns(ns: u64) {
     let ts = libc::timespec {
         tv_sec: (ns / 1_000_000_000) as _,
@@ -239,6 +265,9 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
     loop {
         sleep_ns(TICK_NS);
         ticks += 1;
+        if ticks % LAST_THREAD_TICKS == 0 && only_thread_left() {
+            end_as_last_thread();
+        }
         if ticks % 100 == 0 {
             crate::cgroup::refresh_limit(heap);
         }

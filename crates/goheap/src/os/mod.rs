@@ -23,7 +23,7 @@ pub mod mock;
 #[cfg(unix)]
 pub use unix::SystemOs;
 #[cfg(unix)]
-pub(crate) use unix::statm_resident;
+pub(crate) use unix::{leader_state_and_threads, statm_resident};
 
 /// The size of an OS page assumed for alignment of every call (4 KiB on
 /// Linux x86-64; larger OS pages still divide goheap's 8 KiB pages on the

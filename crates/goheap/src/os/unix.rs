@@ -121,33 +121,57 @@ unsafe impl Os for SystemOs {
     }
 }
 
-/// The process's resident set size in bytes, from `/proc/self/statm`
-/// (`None` if it cannot be read). Read without allocating.
-pub(crate) fn statm_resident() -> Option<usize> {
+/// Reads the file at `path` (a small `/proc` file) into `buf`, without
+/// allocating: what one `read` returned, or `None`.
+fn read_proc<'a>(path: &core::ffi::CStr, buf: &'a mut [u8]) -> Option<&'a [u8]> {
     // SAFETY: a NUL-terminated path; read-only open.
-    let fd = unsafe { libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return None;
     }
-    let mut buf = [0u8; 128];
     // SAFETY: reads into our buffer; `fd` is ours and closed after.
     let n = unsafe {
         let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
         libc::close(fd);
         n
     };
-    if n <= 0 {
-        return None;
-    }
-    // Second field: resident pages.
-    let field = buf[..n as usize].split(|&c| c == b' ').nth(1)?;
-    let pages = field
+    (n > 0).then(|| &buf[..n as usize])
+}
+
+/// The decimal number at the start of `field`.
+fn leading_number(field: &[u8]) -> usize {
+    field
         .iter()
         .take_while(|c| c.is_ascii_digit())
-        .fold(0usize, |a, &c| a * 10 + (c - b'0') as usize);
+        .fold(0usize, |a, &c| a * 10 + (c - b'0') as usize)
+}
+
+/// The process's resident set size in bytes, from `/proc/self/statm`
+/// (`None` if it cannot be read). Read without allocating.
+pub(crate) fn statm_resident() -> Option<usize> {
+    let mut buf = [0u8; 128];
+    let text = read_proc(c"/proc/self/statm", &mut buf)?;
+    // Second field: resident pages.
+    let pages = leading_number(text.split(|&c| c == b' ').nth(1)?);
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
     Some(pages * page)
+}
+
+/// The state of the process's first thread (`R`, `S`, `Z` for a zombie:
+/// one that exited while others run) and how many threads the process
+/// has, zombie first thread included, from `/proc/self/stat` (`None` if it
+/// cannot be read). Read without allocating.
+pub(crate) fn leader_state_and_threads() -> Option<(u8, usize)> {
+    let mut buf = [0u8; 1024];
+    let text = read_proc(c"/proc/self/stat", &mut buf)?;
+    // `pid (comm) state ...`: the command may hold spaces and parentheses,
+    // so count from the last `)`. The state is field 3, the first after
+    // it; `num_threads` is field 20, the 18th.
+    let close = text.iter().rposition(|&c| c == b')')?;
+    let mut fields = text[close + 1..].split(|&c| c == b' ').filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    Some((state, leading_number(fields.nth(16)?)))
 }
 
 /// Maps `size` bytes of inaccessible, unbacked address space.

@@ -139,21 +139,25 @@ fn empty_span() -> *const Span {
     &EMPTY_SPAN
 }
 
-/// Per-class flush bound: about 64 KiB of objects, between 8 and 1024.
+/// Per-class flush bound: about 32 KiB of objects, between 8 and 1024.
 ///
-/// - The upper bound matters for classes below 64 bytes: with 1024 instead
+/// - The upper bound matters for classes below 32 bytes: with 1024 instead
 ///   of 256, trees of 16-byte boxes built and freed again (`bintree`) take
 ///   0.88 of the CPU time (5 paired runs); tcmalloc lets a list grow to
 ///   8192.
-/// - 64 KiB instead of 32, and at least 8 objects instead of 2 (a 16 KiB
-///   class held 2): `rand16k` 0.65 and `xmalloc` 0.79 of the time (9 and 7
-///   paired runs), every other C and Rust workload within noise, peak RSS
-///   unchanged. A thread holds at most 64 KiB per class below 8 KiB
-///   objects, and 8 objects of the larger classes: all of it only if it freed
-///   that much of every class and allocated none (about 5 MiB), which the idle-cache
-///   reclaimer returns after a second.
+/// - The lower bound matters for classes above 4 KiB: a 16 KiB class held
+///   2 objects, so a thread freeing such blocks went to the central list
+///   every other free; with 8, `rand16k` takes 0.65 of the time.
+/// - 64 KiB instead of 32 made `xmalloc` (every free remote) 0.85 of the
+///   time, but producer/consumer programs' peak RSS 1.14 (`xmalloc`) and
+///   1.34 (`prodcons`) times as large: not taken.
+///
+/// A thread holds at most about 32 KiB per class below 4 KiB objects and 8
+/// objects of the larger ones (about 3 MiB in all, if it freed that much of
+/// every class and allocated none); the idle-cache reclaimer returns them
+/// after a second.
 pub(crate) fn class_max(class: usize) -> u32 {
-    (65536 / sizeclass::class_size(class)).clamp(8, 1024) as u32
+    (32768 / sizeclass::class_size(class)).clamp(8, 1024) as u32
 }
 
 impl ThreadCache {

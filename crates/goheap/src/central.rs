@@ -97,7 +97,7 @@ pub(crate) struct CentralLists {
 }
 
 /// Batches a transfer cache holds per class (each at most a thread list's
-/// bound, about 64 KiB of objects).
+/// bound, about 32 KiB of objects).
 const TRANSFER_BATCHES: usize = 8;
 
 // SAFETY: the lists hold raw span pointers only touched under the lock.

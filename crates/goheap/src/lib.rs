@@ -123,7 +123,7 @@
 //!    see below).
 //! 2. Push the object on the calling thread's free list for its class,
 //!    whichever thread allocated it: no lock, no atomic.
-//! 3. When the list reaches its bound (about 64 KiB of objects), hand the
+//! 3. When the list reaches its bound (about 32 KiB of objects), hand the
 //!    whole list to the class's transfer cache under one lock (a
 //!    constant-time hand-over; the next refill of any thread takes it).
 //! 4. If the transfer cache is full (8 batches), give half of the list

@@ -153,7 +153,7 @@ fn empty_span() -> *const Span {
 ///   1.34 (`prodcons`) times as large: not taken.
 ///
 /// A thread holds at most about 32 KiB per class below 4 KiB objects and 8
-/// objects of the larger ones (about 3 MiB in all, if it freed that much of
+/// objects of the larger ones (about 4 MiB in all, if it freed that much of
 /// every class and allocated none); the idle-cache reclaimer returns them
 /// after a second.
 pub(crate) fn class_max(class: usize) -> u32 {

@@ -11,8 +11,9 @@
 //! When no free run fits, the heap grows by whole 4 MiB chunks of its
 //! newest arena (a new 64 MiB arena when that one is used up): made
 //! read/write and handed to the page allocator, touched by no one yet.
-//! That is when it may ask for transparent huge pages on them (a hint that
-//! only counts before the first touch of each 2 MiB): once 32 MiB are
+//! That is when, with `GOHEAP_HUGE_PAGES=1` (off by default: see
+//! docs/design.md), it may ask for transparent huge pages on them (a hint
+//! that only counts before the first touch of each 2 MiB): once 32 MiB are
 //! committed ([`HUGE_HEAP_MIN`]), while most of the in-use heap is
 //! resident, and not when the growth is for a run of 1 MiB or more
 //! ([`HUGE_UNHINTED_RUN`]). Small heaps thus never pay for a huge page

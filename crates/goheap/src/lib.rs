@@ -105,8 +105,9 @@
 //!    allocator under the heap lock.
 //! 8. Else grow the heap by whole 4 MiB chunks, reserving a 64 MiB arena
 //!    from the OS (next to the last one when possible) when the current
-//!    one is used up. If the OS refuses, return null. A heap that already
-//!    has 32 MiB committed, most of its in-use pages resident, asks for
+//!    one is used up. If the OS refuses, return null. With
+//!    `GOHEAP_HUGE_PAGES=1` (off by default), a heap that already has
+//!    32 MiB committed, most of its in-use pages resident, asks for
 //!    transparent huge pages on the new chunks (`MADV_HUGEPAGE`), unless
 //!    they are grown for a run of 1 MiB or more (maybe a zeroed buffer
 //!    used sparsely): see `heap`'s "Growth".
@@ -117,10 +118,10 @@
 //! # Freeing, back down
 //!
 //! 1. A sized free (Rust's `dealloc`) recomputes the class from the
-//!    layout; an unsized one (C `free`) reads it from the arena map's
-//!    per-page class byte, and rejects addresses goheap does not own and
-//!    pointers into the middle of an object (checked builds check more,
-//!    see below).
+//!    layout (one table load); an unsized one (C `free`) reads it from the
+//!    arena map's per-page record, and rejects addresses goheap does not
+//!    own and pointers into the middle of an object (checked builds check
+//!    more, see below).
 //! 2. Push the object on the calling thread's free list for its class,
 //!    whichever thread allocated it: no lock, no atomic.
 //! 3. When the list reaches its bound (about 32 KiB of objects), hand the

@@ -139,26 +139,26 @@ fn empty_span() -> *const Span {
     &EMPTY_SPAN
 }
 
-/// Per-class flush bound: about 32 KiB of objects, between 8 and 1024.
-///
-/// - The upper bound matters for classes below 32 bytes: with 1024 instead
-///   of 256, trees of 16-byte boxes built and freed again (`bintree`) take
-///   0.88-0.94 of the CPU time, and `hashmap` (16-32-byte keys) 1.03 (9
-///   paired runs; 512 gave 0.975 and 1.024); tcmalloc lets a list grow to
-///   8192.
-/// - The lower bound matters for classes above 4 KiB: a 16 KiB class held
-///   2 objects, so a thread freeing such blocks went to the central list
-///   every other free; with 8, `rand16k` takes 0.65 of the time.
-/// - 64 KiB instead of 32 made `xmalloc` (every free remote) 0.85 of the
-///   time, but producer/consumer programs' peak RSS 1.14 (`xmalloc`) and
-///   1.34 (`prodcons`) times as large: not taken.
-///
-/// A thread holds at most about 32 KiB per class below 4 KiB objects and 8
-/// objects of the larger ones (about 4 MiB in all, if it freed that much of
-/// every class and allocated none); the idle-cache reclaimer returns them
-/// after a second.
+/// Per-class flush bound a cache starts with: about 32 KiB of objects,
+/// between 2 and 1024. The upper bound matters for classes below 32 bytes:
+/// with 1024 instead of 256, trees of 16-byte boxes built and freed again
+/// (`bintree`) take 0.88-0.94 of the CPU time, and `hashmap` (16-32-byte
+/// keys) 1.03 (9 paired runs; 512 gave 0.975 and 1.024); tcmalloc lets a
+/// list grow to 8192.
 pub(crate) fn class_max(class: usize) -> u32 {
-    (32768 / sizeclass::class_size(class)).clamp(8, 1024) as u32
+    (32768 / sizeclass::class_size(class)).clamp(2, 1024) as u32
+}
+
+/// What a class's bound grows to while the thread keeps allocating from
+/// an empty list ([`class_max`], but at least 8 objects), one object per
+/// refill, as TCMalloc's lists grow on demand. A 16 KiB class held 2
+/// objects, so a thread freeing and reallocating such blocks went to the
+/// central list every other free; at 8, `rand16k` takes 0.65 of the time.
+/// A thread that only frees them (a consumer of objects others allocate)
+/// keeps 2: a fixed 8 made the producer/consumer stress test's RSS grow by
+/// 18 MiB after warm-up instead of 7.
+pub(crate) fn class_max_grown(class: usize) -> u32 {
+    class_max(class).max(8)
 }
 
 impl ThreadCache {
@@ -439,6 +439,12 @@ impl ThreadCache {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, class: usize) -> *mut u8 {
+        // The list ran empty: this thread allocates the class; let its
+        // list keep one more (see `class_max_grown`).
+        let cc = &self.classes[class];
+        if cc.max.get() < class_max_grown(class) {
+            cc.set_max(cc.max.get() + 1);
+        }
         if let Some(p) = self.alloc_from_span(class) {
             return p;
         }

@@ -149,9 +149,10 @@ pub(crate) fn class_max(class: usize) -> u32 {
     (32768 / sizeclass::class_size(class)).clamp(2, 1024) as u32
 }
 
-/// What a class's bound grows to while the thread keeps allocating from
-/// an empty list ([`class_max`], but at least 8 objects), one object per
-/// refill, as TCMalloc's lists grow on demand. A 16 KiB class held 2
+/// What a class's bound grows to while the thread keeps allocating the
+/// class ([`class_max`], but at least 8 objects): one object each time its
+/// list and its span of the class have both run out, as TCMalloc's lists
+/// grow on demand. A 16 KiB class held 2
 /// objects, so a thread freeing and reallocating such blocks went to the
 /// central list every other free; at 8, `rand16k` takes 0.65 of the time.
 /// A thread that only frees them (a consumer of objects others allocate)
@@ -439,8 +440,8 @@ impl ThreadCache {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, class: usize) -> *mut u8 {
-        // The list ran empty: this thread allocates the class; let its
-        // list keep one more (see `class_max_grown`).
+        // The list and the span ran out: this thread allocates the class;
+        // let its list keep one more (see `class_max_grown`).
         let cc = &self.classes[class];
         if cc.max.get() < class_max_grown(class) {
             cc.set_max(cc.max.get() + 1);
@@ -453,6 +454,11 @@ impl ThreadCache {
         if let Some((head, n)) = self.heap.centrals[class].take_batch() {
             let cc = &self.classes[class];
             cc.free.set(head);
+            // A batch from a thread whose bound grew past ours: its length
+            // becomes our bound (batches never exceed `class_max_grown`).
+            if n > cc.max.get() {
+                cc.set_max(n);
+            }
             cc.set_len(n);
             return self.alloc_inner(class).0;
         }
@@ -702,6 +708,35 @@ mod tests {
             central.drop_spare(h);
         }
         assert_eq!(h.locked.lock().inuse_pages, 0, "spans left in use");
+    }
+
+    /// A class's bound grows while the thread allocates it, and a batch
+    /// from such a thread, longer than another thread's bound, raises that
+    /// bound instead of overflowing its room (it did, in a forked child).
+    #[test]
+    fn bounds_grow_on_demand_and_take_longer_batches() {
+        let h = heap();
+        let (a, b) = (cache(h), cache(h));
+        let class = (1..NUM_SIZE_CLASSES)
+            .find(|&c| class_max(c) < class_max_grown(c))
+            .expect("a class whose bound grows");
+        let objs: Vec<*mut u8> = (0..4 * class_nelems(class) + 1).map(|_| a.alloc(class)).collect();
+        assert!(objs.iter().all(|p| !p.is_null()));
+        assert!(a.classes[class].max.get() > class_max(class), "the bound never grew");
+        assert!(a.classes[class].max.get() <= class_max_grown(class));
+        for &p in &objs {
+            // SAFETY: live objects we give up.
+            unsafe { a.free(p, class) };
+        }
+        assert!(h.centrals[class].lists.lock().nbatches > 0, "no batch to take");
+        assert_eq!(b.classes[class].max.get(), class_max(class));
+        let p = b.alloc(class);
+        assert!(!p.is_null());
+        let cc = &b.classes[class];
+        assert!(cc.max.get() > class_max(class), "the longer batch did not raise the bound");
+        assert!(cc.len() <= cc.max.get());
+        // SAFETY: ours.
+        unsafe { b.free(p, class) };
     }
 
     #[test]

@@ -328,7 +328,7 @@ impl Span {
     /// slot `old` to slot `new`: the pages holding the starts of slots
     /// `old..new`. Pages below keep a mark at or past their end, so they
     /// accept all their objects already (see `arena::PageRecord`).
-    #[cold]
+    #[inline(always)]
     fn publish_hw(&self, old: usize, new: usize) {
         let records = self.records.get();
         if records.first.is_null() {

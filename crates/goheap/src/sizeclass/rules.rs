@@ -132,26 +132,6 @@ fn divmagic(size: usize) -> u32 {
     }
 }
 
-/// Checks by brute force that [`divmagic`] divides exactly at every offset
-/// `0..=span bytes` of every class.
-fn check_divmagic(classes: &[Class]) -> Result<(), String> {
-    for (class, c) in classes.iter().enumerate().skip(1) {
-        let magic = u64::from(divmagic(c.size));
-        for offset in 0..=c.span_bytes() {
-            let got = (offset as u64 * magic) >> 32;
-            if got != (offset / c.size) as u64 {
-                return Err(format!(
-                    "class {class} (size {}): divmagic {magic} gives {got} for offset \
-                     {offset}, want {}",
-                    c.size,
-                    offset / c.size
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The divisibility constant for `size` (Lemire, Kaser and Kurz, "Faster
 /// remainder by direct computation", 2019): `ceil(2^64 / size)`, so that
 /// for any offset below 2^32, `offset * magic mod 2^64 < magic` exactly
@@ -164,16 +144,27 @@ fn startmagic(size: usize) -> u64 {
     }
 }
 
-/// Checks by brute force that [`startmagic`] tells object starts exactly at
-/// every offset `0..=span bytes` of every class.
-fn check_startmagic(classes: &[Class]) -> Result<(), String> {
+/// Checks by brute force, at every offset `0..=span bytes` of every class,
+/// that [`divmagic`] divides exactly and [`startmagic`] tells object
+/// starts exactly.
+fn check_magics(classes: &[Class]) -> Result<(), String> {
     for (class, c) in classes.iter().enumerate().skip(1) {
-        let magic = startmagic(c.size);
+        let div = u64::from(divmagic(c.size));
+        let start = startmagic(c.size);
         for offset in 0..=c.span_bytes() {
-            let says_start = (offset as u64).wrapping_mul(magic) < magic;
+            let got = (offset as u64 * div) >> 32;
+            if got != (offset / c.size) as u64 {
+                return Err(format!(
+                    "class {class} (size {}): divmagic {div} gives {got} for offset \
+                     {offset}, want {}",
+                    c.size,
+                    offset / c.size
+                ));
+            }
+            let says_start = (offset as u64).wrapping_mul(start) < start;
             if says_start != (offset % c.size == 0) {
                 return Err(format!(
-                    "class {class} (size {}): startmagic {magic} says {says_start} for offset \
+                    "class {class} (size {}): startmagic {start} says {says_start} for offset \
                      {offset}",
                     c.size
                 ));
@@ -248,8 +239,7 @@ fn write_array(
 pub(crate) fn generate() -> Result<String, String> {
     let classes = make_classes();
     check_classes(&classes)?;
-    check_divmagic(&classes)?;
-    check_startmagic(&classes)?;
+    check_magics(&classes)?;
     render(&classes).map_err(|e| format!("formatting failed: {e}"))
 }
 

@@ -110,6 +110,16 @@ fn run_child(case: &str, env: &[(&str, &str)]) -> String {
     stdout
 }
 
+/// [`run_child`] where the checks mean something (THP mode `madvise`),
+/// else `None`, with a note that the case is skipped.
+fn run_case(case: &str, env: &[(&str, &str)]) -> Option<String> {
+    if !thp_madvise_mode() {
+        eprintln!("skipped: the kernel's THP mode is not madvise");
+        return None;
+    }
+    Some(run_child(case, env))
+}
+
 /// The child side: runs the case named by [`CASE_VAR`] (nothing when it
 /// is unset, as in the parent's own run).
 #[test]
@@ -164,11 +174,9 @@ fn child() {
 
 #[test]
 fn a_large_dense_heap_gets_huge_pages_and_gives_them_back() {
-    if !thp_madvise_mode() {
-        eprintln!("skipped: the kernel's THP mode is not madvise");
+    let Some(out) = run_case("dense", &[]) else {
         return;
-    }
-    let out = run_child("dense", &[]);
+    };
     let huge = measured(&out, "huge");
     // 64 of the 96 MiB lie past the 32 MiB threshold; the kernel may fail
     // to find free 2 MiB frames for some of them, so ask for a quarter.
@@ -200,11 +208,9 @@ fn a_large_dense_heap_gets_huge_pages_and_gives_them_back() {
 /// fill the released memory back in, seconds later.
 #[test]
 fn huge_pages_released_around_survivors_are_hinted_back() {
-    if !thp_madvise_mode() {
-        eprintln!("skipped: the kernel's THP mode is not madvise");
+    let Some(out) = run_case("survivors", &[]) else {
         return;
-    }
-    let out = run_child("survivors", &[]);
+    };
     // 64 of the 96 MiB were hinted; nearly all of it is now partly free.
     let no_huge = measured(&out, "no_huge");
     assert!(
@@ -216,11 +222,9 @@ fn huge_pages_released_around_survivors_are_hinted_back() {
 
 #[test]
 fn a_small_heap_gets_no_huge_pages() {
-    if !thp_madvise_mode() {
-        eprintln!("skipped: the kernel's THP mode is not madvise");
+    let Some(out) = run_case("small", &[]) else {
         return;
-    }
-    let out = run_child("small", &[]);
+    };
     assert_eq!(measured(&out, "huge"), 0, "{out}");
 }
 
@@ -229,11 +233,9 @@ fn a_small_heap_gets_no_huge_pages() {
 /// hinted.
 #[test]
 fn big_sparse_buffers_get_no_huge_pages() {
-    if !thp_madvise_mode() {
-        eprintln!("skipped: the kernel's THP mode is not madvise");
+    let Some(out) = run_case("big_buffers", &[]) else {
         return;
-    }
-    let out = run_child("big_buffers", &[]);
+    };
     let huge = measured(&out, "huge");
     assert!(huge <= 4 * MIB, "{} KiB of huge pages:\n{out}", huge >> 10);
 }
@@ -242,32 +244,26 @@ fn big_sparse_buffers_get_no_huge_pages() {
 /// of its in-use pages are not resident.
 #[test]
 fn a_sparse_heap_gets_no_huge_pages() {
-    if !thp_madvise_mode() {
-        eprintln!("skipped: the kernel's THP mode is not madvise");
+    let Some(out) = run_case("small_buffers", &[]) else {
         return;
-    }
-    let out = run_child("small_buffers", &[]);
+    };
     let huge = measured(&out, "huge");
     assert!(huge <= 4 * MIB, "{} KiB of huge pages:\n{out}", huge >> 10);
 }
 
 #[test]
 fn huge_pages_off_means_none() {
-    if !thp_madvise_mode() {
-        eprintln!("skipped: the kernel's THP mode is not madvise");
+    let Some(out) = run_case("dense", &[("GOHEAP_HUGE_PAGES", "0")]) else {
         return;
-    }
-    let out = run_child("dense", &[("GOHEAP_HUGE_PAGES", "0")]);
+    };
     assert_eq!(measured(&out, "huge"), 0, "{out}");
 }
 
 /// Unset (here: empty, which counts as unset), the option is off.
 #[test]
 fn huge_pages_are_off_by_default() {
-    if !thp_madvise_mode() {
-        eprintln!("skipped: the kernel's THP mode is not madvise");
+    let Some(out) = run_case("dense", &[("GOHEAP_HUGE_PAGES", "")]) else {
         return;
-    }
-    let out = run_child("dense", &[("GOHEAP_HUGE_PAGES", "")]);
+    };
     assert_eq!(measured(&out, "huge"), 0, "{out}");
 }

@@ -79,11 +79,11 @@ impl ClassCache {
     /// # Safety
     ///
     /// `p` is an object of this class the caller gives up; `guard` is its
-    /// cache's.
+    /// cache's and `mark` the guard's marker.
     #[inline(always)]
-    unsafe fn push(&self, guard: &freelist::Guard, p: *mut u8) {
-        // SAFETY: `p` is an object we now own.
-        unsafe { guard.push(p, self.free.get()) };
+    unsafe fn push(&self, guard: &freelist::Guard, p: *mut u8, mark: usize) {
+        // SAFETY: `p` is an object we now own; `mark` is the guard's.
+        unsafe { guard.push(p, self.free.get(), mark) };
         self.free.set(p);
         self.room.set(self.room.get() - 1);
         bump(&self.frees);
@@ -277,61 +277,39 @@ impl ThreadCache {
 
     /// The owner's whole allocation, handshake included ([`enter`] around
     /// [`alloc`](Self::alloc)), shaped for the fast path: a pop from the
-    /// free list inline, and every other case (claimed, empty list, a link
-    /// to re-check) one call in tail position to a cold function that
-    /// finishes the job, so the inlined code saves no registers.
+    /// free list inline, and every other case one call in tail position to
+    /// a function that finishes the job, so the inlined code saves no
+    /// registers. A claimed cache and an empty list (or a link to
+    /// re-check) have a function each: the branch on the claim then keeps
+    /// nothing for later (one compare, where a shared function needed the
+    /// claim's value kept and turned into its argument).
     ///
     /// # Safety
     ///
     /// `self` is the calling thread's own cache.
     ///
     /// With `SETS_ERRNO` (C's `malloc`), a null return has set `errno` to
-    /// `ENOMEM`, in the cold function, so the call to it stays in tail
+    /// `ENOMEM`, in the called function, so the call stays in tail
     /// position.
     #[inline(always)]
     pub(crate) unsafe fn alloc_owned<const SETS_ERRNO: bool>(&self, class: usize) -> *mut u8 {
         debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
-        let entered = self.handshake.try_enter();
-        if entered {
-            // SAFETY: as in `alloc_inner`.
-            let cc = unsafe { self.classes.get_unchecked(class) };
-            let head = cc.free.get();
-            if !head.is_null() {
-                // SAFETY: objects on the free list hold the next link.
-                if let Some(next) = unsafe { self.guard.try_pop(head) } {
-                    cc.take_head(next);
-                    self.handshake.exit();
-                    return head;
-                }
+        if !self.handshake.try_enter() {
+            // SAFETY: forwarded contract.
+            return unsafe { self.alloc_entering::<SETS_ERRNO>(class) };
+        }
+        // SAFETY: as in `alloc_inner`.
+        let cc = unsafe { self.classes.get_unchecked(class) };
+        let head = cc.free.get();
+        if !head.is_null() {
+            // SAFETY: objects on the free list hold the next link.
+            if let Some(next) = unsafe { self.guard.try_pop(head) } {
+                cc.take_head(next);
+                self.handshake.exit();
+                return head;
             }
         }
-        // SAFETY: forwarded contract.
-        unsafe { self.alloc_owned_rest::<SETS_ERRNO>(class, entered) }
-    }
-
-    /// The rest of [`alloc_owned`](Self::alloc_owned), `entered` or not:
-    /// one call out of the inline path, not two, which keeps a sized
-    /// allocation small enough for callers of `__rust_alloc` to inline.
-    ///
-    /// # Safety
-    ///
-    /// As [`alloc_owned`](Self::alloc_owned).
-    #[inline(never)]
-    unsafe fn alloc_owned_rest<const SETS_ERRNO: bool>(
-        &self,
-        class: usize,
-        entered: bool,
-    ) -> *mut u8 {
-        let p = if entered {
-            self.alloc_entered(class)
-        } else {
-            // SAFETY: forwarded contract.
-            unsafe { self.alloc_entering(class) }
-        };
-        if SETS_ERRNO && p.is_null() {
-            crate::os::set_enomem();
-        }
-        p
+        self.alloc_entered::<SETS_ERRNO>(class)
     }
 
     /// [`alloc_owned`](Self::alloc_owned) for a claimed cache: waits for
@@ -342,17 +320,24 @@ impl ThreadCache {
     /// As [`alloc_owned`](Self::alloc_owned).
     #[cold]
     #[inline(never)]
-    unsafe fn alloc_entering(&self, class: usize) -> *mut u8 {
+    unsafe fn alloc_entering<const SETS_ERRNO: bool>(&self, class: usize) -> *mut u8 {
         // SAFETY: forwarded contract.
-        unsafe { enter(self, |c| c.alloc(class)) }
+        let p = unsafe { enter(self, |c| c.alloc(class)) };
+        if SETS_ERRNO && p.is_null() {
+            crate::os::set_enomem();
+        }
+        p
     }
 
     /// [`alloc_owned`](Self::alloc_owned) once entered, past the inline
     /// pop: the whole allocation, then the exit.
     #[inline(never)]
-    fn alloc_entered(&self, class: usize) -> *mut u8 {
+    fn alloc_entered<const SETS_ERRNO: bool>(&self, class: usize) -> *mut u8 {
         let p = self.alloc(class);
         self.handshake.exit();
+        if SETS_ERRNO && p.is_null() {
+            crate::os::set_enomem();
+        }
         p
     }
 
@@ -363,40 +348,25 @@ impl ThreadCache {
     /// # Safety
     ///
     /// `self` is the calling thread's own cache; `p` is a live object of
-    /// `class` that the caller gives up.
+    /// `class` that the caller gives up; `mark` is `self.guard.mark()`
+    /// (which a checked free has just read to test `p`).
     #[inline(always)]
-    pub(crate) unsafe fn free_owned(&self, p: *mut u8, class: usize) {
+    pub(crate) unsafe fn free_owned(&self, p: *mut u8, class: usize, mark: usize) {
         debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
-        let entered = self.handshake.try_enter();
-        if entered {
-            // SAFETY: as in `alloc_inner`.
-            let cc = unsafe { self.classes.get_unchecked(class) };
-            if cc.has_room() {
-                // SAFETY: `p` is an object we now own.
-                unsafe { cc.push(&self.guard, p) };
-                self.handshake.exit();
-                return;
-            }
+        if !self.handshake.try_enter() {
+            // SAFETY: forwarded contract.
+            return unsafe { self.free_entering(p, class) };
+        }
+        // SAFETY: as in `alloc_inner`.
+        let cc = unsafe { self.classes.get_unchecked(class) };
+        if cc.has_room() {
+            // SAFETY: `p` is an object we now own.
+            unsafe { cc.push(&self.guard, p, mark) };
+            self.handshake.exit();
+            return;
         }
         // SAFETY: forwarded contract.
-        unsafe { self.free_owned_rest(p, class, entered) }
-    }
-
-    /// The rest of [`free_owned`](Self::free_owned), as
-    /// [`alloc_owned_rest`](Self::alloc_owned_rest).
-    ///
-    /// # Safety
-    ///
-    /// As [`free_owned`](Self::free_owned).
-    #[inline(never)]
-    unsafe fn free_owned_rest(&self, p: *mut u8, class: usize, entered: bool) {
-        if entered {
-            // SAFETY: forwarded contract.
-            unsafe { self.free_entered(p, class) }
-        } else {
-            // SAFETY: forwarded contract.
-            unsafe { self.free_entering(p, class) }
-        }
+        unsafe { self.free_entered(p, class) }
     }
 
     /// # Safety
@@ -434,7 +404,7 @@ impl ThreadCache {
             return unsafe { self.free_slow(p, class) };
         }
         // SAFETY: `p` is an object we now own.
-        unsafe { cc.push(&self.guard, p) };
+        unsafe { cc.push(&self.guard, p, self.guard.mark()) };
     }
 
     #[cold]

@@ -41,6 +41,10 @@ struct Secrets {
     /// `[lo, lo + span8 * 8)` and is 8-aligned.
     lo: AtomicUsize,
     span8: AtomicUsize,
+    /// The fast path's test (see [`Guard::try_pop`]): a link with any of
+    /// these bits set is not 8-aligned or lies above every arena. Only
+    /// loosens, as the range grows.
+    reject: AtomicUsize,
 }
 
 static SECRETS: Secrets = Secrets {
@@ -48,6 +52,7 @@ static SECRETS: Secrets = Secrets {
     mark: AtomicUsize::new(0),
     lo: AtomicUsize::new(usize::MAX),
     span8: AtomicUsize::new(0),
+    reject: AtomicUsize::new(usize::MAX),
 };
 
 /// 0: secrets not drawn; 1: being drawn; 2: drawn (Release after both).
@@ -119,6 +124,17 @@ pub(crate) fn add_heap_range(base: usize, len: usize) {
     let (new_lo, new_hi) = (lo.min(base), hi.max(base + len));
     SECRETS.span8.store((new_hi - new_lo) / 8, Relaxed);
     SECRETS.lo.store(new_lo, Release);
+    SECRETS.reject.store(reject_mask(new_hi), Relaxed);
+}
+
+/// The bits no link into arenas ending below `hi` has: the three low ones
+/// (links are 8-aligned) and those above the highest bit of `hi - 1`.
+/// Null has none, so the fast path needs no test of its own for the end
+/// of a list.
+fn reject_mask(hi: usize) -> usize {
+    let bits = usize::BITS - (hi - 1).leading_zeros();
+    let below = 1usize.checked_shl(bits).map_or(usize::MAX, |b| b - 1);
+    !below | 7
 }
 
 /// Reads the link stored in `obj` (no check).
@@ -160,8 +176,20 @@ pub(crate) unsafe fn clear_mark(obj: *mut u8) {
 /// `obj` is the start of a slot of at least 16 bytes in an in-use span.
 #[inline(always)]
 pub(crate) unsafe fn is_marked(obj: *const u8) -> bool {
+    // SAFETY: forwarded contract.
+    unsafe { has_mark(obj, SECRETS.mark.load(Relaxed)) }
+}
+
+/// [`is_marked`] with the marker already read (a cache's copy, from
+/// [`Guard::mark`]).
+///
+/// # Safety
+///
+/// As [`is_marked`].
+#[inline(always)]
+pub(crate) unsafe fn has_mark(obj: *const u8, mark: usize) -> bool {
     // SAFETY: per the contract, word 1 is readable.
-    CHECKED && unsafe { obj.cast::<usize>().add(1).read() } == SECRETS.mark.load(Relaxed)
+    CHECKED && unsafe { obj.cast::<usize>().add(1).read() } == mark
 }
 
 /// Checks a link read from `obj`: null (end of list) or an 8-aligned
@@ -190,18 +218,17 @@ fn corrupt_link(obj: *mut u8, next: *mut u8) -> ! {
     )
 }
 
-/// A thread cache's copy of the secrets and the heap's range, on a line of
-/// the cache it touches anyway: the fast paths read no global (which a
-/// shared library reaches through the GOT). The secrets never change once
-/// drawn; the range only grows, so a link outside the copy's range is
-/// checked again against the global one (and the copy refreshed) before it
-/// is reported.
+/// A thread cache's copy of the secrets and of the link test's mask, on a
+/// line of the cache it touches anyway: the fast paths read no global
+/// (which a shared library reaches through the GOT). The secrets never
+/// change once drawn; the heap's range only grows, so a link the copy's
+/// mask rejects is checked again against the global range (and the copy
+/// refreshed) before it is reported.
 #[derive(Debug)]
 pub(crate) struct Guard {
     link: Cell<usize>,
     mark: Cell<usize>,
-    lo: Cell<usize>,
-    span8: Cell<usize>,
+    reject: Cell<usize>,
 }
 
 impl Guard {
@@ -210,37 +237,38 @@ impl Guard {
         Guard {
             link: Cell::new(0),
             mark: Cell::new(0),
-            lo: Cell::new(0),
-            span8: Cell::new(0),
+            reject: Cell::new(usize::MAX),
         }
     }
 
     /// Copies the process's secrets (drawing them if nobody has yet) and
-    /// the heap's current range.
+    /// the link test's mask for the heap's current range.
     pub(crate) fn refresh(&self) {
         init_secrets();
         // `init_secrets` returned after an Acquire load of DRAWN == 2 (or
         // drew them itself): both secrets are visible.
         self.link.set(SECRETS.link.load(Relaxed));
         self.mark.set(SECRETS.mark.load(Relaxed));
-        // `lo` first, Acquire: see `add_heap_range`.
-        self.lo.set(SECRETS.lo.load(Acquire));
-        self.span8.set(SECRETS.span8.load(Relaxed));
+        self.reject.set(SECRETS.reject.load(Relaxed));
     }
 
-    /// Links `obj` in front of `next` and marks it free.
+    /// Links `obj` in front of `next` and marks it free with `mark`, this
+    /// copy's marker ([`mark`](Self::mark)), passed in: the free that
+    /// tested the object's marker against it writes it without a second
+    /// load.
     ///
     /// # Safety
     ///
     /// `obj` is a free object of at least 16 bytes (8 in unchecked builds)
-    /// that the caller owns.
+    /// that the caller owns; `mark` is this copy's marker.
     #[inline(always)]
-    pub(crate) unsafe fn push(&self, obj: *mut u8, next: *mut u8) {
+    pub(crate) unsafe fn push(&self, obj: *mut u8, next: *mut u8, mark: usize) {
+        debug_assert!(!CHECKED || mark == self.mark.get());
         // SAFETY: per the contract, both words are ours to write.
         unsafe {
             if CHECKED {
                 obj.cast::<usize>().write(next as usize ^ self.link.get());
-                obj.cast::<usize>().add(1).write(self.mark.get());
+                obj.cast::<usize>().add(1).write(mark);
             } else {
                 obj.cast::<*mut u8>().write(next);
             }
@@ -261,7 +289,18 @@ impl Guard {
 
     /// [`pop`](Self::pop) for the owner's fast path: the link of `obj`,
     /// with its free marker cleared, or `None` (nothing changed) when the
-    /// link falls outside this copy's range, which `pop` then decides.
+    /// link fails this copy's test, which `pop` then decides.
+    ///
+    /// The test is one mask ([`reject_mask`]): the link must be 8-aligned
+    /// and below the end of the highest arena, which null is too. It does
+    /// not check the lower bound, which the exact test of `pop`'s other
+    /// path and of the central lists (`check_link`) does: a corrupt link
+    /// still has to decode, without the secret, to an aligned address
+    /// under the arenas' top to pass here (with arenas below 2^40, as they
+    /// are placed, a random word does so once in 2^27), and the stack,
+    /// shared libraries and a position-independent program's own data all
+    /// lie above. The exact test cost 8 instructions more per `malloc`
+    /// (the lower bound, and a conditional move to let null through).
     ///
     /// # Safety
     ///
@@ -274,15 +313,11 @@ impl Guard {
                 return Some(obj.cast::<*mut u8>().read());
             }
             let next = self.decode(obj);
-            // A null link (the list's last object) passes as offset 0,
-            // without a branch of its own: it comes as often as the program
-            // makes it, so such a branch mispredicts (a quarter of
-            // `tight`'s pops did). The mask compiles to a conditional move
-            // (`hint::select_unpredictable` says so, but is newer than the
-            // crate's MSRV).
-            let off = (next as usize).wrapping_sub(self.lo.get()).rotate_right(3);
-            let off = off & (!next.is_null() as usize).wrapping_neg();
-            if off >= self.span8.get() {
+            // A null link (the list's last object) passes the mask, without
+            // a branch of its own: it comes as often as the program makes
+            // it, so such a branch mispredicts (a quarter of `tight`'s pops
+            // did).
+            if next as usize & self.reject.get() != 0 {
                 return None;
             }
             obj.cast::<usize>().add(1).write(0);
@@ -301,10 +336,10 @@ impl Guard {
         (unsafe { obj.cast::<usize>().read() } ^ self.link.get()) as *mut u8
     }
 
-    /// [`pop`](Self::pop) of a link outside this copy's range: the heap
+    /// [`pop`](Self::pop) of a link this copy's mask rejects: the heap
     /// may have grown since, so the link is checked against the process's
-    /// range (a report if outside it too), the copy refreshed, and the pop
-    /// finished.
+    /// exact range (a report if outside it), the copy refreshed, and the
+    /// pop finished.
     #[cold]
     #[inline(never)]
     fn pop_recheck(&self, obj: *mut u8) -> *mut u8 {
@@ -317,14 +352,42 @@ impl Guard {
         next
     }
 
-    /// [`is_marked`], with this copy of the marker.
-    ///
-    /// # Safety
-    ///
-    /// As [`is_marked`].
+    /// This copy's free marker (see [`push`](Self::push)).
     #[inline(always)]
-    pub(crate) unsafe fn is_marked(&self, obj: *const u8) -> bool {
-        // SAFETY: per the contract, word 1 is readable.
-        CHECKED && unsafe { obj.cast::<usize>().add(1).read() } == self.mark.get()
+    pub(crate) fn mark(&self) -> usize {
+        self.mark.get()
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast path's mask passes null and every 8-aligned address below
+    /// the arenas' top, and rejects misaligned links and addresses above
+    /// it (the stack's, a shared library's) for the placements goheap
+    /// uses (arenas from `0xc0 << 32`) and for one anywhere in the space.
+    #[test]
+    fn reject_mask_passes_aligned_links_below_the_top_only() {
+        let passes = |hi: usize, link: usize| link & reject_mask(hi) == 0;
+        let first = 0xc0usize << 32;
+        let hi = first + (64 << 20);
+        assert!(passes(hi, 0), "null ends a list");
+        for link in [first, first + 16, hi - 8, hi - 4096] {
+            assert!(passes(hi, link), "{link:#x} is inside the arenas");
+        }
+        for link in [first + 4, first + 1, hi - 12] {
+            assert!(!passes(hi, link), "{link:#x} is misaligned");
+        }
+        for link in [1usize << 40, 0x7ffd_1234_5670, 0x7f12_3456_7000, 0x5555_5555_4000] {
+            assert!(!passes(hi, link), "{link:#x} is above every arena");
+        }
+        // The top of the 47-bit user space: only alignment is left to test.
+        let top = 1usize << 47;
+        assert!(passes(top, top - 8) && !passes(top, top - 7));
+        assert!(!passes(top, top));
+        // The mask only loosens as the range grows.
+        assert_eq!(reject_mask(hi) & reject_mask(hi + (1 << 40)), reject_mask(hi + (1 << 40)));
     }
 }

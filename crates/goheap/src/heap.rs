@@ -956,7 +956,7 @@ mod tests {
             let next = objs.get(i + 1).map_or(ptr::null_mut(), |&n| n as *mut u8);
             // SAFETY: linking objects as a free list: the memory is
             // committed and ours.
-            unsafe { guard.push(o as *mut u8, next) };
+            unsafe { guard.push(o as *mut u8, next, guard.mark()) };
         }
         // SAFETY: a well-formed list of `nelems - 1` objects we give up.
         unsafe { central.free_batch(&heap, class, objs[0] as *mut u8, nelems - 1) };

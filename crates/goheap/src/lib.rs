@@ -181,9 +181,10 @@
 //!   freed normally. So a double free is reported wherever the first copy
 //!   sits, and exactly, as long as the program did not overwrite the freed
 //!   object's second word (a use after free);
-//! - and its free-list link is stored XORed with a per-process secret, checked when popped (8-aligned, inside
-//!   goheap's arenas) and when a batch returns to its spans (a slot of a
-//!   span of its class).
+//! - and its free-list link is stored XORed with a per-process secret,
+//!   checked when popped (8-aligned and below the top of goheap's arenas;
+//!   the slow pops and the central lists also test the lowest arena) and
+//!   when a batch returns to its spans (a slot of a span of its class).
 //!
 //! Large objects: a free must name the first byte of a live large span; a
 //! second free finds no span there. Checked builds have no 8-byte class

@@ -43,7 +43,7 @@ pub(crate) struct CWorkload {
 }
 
 /// The workloads, in report order.
-pub(crate) const C_WORKLOADS: [CWorkload; 9] = [
+pub(crate) const C_WORKLOADS: [CWorkload; 11] = [
     CWorkload {
         name: "tight",
         source: "tight.c",
@@ -115,6 +115,22 @@ pub(crate) const C_WORKLOADS: [CWorkload; 9] = [
                 4 rounds of 40k indexed rows inserted, queried, updated, half deleted, dropped",
         libs: &["-lsqlite3"],
         package: Some("libsqlite3-dev"),
+    },
+    CWorkload {
+        name: "python",
+        source: "python.c",
+        about: "a real program: CPython with PYTHONMALLOC=malloc, 3 rounds of a 120k-key dict \
+                of float lists built, JSON-encoded and parsed back, filtered and sorted",
+        libs: &[],
+        package: None,
+    },
+    CWorkload {
+        name: "gcc",
+        source: "gcc.c",
+        about: "a real program: gcc -O2 -S (driver and cc1) on a generated file of 150 \
+                functions of loops, switches and calls",
+        libs: &[],
+        package: None,
     },
 ];
 

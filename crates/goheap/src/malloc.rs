@@ -170,7 +170,7 @@ unsafe fn free_small(p: *mut u8, class: usize) {
     // SAFETY: a non-null cache pointer is the thread's own live cache.
     match unsafe { tls::cache().as_ref() } {
         // SAFETY: forwarded contract; the thread's own cache.
-        Some(c) if !profile::is_sampled_addr(p) => unsafe { c.free_owned(p, class, c.guard.mark()) },
+        Some(c) if !profile::is_sampled_addr(p) => unsafe { c.free_owned::<false>(p, class, c.guard.mark()) },
         // A sampled object, or no cache: one call out of the inline path
         // for both keeps a sized free small enough for the callers of
         // `__rust_dealloc` to inline it and fold its layout (a branch and
@@ -341,7 +341,7 @@ unsafe fn free_checked(p: *mut u8, want: Option<usize>) {
                     }
                     // SAFETY: a live small object of `class`, per the checks
                     // above; the thread's own cache and its marker.
-                    unsafe { c.free_owned(p, class, mark) }
+                    unsafe { c.free_owned::<true>(p, class, mark) }
                 }
                 // SAFETY: as above, with the process's marker.
                 None if unsafe { freelist::is_marked(p) } => unsafe { free_marked(p, class) },

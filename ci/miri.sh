@@ -110,7 +110,7 @@ fi
 # goheap-gc's unit tests: the tracing layer and a whole collection (mark,
 # the dead objects' drops, sweep) on a small graph, over the process heap
 # (which under Miri maps through the mock OS).
-cargo +nightly miri test -p goheap-gc --lib "$@" 2>&1 | tee "$log"
+cargo +nightly miri test -p goheap-gc --lib -- "$@" 2>&1 | tee "$log"
 n=$(grep -c '^test .* \.\.\. ok' "$log" || true)
 echo "miri.sh: goheap-gc: $n tests passed under Miri"
 [ "$n" -gt 0 ] || { echo "miri.sh: FAILED: no goheap-gc test ran under Miri" >&2; exit 1; }

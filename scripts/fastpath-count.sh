@@ -14,14 +14,14 @@
 # exit and the first refills out of it. The Rust figure is the same
 # difference for an 8-byte Box (`bench-<allocator> pair 1` and `pair 2`).
 #
-# Needs valgrind (Debian's `valgrind`) and gcc; builds goheap-capi and
-# goheap-bench in release mode first (separate builds: each crate's
+# Needs valgrind (scripts/install-bench-deps.sh installs it) and gcc;
+# builds goheap-capi and goheap-bench in release mode first (separate builds: each crate's
 # features must not leak into the other).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v valgrind >/dev/null || {
-    echo "fastpath-count.sh: valgrind is missing (apt-get install valgrind)" >&2
+    echo "fastpath-count.sh: valgrind is missing (scripts/install-bench-deps.sh installs it)" >&2
     exit 1
 }
 

@@ -7,6 +7,7 @@
 #                    else Debian's golang-go (Go 1.19) if backports cannot
 #                    be had; the Boehm collector's libgc-dev; gcc
 #   goheap cbench    jemalloc, mimalloc and tcmalloc (as scripts/install-peers.sh)
+#   scripts/fastpath-count.sh   valgrind
 #
 # Needs root (or sudo) and apt-get.
 set -euo pipefail
@@ -31,7 +32,7 @@ if ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources
     echo "deb http://deb.debian.org/debian bookworm-backports main" | "${sudo[@]}" tee "$list" >/dev/null
 fi
 "${sudo[@]}" apt-get update
-"${sudo[@]}" apt-get install -y gcc libgc-dev libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 libsqlite3-dev
+"${sudo[@]}" apt-get install -y gcc libgc-dev libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 libsqlite3-dev valgrind
 if ! "${sudo[@]}" apt-get install -y -t bookworm-backports golang-1.23-go; then
     echo "install-bench-deps: no Go 1.23 from bookworm-backports; installing Debian's golang-go (Go 1.19)" >&2
     "${sudo[@]}" apt-get install -y golang-go

@@ -15,8 +15,8 @@
 # difference for an 8-byte Box (`bench-<allocator> pair 1` and `pair 2`).
 #
 # Needs valgrind (scripts/install-bench-deps.sh installs it) and gcc;
-# builds goheap-capi and goheap-bench in release mode first (separate builds: each crate's
-# features must not leak into the other).
+# builds goheap-capi and goheap-bench in release mode first (separate
+# builds: each crate's features must not leak into the other).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,7 +1,8 @@
 //! Zeroed large allocations: reused pages are zero however they were
 //! zeroed, and a program that leaves its zeroed buffers mostly untouched
 //! gets them by page release (the untouched pages take no memory), while
-//! one that writes them all over settles on clearing (no fault per page).
+//! one that writes them all over settles on clearing (no fault per page)
+//! and gets its fresh buffers' pages mapped in one call.
 //! Its own process: the choice between the two is process-wide.
 #![cfg(not(goheap_loom))] // goheap is only `sync` under loom (ci/loom.sh)
 #![cfg(target_os = "linux")]
@@ -16,10 +17,15 @@ const PAGE: usize = 4096;
 
 /// The part of `[p, p + SIZE)` resident now, in percent.
 fn resident_percent(p: *const u8) -> usize {
-    let mut vec = vec![0u8; SIZE / PAGE];
+    resident_percent_of(p, SIZE)
+}
+
+/// The part of `[p, p + size)` resident now, in percent.
+fn resident_percent_of(p: *const u8, size: usize) -> usize {
+    let mut vec = vec![0u8; size / PAGE];
     // SAFETY: the range is one live allocation, page-aligned (a large
     // goheap object starts a span); `vec` has a byte per page.
-    let rc = unsafe { libc::mincore(p as *mut libc::c_void, SIZE, vec.as_mut_ptr()) };
+    let rc = unsafe { libc::mincore(p as *mut libc::c_void, size, vec.as_mut_ptr()) };
     assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
     vec.iter().filter(|&&b| b & 1 != 0).count() * 100 / vec.len()
 }
@@ -83,5 +89,37 @@ fn zeroed_large_buffers_are_released_when_sparse_and_cleared_when_dense() {
     assert!(
         cleared >= 12,
         "only {cleared} of 16 densely used zeroed buffers were cleared instead of released"
+    );
+    // Still dense: zeroed buffers larger than any freed run, all live at
+    // once, so their pages are new to the heap (or released): they read
+    // as zero without clearing, and are mapped in at once
+    // (`MADV_POPULATE_WRITE`) instead of one fault per page, two for a
+    // page read before it is written. One may be a probe (released).
+    let big = Layout::from_size_align(4 * SIZE, 16).unwrap();
+    let fresh: Vec<*mut u8> = (0..3)
+        // SAFETY: a non-zero-size layout.
+        .map(|_| unsafe { alloc_zeroed(big) })
+        .collect();
+    let populated = fresh
+        .iter()
+        .filter(|&&p| {
+            assert!(!p.is_null());
+            resident_percent_of(p, big.size()) > 90
+        })
+        .count();
+    for &p in &fresh {
+        // SAFETY: `big.size()` readable bytes of a live allocation.
+        let bytes = unsafe { std::slice::from_raw_parts(p, big.size()) };
+        assert!(
+            bytes.iter().all(|&b| b == 0),
+            "a fresh zeroed buffer holds data"
+        );
+        // SAFETY: allocated above with `big`.
+        unsafe { dealloc(p, big) };
+    }
+    assert!(
+        populated >= 2,
+        "only {populated} of 3 fresh zeroed buffers were mapped in at allocation, in a \
+         program that writes its zeroed buffers all over"
     );
 }

@@ -103,6 +103,18 @@ pub unsafe trait Os: Sync {
     /// The range must be committed.
     unsafe fn hint_huge(&self, _addr: *mut u8, _size: usize) {}
 
+    /// Faults in `[addr, addr + size)` writable ahead of its use
+    /// (`MADV_POPULATE_WRITE`, Linux 5.14+): one call that maps zeroed
+    /// pages for the whole range, instead of a fault at the first touch of
+    /// each page (two for a page read before it is written: the shared
+    /// zero page, then a copy). A hint: does nothing where the kernel
+    /// lacks it, and the range keeps reading as zero either way.
+    ///
+    /// # Safety
+    ///
+    /// The range must be committed.
+    unsafe fn populate(&self, _addr: *mut u8, _size: usize) {}
+
     /// Asks for no transparent huge pages on `[addr, addr + size)`
     /// (`MADV_NOHUGEPAGE`: existing huge pages stay, `khugepaged` makes no
     /// new ones there).

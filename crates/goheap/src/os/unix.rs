@@ -110,6 +110,13 @@ unsafe impl Os for SystemOs {
         unsafe { libc::madvise(addr.cast(), size, libc::MADV_HUGEPAGE) };
     }
 
+    unsafe fn populate(&self, addr: *mut u8, size: usize) {
+        // SAFETY: the caller guarantees the range is committed; populating
+        // maps zeroed pages and changes no contents. Kernels before 5.14
+        // answer EINVAL, and the pages fault in at first touch as before.
+        unsafe { libc::madvise(addr.cast(), size, libc::MADV_POPULATE_WRITE) };
+    }
+
     unsafe fn hint_no_huge(&self, addr: *mut u8, size: usize) {
         // SAFETY: the caller guarantees the range is ours; the advice does
         // not change its contents or protection.

@@ -430,6 +430,21 @@ impl Threads {
         n
     }
 
+    /// The objects every live thread cache has handed out and taken back
+    /// so far, summed (wrapping): it stands still only while no thread
+    /// allocates or frees. The scavenger reads it when the page heap has
+    /// been quiet, since a program working out of its caches moves no
+    /// spans for long stretches and is still busy.
+    pub(crate) fn object_activity(&self) -> u64 {
+        let r = self.registry.lock();
+        r.live()
+            .flat_map(|c| c.classes.iter())
+            .fold(0u64, |sum, cc| {
+                sum.wrapping_add(cc.mallocs.load(Ordering::Relaxed))
+                    .wrapping_add(cc.frees.load(Ordering::Relaxed))
+            })
+    }
+
     /// Empties the caches of threads that have not allocated or freed since
     /// the last call (made by the scavenger about once a second), so
     /// objects sitting in idle threads' caches stop pinning their spans.

@@ -24,9 +24,10 @@
 //! allocates) wakes every 10 ms:
 //!
 //! - While the heap is busy (spans were allocated or freed since the last
-//!   tick, or, when none were, the threads' caches handed out or took back
-//!   100 objects or more) it works only while its thread CPU time stays under 1 % of
-//!   the wall time (Go's `scavengePercent`), in steps of at most 512 KiB.
+//!   tick, or, when none were, the threads' caches handed out or took
+//!   back 100 objects or more) it works only while its thread CPU time
+//!   stays under 1 % of the wall time (Go's `scavengePercent`), in steps
+//!   of at most 512 KiB.
 //!   Its goal then is the highest of the last one to two seconds
 //!   ([`BusyGoal`]), so the dip between two phases of a program does not
 //!   release what the next phase faults back in.

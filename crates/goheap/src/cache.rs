@@ -662,6 +662,18 @@ impl ThreadCache {
         }
     }
 
+    /// The objects this cache has handed out and taken back so far, over
+    /// every class (wrapping): it stands still only while its owner
+    /// neither allocates nor frees. Read by other threads (the idle-cache
+    /// reclaimer, the scavenger's idle test); the counts are the owner's
+    /// relaxed statistics, so a read may miss the latest few.
+    pub(crate) fn object_activity(&self) -> u64 {
+        self.classes.iter().fold(0u64, |sum, cc| {
+            sum.wrapping_add(cc.mallocs.load(Relaxed))
+                .wrapping_add(cc.frees.load(Relaxed))
+        })
+    }
+
     /// Where `p`, an object of `class`, sits in this cache if it is free
     /// here: on the class's free list, or among the fresh slots of the
     /// class's span. For the exact checks: only the owner, or a claimer

@@ -53,6 +53,16 @@ pub(crate) struct Limit {
 }
 
 impl Limit {
+    /// The most the scavenger may retain under the limit: 95 % of it less
+    /// `metadata` (Go's `reduceExtraPercent`); no bound without a limit.
+    pub(crate) fn goal_cap(&self, metadata: usize) -> usize {
+        let limit = self.bytes.load(Relaxed);
+        if limit == usize::MAX {
+            return usize::MAX;
+        }
+        (limit / 100 * 95).saturating_sub(metadata)
+    }
+
     pub(crate) const fn new() -> Self {
         Limit {
             bytes: AtomicUsize::new(usize::MAX),
@@ -106,18 +116,19 @@ impl HeapLocked {
         self.pages.metadata_bytes() + self.arena_meta_bytes
     }
 
-    /// The background scavenger's goal for `retained()`: the in-use heap
-    /// plus 10 % and a floor, and under a limit at most 95 % of it less
-    /// `metadata` (Go's `reduceExtraPercent`).
+    /// The background scavenger's goal for `retained()`: the
+    /// [`cushioned_goal`](Self::cushioned_goal), at most the
+    /// [`goal_cap`](Limit::goal_cap).
     pub(crate) fn retained_goal(&self, limit: &Limit, metadata: usize) -> usize {
-        let inuse = self.inuse_pages * PAGE_SIZE;
-        let goal = inuse + inuse / 10 + MIN_CUSHION;
-        let limit = limit.bytes.load(Relaxed);
-        if limit == usize::MAX {
-            return goal;
-        }
-        goal.min((limit / 100 * 95).saturating_sub(metadata))
+        self.cushioned_goal().min(limit.goal_cap(metadata))
     }
+
+    /// The in-use heap plus 10 % and a floor.
+    pub(crate) fn cushioned_goal(&self) -> usize {
+        let inuse = self.inuse_pages * PAGE_SIZE;
+        inuse + inuse / 10 + MIN_CUSHION
+    }
+
 }
 
 impl Heap {

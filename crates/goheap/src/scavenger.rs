@@ -246,17 +246,19 @@ fn sleep_ns(ns: u64) {
     unsafe { libc::nanosleep(&ts, ptr::null_mut()) };
 }
 
-/// The goal while the heap is busy: the highest goal of the last one to
-/// two seconds ([`PEAK_WINDOW_TICKS`], two windows), not the latest. A
-/// program that works in phases (build a structure, free most of it,
-/// build the next) dips its in-use heap between them, often with a quiet
-/// tick in between while it runs out of its caches; a goal that followed
-/// the dip released the free pages the next phase faults back in (cbench's
-/// `sqlite` and `python` took two to three times the page faults with the
-/// scavenger on, and 0.88 and 0.92 of the time with it off). Go's
-/// scavenger keeps to the collector's heap goal, set once a cycle, for
-/// the same reason. Idle for [`IDLE_TICKS_NO_CUSHION`], the scavenger
-/// drops to the in-use heap regardless.
+/// The goal while the heap is busy: the highest cushioned goal (in use
+/// plus 10 % and a floor) of the last one to two seconds
+/// ([`PEAK_WINDOW_TICKS`], two windows), not the latest; the memory
+/// limit's cap still applies to it. A program that works in phases (build
+/// a structure, free most of it, build the next) dips its in-use heap
+/// between them, often with a quiet tick in between while it runs out of
+/// its caches; a goal that followed the dip released the free pages the
+/// next phase faults back in (cbench's `sqlite` and `python` took two to
+/// three times the page faults with the scavenger on, and 0.88 and 0.92 of
+/// the time with it off). Go's scavenger keeps to the collector's heap
+/// goal, set once a cycle, for the same reason. Idle for
+/// [`IDLE_TICKS_NO_CUSHION`], the scavenger drops to the in-use heap
+/// regardless.
 struct BusyGoal {
     /// Highest goal seen in the current window.
     current: usize,
@@ -275,18 +277,9 @@ impl BusyGoal {
         }
     }
 
-    /// Records this tick's `goal` and returns the busy goal. A goal below
-    /// what the in-use heap alone would give is the memory limit's cap:
-    /// that one holds at once, and the windows start again from it.
-    fn update(&mut self, goal: usize, uncapped: usize) -> usize {
-        if goal < uncapped {
-            *self = BusyGoal {
-                current: goal,
-                previous: goal,
-                ticks: 0,
-            };
-            return goal;
-        }
+    /// Records this tick's cushioned `goal` and returns the highest of the
+    /// last one to two windows.
+    fn update(&mut self, goal: usize) -> usize {
         self.ticks += 1;
         if self.ticks >= PEAK_WINDOW_TICKS {
             self.previous = self.current;
@@ -298,16 +291,41 @@ impl BusyGoal {
     }
 }
 
-/// One look at the heap: (retained, goal, in use, activity counter).
-fn heap_state(heap: &Heap) -> Option<(usize, usize, usize, u64)> {
+/// This tick's goal for the retained heap. Busy, or quiet for less than
+/// 100 ms (CPython goes that long without a malloc between phases): the
+/// recent `peak` of the cushioned goal. After 100 ms without heap activity
+/// neither the peak nor the cushion has work to do: the in-use heap plus
+/// the floor. Never above the memory limit's `cap`.
+fn tick_goal(peak: usize, inuse: usize, cap: usize, idle_ticks: u32) -> usize {
+    let goal = if idle_ticks >= IDLE_TICKS_NO_CUSHION {
+        inuse + MIN_CUSHION
+    } else {
+        peak
+    };
+    goal.min(cap)
+}
+
+/// One look at the heap.
+struct HeapLook {
+    retained: usize,
+    /// The goal before the memory limit's cap (`cushioned_goal`).
+    cushioned: usize,
+    /// The memory limit's cap on any goal (`goal_cap`).
+    cap: usize,
+    inuse: usize,
+    /// The heap's span activity counter.
+    activity: u64,
+}
+
+fn heap_state(heap: &Heap) -> Option<HeapLook> {
     let h = heap.lock()?;
-    let meta = heap.metadata_sys(&h);
-    Some((
-        h.retained(),
-        h.retained_goal(&heap.limit, meta),
-        h.inuse_pages * PAGE_SIZE,
-        h.activity,
-    ))
+    Some(HeapLook {
+        retained: h.retained(),
+        cushioned: h.cushioned_goal(),
+        cap: heap.limit.goal_cap(heap.metadata_sys(&h)),
+        inuse: h.inuse_pages * PAGE_SIZE,
+        activity: h.activity,
+    })
 }
 
 /// The background scavenger thread. Never allocates: it only takes the
@@ -328,7 +346,7 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
     let mut idle_ticks: u32 = 0;
     let mut interiors_done = false;
     let mut busy_goal = BusyGoal::new();
-    let mut last_objects = u64::MAX;
+    let mut last_objects: Option<u64> = None;
     loop {
         sleep_ns(TICK_NS);
         ticks += 1;
@@ -354,7 +372,14 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         if !SCAVENGER.enabled.load(Relaxed) {
             continue;
         }
-        let Some((retained, goal, inuse, activity)) = heap_state(heap) else {
+        let Some(HeapLook {
+            retained,
+            cushioned,
+            cap,
+            inuse,
+            activity,
+        }) = heap_state(heap)
+        else {
             continue;
         };
         // Idle: no span moved since the last tick, and the threads' caches
@@ -366,26 +391,17 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
         last_activity = activity;
         if idle {
             let objects = threads.object_activity();
-            idle = last_objects != u64::MAX
-                && objects.wrapping_sub(last_objects) < IDLE_OBJECTS_PER_TICK;
-            last_objects = objects;
+            idle = last_objects
+                .is_some_and(|last| objects.wrapping_sub(last) < IDLE_OBJECTS_PER_TICK);
+            last_objects = Some(objects);
         } else {
-            last_objects = u64::MAX;
+            last_objects = None;
         }
         idle_ticks = if idle { idle_ticks + 1 } else { 0 };
         if !idle {
             interiors_done = false;
         }
-        // Busy, or quiet for less than 100 ms (CPython goes that long
-        // without a malloc between phases): the recent peak's goal.
-        // After 100 ms without heap activity the cushion has no work to do:
-        // release down to the in-use heap plus the floor.
-        let busy = busy_goal.update(goal, inuse + inuse / 10 + MIN_CUSHION);
-        let goal = if idle_ticks >= IDLE_TICKS_NO_CUSHION {
-            goal.min(inuse + MIN_CUSHION)
-        } else {
-            busy
-        };
+        let goal = tick_goal(busy_goal.update(cushioned), inuse, cap, idle_ticks);
         let wall = crate::os::clock_ns(libc::CLOCK_MONOTONIC);
         let cpu = crate::os::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         // Budget for this tick: 1 % of the wall time since the last one,
@@ -416,7 +432,7 @@ extern "C" fn scavenger_main(_: *mut libc::c_void) -> *mut libc::c_void {
             if released < excess {
                 released += heap.release(excess - released, BURST_PAGES, Scan::SkipDense);
             }
-            if released < excess && heap_state(heap).is_some_and(|s| s.3 == activity) {
+            if released < excess && heap_state(heap).is_some_and(|s| s.activity == activity) {
                 released += heap.release(excess - released, BURST_PAGES, Scan::All);
             }
             released += release_metadata(heap, threads);
@@ -478,11 +494,11 @@ mod tests {
 
     const MIB: usize = 1 << 20;
 
-    /// Feeds `goal` for `ticks` ticks (uncapped); returns the last busy goal.
+    /// Feeds `goal` for `ticks` ticks; returns the last busy goal.
     fn feed(b: &mut BusyGoal, goal: usize, ticks: u32) -> usize {
         let mut out = 0;
         for _ in 0..ticks {
-            out = b.update(goal, goal);
+            out = b.update(goal);
         }
         out
     }
@@ -502,13 +518,14 @@ mod tests {
     }
 
     #[test]
-    fn busy_goal_never_holds_above_a_capped_goal() {
-        let mut b = BusyGoal::new();
-        feed(&mut b, 100 * MIB, 50);
-        // The memory limit caps this tick's goal below what the in-use
-        // heap would give: the cap holds at once, the peak is dropped.
-        assert_eq!(b.update(30 * MIB, 80 * MIB), 30 * MIB);
-        assert_eq!(b.update(35 * MIB, 35 * MIB), 35 * MIB);
-        assert_eq!(feed(&mut b, 20 * MIB, 2 * PEAK_WINDOW_TICKS), 20 * MIB);
+    fn tick_goal_never_holds_above_the_limits_cap() {
+        // A peak of 100 MiB under a limit whose cap is 30 MiB: the cap.
+        assert_eq!(tick_goal(100 * MIB, 20 * MIB, 30 * MIB, 0), 30 * MIB);
+        assert_eq!(tick_goal(100 * MIB, 20 * MIB, usize::MAX, 0), 100 * MIB);
+        // Idle for 100 ms: the in-use heap plus the floor, the peak gone,
+        // and the cap still over it.
+        let idle = IDLE_TICKS_NO_CUSHION;
+        assert_eq!(tick_goal(100 * MIB, 20 * MIB, usize::MAX, idle), 20 * MIB + MIN_CUSHION);
+        assert_eq!(tick_goal(100 * MIB, 20 * MIB, 10 * MIB, idle), 10 * MIB);
     }
 }

@@ -438,11 +438,7 @@ impl Threads {
     pub(crate) fn object_activity(&self) -> u64 {
         let r = self.registry.lock();
         r.live()
-            .flat_map(|c| c.classes.iter())
-            .fold(0u64, |sum, cc| {
-                sum.wrapping_add(cc.mallocs.load(Ordering::Relaxed))
-                    .wrapping_add(cc.frees.load(Ordering::Relaxed))
-            })
+            .fold(0u64, |sum, c| sum.wrapping_add(c.object_activity()))
     }
 
     /// Empties the caches of threads that have not allocated or freed since
@@ -456,17 +452,11 @@ impl Threads {
     /// an owner that comes back meanwhile waits for the claim to drop.
     pub(crate) fn reclaim_idle_caches(&self) -> usize {
         let r = self.registry.lock();
-        let activity = |c: &ThreadCache| -> u64 {
-            c.classes
-                .iter()
-                .map(|cc| cc.mallocs.load(Ordering::Relaxed) + cc.frees.load(Ordering::Relaxed))
-                .sum()
-        };
         // Candidates: no activity since the last look, and some since the
         // last time we emptied them.
         let mut candidates = 0;
         for cache in r.live() {
-            let now = activity(cache);
+            let now = cache.object_activity();
             let seen = cache.seen_activity.swap(now, Ordering::Relaxed);
             if now == seen && now != cache.reclaimed_activity.load(Ordering::Relaxed) {
                 cache.handshake.request();

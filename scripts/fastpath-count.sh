@@ -36,7 +36,7 @@ cat >"$work/pairs.c" <<'EOF'
 #include <stdlib.h>
 
 int main(int argc, char **argv) {
-    long n = argc > 1 ? atol(argv[1]) : 1000000;
+    long n = (argc > 1 ? atol(argv[1]) : 1) * 1000000;
     for (long i = 0; i < n; i++) {
         void *p = malloc(16 + (i & 15));
         /* An empty asm that takes p: gcc may not drop the pair. */
@@ -59,23 +59,19 @@ count() {
     echo "$out"
 }
 
-c_pair() {
-    local lib=$1 one two
-    if [ "$lib" = glibc ]; then
-        one=$(count "$work/pairs" 1000000)
-        two=$(count "$work/pairs" 2000000)
-    else
-        one=$(count env LD_PRELOAD="$lib" "$work/pairs" 1000000)
-        two=$(count env LD_PRELOAD="$lib" "$work/pairs" 2000000)
-    fi
+# Instructions per pair of COMMAND: its count with a last argument of 2
+# (millions of pairs) minus its count with 1, over 10^6.
+per_pair() {
+    local one two
+    one=$(count "$@" 1)
+    two=$(count "$@" 2)
     awk -v a="$one" -v b="$two" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'
 }
 
-rust_pair() {
-    local bin=$1 one two
-    one=$(count "$bin" pair 1)
-    two=$(count "$bin" pair 2)
-    awk -v a="$one" -v b="$two" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'
+c_pair() {
+    local preload=()
+    [ "$1" = glibc ] || preload=(env LD_PRELOAD="$1")
+    per_pair "${preload[@]}" "$work/pairs"
 }
 
 libs=("$@")
@@ -96,6 +92,6 @@ done
 if [ $# -eq 0 ]; then
     echo "Rust: Box<u64> new + drop, instructions per pair (the loop included)"
     for a in goheap mimalloc jemalloc system; do
-        printf '  %-60s %s\n' "bench-$a" "$(rust_pair "$target/release/bench-$a")"
+        printf '  %-60s %s\n' "bench-$a" "$(per_pair "$target/release/bench-$a" pair)"
     done
 fi

@@ -22,8 +22,8 @@
 //! - [`GcCache`]: a thread's span per span class, and its tiny block.
 //!   Owned by the thread (goheap-gc brackets every use with its handshake,
 //!   so the collector can flush it with the world stopped).
-//! - Spans (`span::Span`) in state `GcSmall` / `GcLarge`: `alloc_bits`
-//!   say which slots hold objects; `freed_bits` are the mark bits. Go's
+//! - Spans (`span::Span`) in state `GcSmall` / `GcLarge`: their alloc bitmaps
+//!   say which slots hold objects; their freed bitmaps are the mark bits. Go's
 //!   `sweepgen` is which list a span is on: a cycle's end moves every span
 //!   to its class's unswept list (or aside, for drops), and a span leaves
 //!   it only by being swept.
@@ -52,7 +52,7 @@
 //!
 //! 1. [`GcHeap::finish_sweep`]: spans the last cycle left unswept are swept
 //!    (their mark bits must be clear before marking).
-//! 2. Every thread's [`GcCache`] is flushed, so `alloc_bits` are current.
+//! 2. Every thread's [`GcCache`] is flushed, so the alloc bitmaps are current.
 //! 3. [`GcHeap::mark`] for each object reached: one bit, interior pointers
 //!    resolved through the arena map.
 //! 4. [`GcHeap::finish_mark`]: a new sweep cycle begins: every span is now
@@ -535,10 +535,10 @@ impl GcHeap {
         let words = nelems.div_ceil(64);
         let mut live = 0;
         for w in 0..words {
-            let marked = span.freed_bits[w].get() & span.alloc_bits[w].get();
+            let marked = span.bits[w].freed.get() & span.bits[w].alloc.get();
             live += marked.count_ones() as usize;
-            span.alloc_bits[w].set(marked);
-            span.freed_bits[w].set(0);
+            span.bits[w].alloc.set(marked);
+            span.bits[w].freed.set(0);
         }
         let dead = span.alloc_count.get() - live;
         span.alloc_count.set(live);
@@ -599,7 +599,7 @@ impl GcHeap {
             s.elemsize.set(npages * PAGE_SIZE);
             s.nelems.set(1);
             s.has_drops.set(drops);
-            s.alloc_bits[0].set(1);
+            s.bits[0].alloc.set(1);
             s.alloc_count.set(1);
             s.sample.set(0);
             s.gc_samples.store(0, Relaxed);
@@ -647,7 +647,7 @@ impl GcHeap {
             SpanState::GcLarge => (0, span.base.get()),
             _ => return None,
         };
-        let w = &span.freed_bits[idx / 64];
+        let w = &span.bits[idx / 64].freed;
         let bit = 1u64 << (idx % 64);
         let newly = w.get() & bit == 0;
         if newly {
@@ -720,8 +720,8 @@ impl GcHeap {
             // SAFETY: spans on the large list are live large GC spans.
             let span = unsafe { &*s };
             let next = span.next.get() as *mut Span;
-            let marked = span.freed_bits[0].get() & 1 != 0;
-            span.freed_bits[0].set(0);
+            let marked = span.bits[0].freed.get() & 1 != 0;
+            span.bits[0].freed.set(0);
             if !marked {
                 // SAFETY: on the large list.
                 unsafe { large.remove(s) };

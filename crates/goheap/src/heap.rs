@@ -974,7 +974,7 @@ mod tests {
             assert_eq!((l.full.len, l.partial.len), (0, 0));
             assert_eq!(l.spare, s);
             // SAFETY: the spare is a valid span, read under the lock.
-            assert_eq!(unsafe { ((*s).alloc_count.get(), (*s).freed_count.get(), (*s).alloc_bits[0].get()) }, (0, 0, 0));
+            assert_eq!(unsafe { ((*s).alloc_count.get(), (*s).freed_count.get(), (*s).bits[0].alloc.get()) }, (0, 0, 0));
         }
         assert_eq!(heap.locked.lock().inuse_pages, class_npages(class));
         // A fresh request reuses the spare; emptied again and dropped, the

@@ -47,8 +47,8 @@
 //!   answers for any address, including ones goheap never mapped, plus a
 //!   record per page for frees (class, offset in the span, high-water mark).
 //! - `span` (Go's mspan): a run of pages holding objects of one size class
-//!   (or one large object), with `freeindex`, `alloc_cache`, `alloc_bits`,
-//!   and `freed_bits` for objects freed back while it is elsewhere.
+//!   (or one large object), with `freeindex`, `alloc_cache`, the alloc bitmap,
+//!   and the freed bitmap for objects freed back while it is elsewhere.
 //! - `heap` (Go's mheap) and `limit`: pages to spans and back; grows by
 //!   4 MiB chunks inside 64 MiB arenas, asking for transparent huge pages
 //!   on new chunks once the heap is past 32 MiB and dense; serves large
@@ -92,14 +92,14 @@
 //! 3. Else take the next free slot of the cache's span: count trailing
 //!    zeros of `alloc_cache` (Go's `nextFreeFast`); the address is
 //!    `base + index * size`. No lock, no atomic.
-//! 4. Else reload `alloc_cache` from the next 64 bits of `alloc_bits`
+//! 4. Else reload `alloc_cache` from the next 64 bits of the alloc bitmap
 //!    (Go's `nextFreeIndex`).
 //! 5. Else take a whole batch of freed objects from the class's transfer
 //!    cache (another thread's overflowing list, handed over as is): one
 //!    central lock, then step 2 again.
 //! 6. Else the span is used up: give it back to its central list (full
 //!    or partial) and take a span from the central's partial list (or its
-//!    one spare empty span), merging its `freed_bits` into `alloc_bits`
+//!    one spare empty span), merging its freed bitmap into the alloc bitmap
 //!    (the explicit-free twin of Go's sweep). One central lock.
 //! 7. Else allocate a fresh span from the page heap: first fit in the page
 //!    allocator under the heap lock.
@@ -129,7 +129,7 @@
 //!    constant-time hand-over; the next refill of any thread takes it).
 //! 4. If the transfer cache is full (8 batches), give half of the list
 //!    back to its spans instead: each object's bit is set in its span's
-//!    `freed_bits` (a bit already set is a double free); a full span moves
+//!    freed bitmap (a bit already set is a double free); a full span moves
 //!    to the partial list.
 //! 5. A span with no live object left, not held by any cache, becomes the
 //!    class's spare span if it has none, else goes back to the page heap at

@@ -3,8 +3,8 @@
 //!
 //! See the crate docs for the overview. A small-object span hands out slots
 //! two ways: fresh slots through `freeindex`/`alloc_cache` (Go's
-//! trailing-zero trick over `alloc_bits`), and, once objects come back,
-//! by the central list clearing their bits (the `freed_bits` merge, the
+//! trailing-zero trick over the alloc bitmap), and, once objects come back,
+//! by the central list clearing their bits (the freed bitmap merge, the
 //! explicit-free twin of Go's sweep).
 
 use crate::os::OS_PAGE_SIZE;
@@ -49,6 +49,22 @@ impl PageRecords {
 
 /// Words in each per-span bitmap (1024 objects at most).
 pub(crate) const BITMAP_WORDS: usize = MAX_OBJS_PER_SPAN / 64;
+
+/// The two bitmaps' words for 64 slots of a span, side by side: returning
+/// an object reads both, so they share a cache line. The `alloc` words of
+/// `Span::bits` make up the span's alloc bitmap, the `freed` words its
+/// freed bitmap.
+#[repr(C)]
+pub(crate) struct SlotBits {
+    /// One bit per slot: set = taken. Owned like `Span::freeindex`.
+    pub(crate) alloc: Cell<u64>,
+    /// One bit per slot: set = returned and awaiting merge (central lock).
+    /// In a span of the collected heap, nothing is returned explicitly, and
+    /// these are Go's `gcmarkBits` instead: set = marked in the current
+    /// cycle.
+    pub(crate) freed: Cell<u64>,
+}
+
 
 /// Where a span is in its life.
 ///
@@ -97,14 +113,18 @@ pub(crate) enum SpanList {
 ///   the heap lock.
 /// - `state`: an atomic, because frees read it without a lock to reject
 ///   pointers into spans that are not in use.
-/// - `freeindex`, `alloc_cache`, `alloc_bits`, `hw`: owned by the thread
+/// - `freeindex`, `alloc_cache`, `bits[..].alloc`, `hw`: owned by the thread
 ///   whose cache holds the span (`cached`); under the central lock
 ///   otherwise.
-/// - `alloc_count`, `freed_bits`, `freed_count`, `cached`, `list`, `next`,
+/// - `alloc_count`, `bits[..].freed`, `freed_count`, `cached`, `list`, `next`,
 ///   `prev`, `fresh_mark`, `released`, `needzero`: under the central lock
 ///   (the owning thread reads `fresh_mark` only while it holds the span).
-#[repr(C)]
+#[repr(C, align(64))]
 pub(crate) struct Span {
+    // The first cache line (64 bytes): what `Central::free_batch` reads and
+    // writes for every object it returns, so that returning objects of
+    // scattered spans (a dropped map) costs a line of each span's record
+    // and a line of its bitmaps, not four; `free_span_layout` checks it.
     /// First byte of the span (8 KiB aligned).
     pub(crate) base: Cell<usize>,
     /// Length in 8 KiB pages.
@@ -113,11 +133,12 @@ pub(crate) struct Span {
     pub(crate) elemsize: Cell<usize>,
     /// Objects in the span.
     pub(crate) nelems: Cell<usize>,
-    /// Next slot the `alloc_cache` scan looks at; slots below it are taken.
-    pub(crate) freeindex: Cell<usize>,
-    /// Inverted `alloc_bits` starting at `freeindex`: bit 0 set means slot
-    /// `freeindex` is free.
-    pub(crate) alloc_cache: Cell<u64>,
+    /// Objects out of the span: with users or in thread caches. While a
+    /// cache holds the span, every slot it has not used is counted too.
+    pub(crate) alloc_count: Cell<usize>,
+    /// Objects returned to the span while it was cached or listed, not yet
+    /// merged into the alloc bitmap.
+    pub(crate) freed_count: Cell<usize>,
     /// Size class (0 for large).
     pub(crate) class: Cell<u8>,
     state: AtomicU8,
@@ -130,18 +151,6 @@ pub(crate) struct Span {
     /// (`malloc.rs`, `ZERO_BY_RELEASE`); their free counts how many the
     /// program touched.
     pub(crate) zeroed_by_release: Cell<bool>,
-    /// Large spans (of malloc and of the collected heap): the heap
-    /// profile's record of this object (its bucket plus one), 0 when the
-    /// allocation was not sampled (`profile`).
-    pub(crate) sample: Cell<u32>,
-    /// Small spans of the collected heap: how many of its objects the heap
-    /// profile sampled and holds in its address map (`profile::gcmap`), so
-    /// that sweeping a span with none costs one load. Raised by the
-    /// sampling thread (which may not be the span's cache owner: a tiny
-    /// block outlives its span's caching), lowered by the sweeper, which
-    /// owns the span then (so an atomic, though the sweeper's reads are
-    /// ordered after every raise by the stopped world).
-    pub(crate) gc_samples: AtomicU32,
     /// Checked builds: slots at or above this index have never been handed
     /// out since the span was made (its high-water mark), mirrored as a
     /// byte offset in the page records of `records` for frees to read. Kept
@@ -150,32 +159,39 @@ pub(crate) struct Span {
     /// cache owner (plain load and store); read by the central list and
     /// the heap checker, which hold the span still (Relaxed).
     pub(crate) hw: AtomicU16,
-    /// Where the arena keeps this small span's page records (the heap,
-    /// under its lock, when the span is made; empty for other spans).
-    pub(crate) records: Cell<PageRecords>,
-    /// Slots at or above this index have not been handed out since the
-    /// span's pages were last known zero.
-    pub(crate) fresh_mark: Cell<usize>,
+    /// Large spans (of malloc and of the collected heap): the heap
+    /// profile's record of this object (its bucket plus one), 0 when the
+    /// allocation was not sampled (`profile`).
+    pub(crate) sample: Cell<u32>,
     /// OS pages (4 KiB) of this span whose memory was released to the OS
     /// while the span stayed in use, because no live or cached object
     /// touched them (bit i = OS page i of the span). Central lock; cleared
     /// when a cache takes the span or the heap takes it back.
     pub(crate) released: Cell<u32>,
-    /// Objects out of the span: with users or in thread caches. While a
-    /// cache holds the span, every slot it has not used is counted too.
-    pub(crate) alloc_count: Cell<usize>,
-    /// Objects returned to the span while it was cached or listed, not yet
-    /// merged into `alloc_bits`.
-    pub(crate) freed_count: Cell<usize>,
+    // The cache owner's allocation state and the list links.
+    /// Next slot the `alloc_cache` scan looks at; slots below it are taken.
+    pub(crate) freeindex: Cell<usize>,
+    /// The alloc bitmap, inverted, starting at `freeindex`: bit 0 set means slot
+    /// `freeindex` is free.
+    pub(crate) alloc_cache: Cell<u64>,
+    /// Slots at or above this index have not been handed out since the
+    /// span's pages were last known zero.
+    pub(crate) fresh_mark: Cell<usize>,
+    /// Where the arena keeps this small span's page records (the heap,
+    /// under its lock, when the span is made; empty for other spans).
+    pub(crate) records: Cell<PageRecords>,
     /// Central list links.
     pub(crate) next: Cell<*const Span>,
     pub(crate) prev: Cell<*const Span>,
-    /// One bit per slot: set = taken.
-    pub(crate) alloc_bits: [Cell<u64>; BITMAP_WORDS],
-    /// One bit per slot: set = returned and awaiting merge. In a span of
-    /// the collected heap, nothing is returned explicitly, and these are
-    /// Go's `gcmarkBits` instead: set = marked in the current cycle.
-    pub(crate) freed_bits: [Cell<u64>; BITMAP_WORDS],
+    // Profiling and the collected heap.
+    /// Small spans of the collected heap: how many of its objects the heap
+    /// profile sampled and holds in its address map (`profile::gcmap`), so
+    /// that sweeping a span with none costs one load. Raised by the
+    /// sampling thread (which may not be the span's cache owner: a tiny
+    /// block outlives its span's caching), lowered by the sweeper, which
+    /// owns the span then (so an atomic, though the sweeper's reads are
+    /// ordered after every raise by the stopped world).
+    pub(crate) gc_samples: AtomicU32,
     /// Collected heap: some object allocated from the span needs its `Drop`
     /// run when it dies. Under the span class's lock, or its cache owner's,
     /// or the collector's while the world is stopped.
@@ -186,6 +202,9 @@ pub(crate) struct Span {
     /// carry their own header, or none). Set when the span is made.
     pub(crate) gc_class: Cell<u16>,
     pub(crate) type_info: Cell<usize>,
+    /// Per 64 slots, the two bitmaps' words side by side (`SlotBits`), so
+    /// that a slot's bits share a cache line.
+    pub(crate) bits: [SlotBits; BITMAP_WORDS],
 }
 
 // SAFETY: spans are shared between threads under the field rules above:
@@ -221,8 +240,12 @@ impl Span {
         freed_count: Cell::new(0),
         next: Cell::new(ptr::null()),
         prev: Cell::new(ptr::null()),
-        alloc_bits: [const { Cell::new(0) }; BITMAP_WORDS],
-        freed_bits: [const { Cell::new(0) }; BITMAP_WORDS],
+        bits: [const {
+            SlotBits {
+                alloc: Cell::new(0),
+                freed: Cell::new(0),
+            }
+        }; BITMAP_WORDS],
         has_drops: Cell::new(false),
         gc_class: Cell::new(0),
         type_info: Cell::new(0),
@@ -271,8 +294,8 @@ impl Span {
         self.alloc_count.set(0);
         self.freed_count.set(0);
         for w in 0..BITMAP_WORDS {
-            self.alloc_bits[w].set(0);
-            self.freed_bits[w].set(0);
+            self.bits[w].alloc.set(0);
+            self.bits[w].freed.set(0);
         }
     }
 
@@ -290,22 +313,22 @@ impl Span {
         (idx, idx * self.elemsize.get() == off)
     }
 
-    /// Whether slot `i` is set in `alloc_bits`.
+    /// Whether slot `i` is set in the alloc bitmap.
     #[inline]
     pub(crate) fn alloc_bit(&self, i: usize) -> bool {
-        self.alloc_bits[i / 64].get() & (1 << (i % 64)) != 0
+        self.bits[i / 64].alloc.get() & (1 << (i % 64)) != 0
     }
 
-    /// Whether slot `i` is set in `freed_bits`.
+    /// Whether slot `i` is set in the freed bitmap.
     #[inline]
     pub(crate) fn freed_bit(&self, i: usize) -> bool {
-        self.freed_bits[i / 64].get() & (1 << (i % 64)) != 0
+        self.bits[i / 64].freed.get() & (1 << (i % 64)) != 0
     }
 
     /// Records slot `i` as returned (central lock).
     #[inline]
     pub(crate) fn set_freed(&self, i: usize) {
-        let w = &self.freed_bits[i / 64];
+        let w = &self.bits[i / 64].freed;
         w.set(w.get() | 1 << (i % 64));
         self.freed_count.set(self.freed_count.get() + 1);
     }
@@ -367,7 +390,7 @@ impl Span {
 
     /// Whether slot `idx` is free in this span as its cache owner sees it:
     /// not yet handed out in the current take (at or past `freeindex`,
-    /// clear in `alloc_bits`). Only for the owner, or a claimer that holds
+    /// clear in the alloc bitmap). Only for the owner, or a claimer that holds
     /// the owner's cache.
     pub(crate) fn is_unscanned_free(&self, idx: usize) -> bool {
         idx >= self.freeindex.get() && idx < self.nelems.get() && !self.alloc_bit(idx)
@@ -378,7 +401,7 @@ impl Span {
     #[inline]
     fn refill_alloc_cache(&self) {
         debug_assert!(self.freeindex.get() % 64 == 0);
-        self.alloc_cache.set(!self.alloc_bits[self.freeindex.get() / 64].get());
+        self.alloc_cache.set(!self.bits[self.freeindex.get() / 64].alloc.get());
     }
 
     /// Go's `nextFreeIndex`: the next free slot at or after `freeindex`, or
@@ -414,7 +437,7 @@ impl Span {
     }
 
     /// Called under the central lock when a thread cache takes the span:
-    /// merges returned objects into `alloc_bits`, rewinds `freeindex`, and
+    /// merges returned objects into the alloc bitmap, rewinds `freeindex`, and
     /// counts every free slot as handed to the cache. Returns how many
     /// slots the cache may take.
     pub(crate) fn take_for_cache(&self) -> usize {
@@ -429,17 +452,17 @@ impl Span {
     }
 
     /// Called under the central lock when a thread cache gives the span
-    /// back: marks the slots it used in `alloc_bits`, un-counts the ones it
+    /// back: marks the slots it used in the alloc bitmap, un-counts the ones it
     /// did not, and merges returned objects.
     pub(crate) fn release_from_cache(&self) {
         let used_below = self.freeindex.get().min(self.nelems.get());
         // Every slot below freeindex is now taken.
         let full_words = used_below / 64;
-        for w in &self.alloc_bits[..full_words] {
-            w.set(!0);
+        for w in &self.bits[..full_words] {
+            w.alloc.set(!0);
         }
         if used_below % 64 != 0 {
-            let w = &self.alloc_bits[full_words];
+            let w = &self.bits[full_words].alloc;
             w.set(w.get() | ((1u64 << (used_below % 64)) - 1));
         }
         // Slots at or above freeindex that are still clear were never used.
@@ -463,13 +486,13 @@ impl Span {
             } else {
                 ((1u64 << hi) - 1) & (!0u64 << lo)
             };
-            n += (!self.alloc_bits[w].get() & mask).count_ones() as usize;
+            n += (!self.bits[w].alloc.get() & mask).count_ones() as usize;
             i = w * 64 + 64;
         }
         n
     }
 
-    /// Folds `freed_bits` into `alloc_bits` (only while no cache reads
+    /// Folds the freed bitmap into the alloc bitmap (only while no cache reads
     /// them: under the central lock, span not cached or being taken).
     fn merge_freed(&self) {
         if self.freed_count.get() == 0 {
@@ -477,9 +500,9 @@ impl Span {
         }
         let words = self.nelems.get().div_ceil(64);
         for w in 0..words {
-            let a = &self.alloc_bits[w];
-            a.set(a.get() & !self.freed_bits[w].get());
-            self.freed_bits[w].set(0);
+            let a = &self.bits[w].alloc;
+            a.set(a.get() & !self.bits[w].freed.get());
+            self.bits[w].freed.set(0);
         }
         self.alloc_count.set(self.alloc_count.get() - self.freed_count.get());
         self.freed_count.set(0);
@@ -498,8 +521,8 @@ impl Span {
 
     /// OS pages of this span (uncached, under the central lock) holding no
     /// live object and none in a thread cache, and not yet released: a
-    /// bitmask like `released`. A slot is unused when its `alloc_bits` bit
-    /// is clear or its `freed_bits` bit is set.
+    /// bitmask like `released`. A slot is unused when its alloc bit
+    /// is clear or its freed bit is set.
     pub(crate) fn unused_os_pages(&self) -> u32 {
         debug_assert!(!self.cached.get() && self.state() == SpanState::Small);
         let (elemsize, nelems) = (self.elemsize.get(), self.nelems.get());
@@ -523,7 +546,7 @@ impl Span {
             let lo = if w == w0 { first % 64 } else { 0 };
             let hi = if w == w1 { last % 64 } else { 63 };
             let range = (!0u64 >> (63 - hi)) & (!0u64 << lo);
-            self.alloc_bits[w].get() & !self.freed_bits[w].get() & range != 0
+            self.bits[w].alloc.get() & !self.bits[w].freed.get() & range != 0
         })
     }
 
@@ -558,7 +581,7 @@ mod tests {
     const CLASSES: [usize; 8] = [1, 3, 5, 10, 11, 32, 46, 67];
 
     fn set_alloc(s: &Span, i: usize) {
-        let w = &s.alloc_bits[i / 64];
+        let w = &s.bits[i / 64].alloc;
         w.set(w.get() | 1 << (i % 64));
     }
 
@@ -569,6 +592,33 @@ mod tests {
     }
 
 
+
+    /// `Central::free_batch` reads and writes, for each object it returns,
+    /// these fields and the object's `SlotBits`: they must stay in the
+    /// span's first cache line, and a `SlotBits` must not straddle two.
+    #[test]
+    fn free_span_layout() {
+        use core::mem::{align_of, offset_of, size_of};
+        assert_eq!(align_of::<Span>(), 64);
+        let first_line = [
+            ("base", offset_of!(Span, base), size_of::<usize>()),
+            ("npages", offset_of!(Span, npages), size_of::<usize>()),
+            ("elemsize", offset_of!(Span, elemsize), size_of::<usize>()),
+            ("nelems", offset_of!(Span, nelems), size_of::<usize>()),
+            ("alloc_count", offset_of!(Span, alloc_count), size_of::<usize>()),
+            ("freed_count", offset_of!(Span, freed_count), size_of::<usize>()),
+            ("class", offset_of!(Span, class), 1),
+            ("state", offset_of!(Span, state), 1),
+            ("list", offset_of!(Span, list), 1),
+            ("cached", offset_of!(Span, cached), 1),
+            ("hw", offset_of!(Span, hw), 2),
+        ];
+        for (name, offset, size) in first_line {
+            assert!(offset + size <= 64, "Span::{name} at byte {offset} left the first cache line");
+        }
+        assert_eq!(offset_of!(Span, bits) % size_of::<SlotBits>(), 0);
+        assert_eq!(64 % size_of::<SlotBits>(), 0);
+    }
 
     #[test]
     fn classes_used_here_have_the_expected_shapes() {
@@ -668,7 +718,7 @@ mod tests {
             assert!(s.cached.get());
             assert_eq!(s.freeindex.get(), 0);
             assert_eq!(s.freed_count.get(), 0);
-            assert!(s.freed_bits.iter().all(|w| w.get() == 0));
+            assert!(s.bits.iter().all(|w| w.freed.get() == 0));
             assert_eq!(s.alloc_count.get(), nelems);
             for i in 0..nelems {
                 assert_eq!(
@@ -787,7 +837,7 @@ mod tests {
             let s = span(class, false);
             let nelems = s.nelems.get();
             let mut live = vec![false; nelems];
-            let mut returned = vec![false; nelems]; // in freed_bits
+            let mut returned = vec![false; nelems]; // in the freed bitmap
             let mut ever_used = vec![false; nelems];
             for _round in 0..rounds {
                 // Objects come back while the span is listed.

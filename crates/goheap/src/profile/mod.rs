@@ -266,7 +266,7 @@ pub(crate) fn free_gc_dead(span: &Span) {
     let size = span.elemsize.get();
     let words = span.nelems.get().div_ceil(64);
     let dead = (0..words).flat_map(|w| {
-        let mut bits = span.alloc_bits[w].get() & !span.freed_bits[w].get();
+        let mut bits = span.bits[w].alloc.get() & !span.bits[w].freed.get();
         core::iter::from_fn(move || {
             if bits == 0 {
                 return None;

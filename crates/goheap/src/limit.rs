@@ -128,7 +128,6 @@ impl HeapLocked {
         let inuse = self.inuse_pages * PAGE_SIZE;
         inuse + inuse / 10 + MIN_CUSHION
     }
-
 }
 
 impl Heap {

@@ -65,7 +65,6 @@ pub(crate) struct SlotBits {
     pub(crate) freed: Cell<u64>,
 }
 
-
 /// Where a span is in its life.
 ///
 /// Transitions: `Free → Small | Large` (heap lock, on allocation),

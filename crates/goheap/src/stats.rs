@@ -232,7 +232,12 @@ pub struct Metrics {
     pub limit_source: crate::LimitSource,
     /// Allocation fails rather than exceed the limit.
     pub hard_limit: bool,
-    /// The background scavenger's target for retained heap memory.
+    /// The background scavenger's target for retained heap memory as the
+    /// in-use heap sets it now: in use plus 10 % and a floor, at most the
+    /// memory limit's cap. While the heap is busy the scavenger holds to
+    /// the highest of these over the last one to two seconds instead, and
+    /// 100 ms into an idle period it drops to in use plus the floor
+    /// (`scavenger.rs`, `BusyGoal`).
     pub retained_goal: u64,
     /// Bytes released by the background scavenger, by synchronous releases
     /// under the memory limit, and by `free_os_memory`.

@@ -46,14 +46,15 @@ pub(crate) struct HeapArena {
     pub(crate) spans: [AtomicPtr<Span>; PAGES_PER_ARENA],
     /// Each page's record for frees (see [`PageRecord`]): the size class
     /// of its small span (0: large object, collected heap, free page), the
-    /// page's offset in its span and, in checked builds, the span's
-    /// high-water mark as a byte offset. The C `free` finds an object's
-    /// class, its offset in its span and whether it was ever handed out in
-    /// this one load, without touching the span struct. Written with
-    /// `spans` (heap lock) when a span is made or freed; the high-water
-    /// field is raised by the span's cache owner (`Span::note_handed_out`).
-    /// Read without a lock (Relaxed: a valid free happens after its
-    /// allocation, which happened after both writes).
+    /// page's index in its span and the span's high-water mark as an
+    /// address. The C `free` finds an object's class and whether it lies
+    /// below the mark (so was handed out, in checked builds, and is not
+    /// past the span's last object in any build) in this one load, without
+    /// touching the span struct. Written with `spans` (heap lock) when a
+    /// span is made or freed; the high-water field is raised by the span's
+    /// cache owner (`Span::note_handed_out`). Read without a lock (Relaxed:
+    /// a valid free happens after its allocation, which happened after both
+    /// writes).
     pub(crate) pages: [AtomicU64; PAGES_PER_ARENA],
     /// Pages at or above this offset (bytes from the arena base) have never
     /// been handed out, so they still read as zero. Heap lock.
@@ -70,43 +71,49 @@ pub(crate) struct HeapArena {
 /// | bits | field |
 /// | --- | --- |
 /// | 0..8 | size class of the page's small span; 0 when the page is not in one |
-/// | 8..32 | the span's high-water mark (checked builds): slots starting at or past this byte offset in the span were never handed out |
-/// | 32..64 | the page's byte offset in its span |
+/// | 8..16 | the page's index in its span |
+/// | 16..64 | the span's high-water mark as an address: objects starting at or past it were never handed out |
 ///
-/// A page's own offset makes a span crossing an arena seam need nothing
-/// special: an object's offset in its span is its offset in the page plus
-/// the page's. Each page keeps its own copy of the high-water mark, exact
-/// for the objects starting on that page: the owner rewrites only the pages
-/// the mark moves across (usually one), since a page the mark has passed
-/// accepts all its objects whatever later raises.
+/// Checked builds raise the mark as the span's objects are handed out;
+/// unchecked ones set it once, at the end of the span's last object. Either
+/// way it is the span's base plus a multiple of the object size, so a free
+/// learns everything it checks from one subtraction, `mark - addr`: not
+/// positive, and `addr` is not below the mark of a small span (a record
+/// of 0 gives `-addr`); positive, and it is a multiple of the object size
+/// exactly when `addr` starts an object. An address keeps the mark whole,
+/// so a span crossing an arena seam needs nothing special. Each page keeps
+/// its own copy of the mark, exact for the objects starting on that page:
+/// the owner rewrites only the pages the mark moves across (usually one),
+/// since a page the mark has passed accepts all its objects whatever later
+/// raises.
 pub(crate) struct PageRecord;
 
 impl PageRecord {
     const CLASS_MASK: u64 = 0xff;
-    const HW_SHIFT: u32 = 8;
-    /// The high-water field's largest value: 16 MiB, far above a small span.
-    pub(crate) const HW_MAX: usize = (1 << 24) - 1;
-    const OFFSET_SHIFT: u32 = 32;
+    const PAGE_SHIFT: u32 = 8;
+    const PAGE_MASK: u64 = 0xff;
+    const MARK_SHIFT: u32 = 16;
 
     /// The record of page `page` (counted from the span's first) of a small
-    /// span of `class` whose high-water mark is at byte `hw_end`.
+    /// span of `class` whose high-water mark is at address `mark`.
     #[inline(always)]
-    pub(crate) fn small(class: usize, page: usize, hw_end: usize) -> u64 {
-        debug_assert!(class > 0 && class as u64 <= Self::CLASS_MASK && hw_end <= Self::HW_MAX);
-        class as u64
-            | (hw_end as u64) << Self::HW_SHIFT
-            | ((page * PAGE_SIZE) as u64) << Self::OFFSET_SHIFT
+    pub(crate) fn small(class: usize, page: usize, mark: usize) -> u64 {
+        debug_assert!(class > 0 && class as u64 <= Self::CLASS_MASK);
+        debug_assert!(page as u64 <= Self::PAGE_MASK && mark >> ADDR_BITS == 0);
+        class as u64 | (page as u64) << Self::PAGE_SHIFT | (mark as u64) << Self::MARK_SHIFT
     }
 }
 
-// Every small span's bytes fit the high-water field.
+// Every small span's page index fits its field, and every address the mark
+// field.
 const _: () = {
     let mut class = 1;
     while class < crate::sizeclass::NUM_SIZE_CLASSES {
-        let pages = crate::sizeclass::CLASS_TO_ALLOCNPAGES[class] as usize;
-        assert!(pages * PAGE_SIZE <= PageRecord::HW_MAX);
+        let pages = crate::sizeclass::CLASS_TO_ALLOCNPAGES[class] as u64;
+        assert!(pages <= PageRecord::PAGE_MASK + 1);
         class += 1;
     }
+    assert!(ADDR_BITS <= 64 - PageRecord::MARK_SHIFT);
 };
 
 /// What the arena map says about an address in a small-object span.
@@ -116,8 +123,9 @@ pub(crate) struct SmallPage {
     pub(crate) class: usize,
     /// The address's byte offset from the span's first byte.
     pub(crate) offset: usize,
-    /// The span's high-water mark as a byte offset (checked builds keep
-    /// it current): an object starting at or past it was never handed out.
+    /// The span's high-water mark as a byte offset: an object starting at
+    /// or past it was never handed out (checked builds keep it current;
+    /// unchecked ones have the end of the span's last object).
     pub(crate) hw_end: usize,
 }
 
@@ -228,15 +236,20 @@ impl ArenaMap {
         // SAFETY: a non-null span is a live span whose class is set.
         // Only malloc's small spans have page records (the C `free` reads
         // them); the collected heap's spans are 0 there, like large ones.
-        let class = if span.is_null() {
-            0
+        let (class, mark) = if span.is_null() {
+            (0, 0)
         } else {
             // SAFETY: as above.
             unsafe {
                 if (*span).state() == crate::span::SpanState::Small {
-                    (*span).class.get() as usize
+                    debug_assert_eq!((*span).base.get(), base);
+                    // A new small span has handed nothing out yet; without
+                    // the checks, the mark stays at its last object's end.
+                    let objects = (*span).nelems.get() * (*span).elemsize.get();
+                    let mark = base + if crate::CHECKED { 0 } else { objects };
+                    ((*span).class.get() as usize, mark)
                 } else {
-                    0
+                    (0, 0)
                 }
             }
         };
@@ -248,11 +261,10 @@ impl ArenaMap {
             let arena = self.arena_of(addr);
             debug_assert!(!arena.is_null());
             let page = (addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
-            // A new small span has handed nothing out yet: high-water 0.
             let record = if class == 0 {
                 0
             } else {
-                PageRecord::small(class, i, 0)
+                PageRecord::small(class, i, mark)
             };
             // SAFETY: the arena exists (the range was allocated from it).
             unsafe {
@@ -290,12 +302,36 @@ impl ArenaMap {
         })
     }
 
-    /// For a free: the size class of the small-object span holding
-    /// `addr`, `addr`'s offset in it and the span's high-water mark, or
-    /// `None` when `addr` is not in a small-object span (large object, free
-    /// page, or memory goheap never mapped).
-    #[inline(always)]
+    /// The size class of the small-object span holding `addr`, `addr`'s
+    /// offset in it and the span's high-water mark, or `None` when `addr`
+    /// is not in a small-object span (large object, free page, or memory
+    /// goheap never mapped).
+    #[inline]
     pub(crate) fn small_page(&self, addr: usize) -> Option<SmallPage> {
+        let rec = self.page_record(addr);
+        let class = (rec & PageRecord::CLASS_MASK) as usize;
+        if class == 0 {
+            return None;
+        }
+        let page = ((rec >> PageRecord::PAGE_SHIFT) & PageRecord::PAGE_MASK) as usize;
+        let offset = page * PAGE_SIZE + (addr & (PAGE_SIZE - 1));
+        let mark = (rec >> PageRecord::MARK_SHIFT) as usize;
+        Some(SmallPage {
+            class,
+            offset,
+            hw_end: mark - (addr - offset),
+        })
+    }
+
+    /// For a free, the one question of its fast path: the size class of
+    /// the small-object span holding `addr` and the bytes from `addr` up
+    /// to the span's high-water mark, when `addr` is below the mark; `None`
+    /// when it is not (not in a small-object span at all, or at or past the
+    /// mark: never handed out, or past the span's last object). The bytes
+    /// to the mark are a multiple of the object size exactly when `addr`
+    /// starts an object (see [`PageRecord`]).
+    #[inline(always)]
+    pub(crate) fn small_below_mark(&self, addr: usize) -> Option<(usize, usize)> {
         let arena = self.arena_of(addr);
         if arena.is_null() {
             return None;
@@ -303,15 +339,26 @@ impl ArenaMap {
         let page = (addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
         // SAFETY: arenas are never freed, and `page < PAGES_PER_ARENA`.
         let rec = unsafe { (*arena).pages[page].load(Ordering::Relaxed) };
-        let class = (rec & PageRecord::CLASS_MASK) as usize;
-        if class == 0 {
+        // A record of 0 (no small span) has its mark at 0, at or below
+        // every address, like an address at or past a mark. (One compare
+        // and one subtraction, which the compiler makes one `sub`.)
+        let mark = (rec >> PageRecord::MARK_SHIFT) as usize;
+        if mark <= addr {
             return None;
         }
-        Some(SmallPage {
-            class,
-            offset: (addr & (PAGE_SIZE - 1)) + (rec >> PageRecord::OFFSET_SHIFT) as usize,
-            hw_end: (rec as u32 >> PageRecord::HW_SHIFT) as usize,
-        })
+        Some(((rec & PageRecord::CLASS_MASK) as usize, mark - addr))
+    }
+
+    /// The page record of `addr` (0 where goheap has no arena).
+    #[inline(always)]
+    fn page_record(&self, addr: usize) -> u64 {
+        let arena = self.arena_of(addr);
+        if arena.is_null() {
+            return 0;
+        }
+        let page = (addr >> PAGE_SHIFT) & (PAGES_PER_ARENA - 1);
+        // SAFETY: arenas are never freed, and `page < PAGES_PER_ARENA`.
+        unsafe { (*arena).pages[page].load(Ordering::Relaxed) }
     }
 
     /// Whether `[base, base + npages)` still reads as zero because none of

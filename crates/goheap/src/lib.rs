@@ -45,7 +45,7 @@
 //! - `pagealloc`: which 8 KiB pages are free, address-ordered first fit.
 //! - `arena`: 64 MiB arenas, and the arena map: a page → span index that
 //!   answers for any address, including ones goheap never mapped, plus a
-//!   record per page for frees (class, offset in the span, high-water mark).
+//!   record per page for frees (class, page in the span, high-water mark).
 //! - `span` (Go's mspan): a run of pages holding objects of one size class
 //!   (or one large object), with `freeindex`, `alloc_cache`, the alloc bitmap,
 //!   and the freed bitmap for objects freed back while it is elsewhere.

@@ -311,59 +311,78 @@ pub(crate) unsafe fn free_sized(p: *mut u8, size: usize) {
 /// `p` is non-null; if it is a live goheap object, the caller gives it up.
 #[inline(always)]
 unsafe fn free_checked(p: *mut u8, want: Option<usize>) {
-    // Small objects: class, offset in the span and high-water mark from
-    // the arena's page record, without touching the span struct.
-    if let Some(page) = HEAP.arenas.small_page(p as usize) {
-        let class = page.class;
-        // SAFETY: page records hold classes of live small spans (written
-        // from `Span::class` in `set_spans`), and offsets within a span.
-        let starts_object = unsafe { sizeclass::is_object_start_unchecked(class, page.offset) };
-        if !starts_object || (CHECKED && page.offset >= page.hw_end) {
-            // A tail call: the fast path saves no registers for it.
-            // SAFETY: forwarded contract.
-            return unsafe { free_refused(p, want) };
-        }
-        if let Some(w) = want {
-            if w != class {
-                wrong_size(p, w, class);
-            }
-        }
-        if CHECKED {
-            // SAFETY: a non-null cache pointer is the thread's own live cache.
-            return match unsafe { tls::cache().as_ref() } {
-                Some(c) => {
-                    let mark = c.guard.mark();
-                    // SAFETY: `p` starts a slot of at least 16 bytes of an
-                    // in-use small span.
-                    if unsafe { freelist::has_mark(p, mark) } {
-                        // SAFETY: forwarded contract.
-                        return unsafe { free_marked(p, class) };
-                    }
-                    // SAFETY: a live small object of `class`, per the checks
-                    // above; the thread's own cache and its marker.
-                    unsafe { c.free_owned::<true>(p, class, mark) }
-                }
-                // SAFETY: as above, with the process's marker.
-                None if unsafe { freelist::is_marked(p) } => unsafe { free_marked(p, class) },
-                // SAFETY: a live small object, per the checks above.
-                None => unsafe { free_without_cache(p, class) },
-            };
-        }
-        // SAFETY: a non-null cache pointer is the thread's own live cache.
-        if let Some(c) = unsafe { tls::cache().as_ref() } {
-            // An immediate double free (`free(p); free(p)`) finds `p` at
-            // the head of this thread's list: one load catches the most
-            // common case in unchecked builds too; others are caught when
-            // the list is flushed.
-            if c.classes[class].free.get() == p {
-                fatal!(
-                    "free of {p:p}: double free of a {}-byte object",
-                    sizeclass::class_size(class)
-                );
-            }
-        }
+    // Small objects below their span's high-water mark: the class and the
+    // distance to the mark from the arena's page record, without touching
+    // the span struct. Anything else (a large object, an invalid pointer,
+    // a slot never handed out) takes one tail call, so the fast path
+    // saves no registers for it.
+    let Some((class, to_mark)) = HEAP.arenas.small_below_mark(p as usize) else {
         // SAFETY: forwarded contract.
-        return unsafe { free_small(p, class) };
+        return unsafe { free_not_below_mark(p, want) };
+    };
+    // SAFETY: page records hold classes of live small spans (written
+    // from `Span::class` in `set_spans`), and marks within their span.
+    // The mark is the span's base plus a multiple of the object size,
+    // so `p` starts an object exactly when the distance is a multiple.
+    if !unsafe { sizeclass::is_object_start_unchecked(class, to_mark) } {
+        // SAFETY: forwarded contract.
+        return unsafe { free_refused(p, want) };
+    }
+    if let Some(w) = want {
+        if w != class {
+            wrong_size(p, w, class);
+        }
+    }
+    if CHECKED {
+        // SAFETY: a non-null cache pointer is the thread's own live cache.
+        return match unsafe { tls::cache().as_ref() } {
+            Some(c) => {
+                let mark = c.guard.mark();
+                // SAFETY: `p` starts a slot of at least 16 bytes of an
+                // in-use small span.
+                if unsafe { freelist::has_mark(p, mark) } {
+                    // SAFETY: forwarded contract.
+                    return unsafe { free_marked(p, class) };
+                }
+                // SAFETY: a live small object of `class`, per the checks
+                // above; the thread's own cache and its marker.
+                unsafe { c.free_owned::<true>(p, class, mark) }
+            }
+            // SAFETY: as above, with the process's marker.
+            None if unsafe { freelist::is_marked(p) } => unsafe { free_marked(p, class) },
+            // SAFETY: a live small object, per the checks above.
+            None => unsafe { free_without_cache(p, class) },
+        };
+    }
+    // SAFETY: a non-null cache pointer is the thread's own live cache.
+    if let Some(c) = unsafe { tls::cache().as_ref() } {
+        // An immediate double free (`free(p); free(p)`) finds `p` at
+        // the head of this thread's list: one load catches the most
+        // common case in unchecked builds too; others are caught when
+        // the list is flushed.
+        if c.classes[class].free.get() == p {
+            fatal!(
+                "free of {p:p}: double free of a {}-byte object",
+                sizeclass::class_size(class)
+            );
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { free_small(p, class) }
+}
+
+/// A [`free_checked`] of a pointer at or past its span's high-water mark,
+/// or not in a small-object span at all: reported as a slot never handed
+/// out (or past the span's objects), or freed as a large object.
+///
+/// # Safety
+///
+/// As [`free_checked`].
+#[inline(never)]
+unsafe fn free_not_below_mark(p: *mut u8, want: Option<usize>) {
+    if HEAP.arenas.small_page(p as usize).is_some() {
+        // SAFETY: forwarded contract.
+        return unsafe { free_refused(p, want) };
     }
     if want.is_some() {
         // SAFETY: forwarded contract.
@@ -405,8 +424,11 @@ fn check_small_start(p: *mut u8, page: &SmallPage, what: &str) {
     if page.offset % size != 0 {
         fatal!("{what} of {p:p}: pointer into the middle of a {size}-byte object");
     }
-    if CHECKED && page.offset >= page.hw_end {
-        fatal!("{what} of {p:p}: invalid pointer: this {size}-byte slot was never handed out");
+    if page.offset >= page.hw_end {
+        if CHECKED {
+            fatal!("{what} of {p:p}: invalid pointer: this {size}-byte slot was never handed out");
+        }
+        fatal!("{what} of {p:p}: invalid pointer: past the last {size}-byte object of its span");
     }
 }
 

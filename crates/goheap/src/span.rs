@@ -360,7 +360,7 @@ impl Span {
         let (old_end, new_end) = (old * size, new * size);
         let class = self.class.get() as usize;
         for page in old_end / PAGE_SIZE..=(new_end - 1) / PAGE_SIZE {
-            let rec = PageRecord::small(class, page, new_end);
+            let rec = PageRecord::small(class, page, self.base.get() + new_end);
             // SAFETY: page records live in arena metadata, never unmapped,
             // and `page` is one of this span's pages.
             unsafe { (*records.of_page(page)).store(rec, Relaxed) };

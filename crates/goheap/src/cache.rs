@@ -90,6 +90,44 @@ impl ClassCache {
     }
 }
 
+/// The layer above a cache (the malloc front-end), for what a cache's fast
+/// paths cannot do themselves: serve a thread that has no cache (its
+/// pointer is the placeholder, see [`ThreadCache::placeholder`]), and
+/// sample an allocation for the heap profile. The front-end knows the
+/// threads' registry, the fallback cache and the profiler, which this
+/// layer does not; the parameter binds them at compile time, so the slow
+/// calls are direct.
+pub(crate) trait Front {
+    /// An object of `class` for the calling thread, which has no cache;
+    /// null when memory is exhausted.
+    fn alloc_uncached(class: usize) -> *mut u8;
+
+    /// Frees `p` for the calling thread, which has no cache.
+    ///
+    /// # Safety
+    ///
+    /// `p` is a live object of `class` that the caller gives up.
+    unsafe fn free_uncached(p: *mut u8, class: usize);
+
+    /// An object of `class` for a request of `size` bytes whose turn came
+    /// in `cache`'s profile countdown (drawn again by the callee), with
+    /// `cache` outside any operation; null when memory is exhausted.
+    fn alloc_sampled(cache: &ThreadCache, class: usize, size: usize) -> *mut u8;
+}
+
+/// Which case of a Rust [`ThreadCache::alloc_owned`] its one out-of-line
+/// call finishes.
+#[derive(Clone, Copy)]
+enum AllocRest {
+    /// The cache is claimed, or is the placeholder (not entered).
+    Claimed,
+    /// The profile's countdown ran out (entered).
+    Sampled,
+    /// The list is empty, or its head's link needs the exact check
+    /// (entered).
+    Refill,
+}
+
 /// A thread's cache.
 ///
 /// Shared as `&ThreadCache` only: its owner mutates it through `Cell`s, a
@@ -111,8 +149,9 @@ pub(crate) struct ThreadCache {
     /// Heap profiling (owner only, never claimed): the countdown to this
     /// thread's next sampled allocation (Go's `mcache.nextSample`).
     pub(crate) sample: Countdown,
-    /// The heap this cache takes spans from and returns objects to.
-    pub(crate) heap: &'static Heap,
+    /// The heap this cache takes spans from and returns objects to (see
+    /// [`heap`](Self::heap)); null only in the placeholder.
+    heap: *const Heap,
     /// The reclaimer's bookkeeping (registry lock): activity seen at its
     /// last look, and activity when it last emptied the cache.
     pub(crate) seen_activity: AtomicU64,
@@ -175,6 +214,10 @@ impl ThreadCache {
     ///
     /// [`set_bounds`]: Self::set_bounds
     pub(crate) const fn empty(heap: &'static Heap) -> Self {
+        Self::empty_over(heap)
+    }
+
+    const fn empty_over(heap: *const Heap) -> Self {
         ThreadCache {
             classes: [const {
                 ClassCache {
@@ -195,6 +238,36 @@ impl ThreadCache {
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
         }
+    }
+
+    /// The placeholder (`tls::PLACEHOLDER`): what the thread-cache pointer
+    /// of a thread without a cache of its own points at, so that the fast
+    /// paths need no null test. Its handshake never admits anyone
+    /// ([`Handshake::placeholder`]), so every operation through it leaves
+    /// the fast path at the claim test for the slow path of its [`Front`],
+    /// before it reads or writes anything but the handshake's `busy` flag
+    /// (an atomic, stored by every thread that tries) and the guard's
+    /// marker (never written). It has no heap.
+    pub(crate) const fn placeholder() -> Self {
+        let mut c = Self::empty_over(ptr::null());
+        c.handshake = Handshake::placeholder();
+        c.guard = freelist::Guard::placeholder();
+        c
+    }
+
+    /// Whether this is the placeholder.
+    #[inline(always)]
+    pub(crate) fn is_placeholder(&self) -> bool {
+        self.handshake.is_placeholder()
+    }
+
+    /// The heap this cache takes spans from and returns objects to.
+    #[inline(always)]
+    pub(crate) fn heap(&self) -> &'static Heap {
+        debug_assert!(!self.heap.is_null(), "the placeholder cache has no heap");
+        // SAFETY: every cache but the placeholder is built over a `'static`
+        // heap; the placeholder's operations never get past its handshake.
+        unsafe { &*self.heap }
     }
 
     /// Sets each class's flush bound and copies the free-list secrets,
@@ -348,79 +421,108 @@ impl ThreadCache {
     }
 
     /// The owner's whole allocation, handshake included ([`enter`] around
-    /// [`alloc`](Self::alloc)), shaped for the fast path: a pop from the
-    /// free list inline, and every other case a call in tail position to a
-    /// function that finishes the job, so the inlined code saves no
-    /// registers.
+    /// [`alloc`](Self::alloc)), with the heap profile's countdown taken
+    /// for a request of `size` bytes, shaped for the fast path: a pop from
+    /// the free list inline, and every other case a call in tail position
+    /// to a function that finishes the job, so the inlined code saves no
+    /// registers. The placeholder (a thread without a cache) fails the
+    /// claim test, before the countdown is touched, and `F` serves it.
     ///
     /// `C_ABI` (C's `malloc`) picks the shape:
-    /// - C: a function per slow case (claimed; list empty or a link to
-    ///   re-check), so the claim test is a branch that keeps nothing for
-    ///   later, and a null return has set `errno` to `ENOMEM` in the called
-    ///   function, so the call stays in tail position;
-    /// - Rust: one function for both, with the claim's outcome as its
-    ///   argument: one call site less keeps a sized allocation small enough
-    ///   for the callers of `__rust_alloc` to inline it (with two, `churn`
-    ///   ran 21 % more instructions, its allocations no longer inlined).
+    /// - C: a function per slow case (claimed or the placeholder; sampled;
+    ///   list empty or a link to re-check), so each test is a branch that
+    ///   keeps nothing for later, and a null return has set `errno` to
+    ///   `ENOMEM` in the called function, so the call stays in tail
+    ///   position;
+    /// - Rust: one function for all, with the case as its argument: one
+    ///   call site less keeps a sized allocation small enough for the
+    ///   callers of `__rust_alloc` to inline it (with two, `churn` ran 21 %
+    ///   more instructions, its allocations no longer inlined).
     ///
     /// # Safety
     ///
-    /// `self` is the calling thread's own cache.
+    /// `self` is the calling thread's own cache, or the placeholder.
     #[inline(always)]
-    pub(crate) unsafe fn alloc_owned<const C_ABI: bool>(&self, class: usize) -> *mut u8 {
+    pub(crate) unsafe fn alloc_owned<const C_ABI: bool, F: Front>(&self, class: usize, size: usize) -> *mut u8 {
         debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
         let entered = self.handshake.try_enter();
         if C_ABI && !entered {
             // SAFETY: forwarded contract.
-            return unsafe { self.alloc_entering::<true>(class) };
+            return unsafe { self.alloc_entering::<true, F>(class) };
         }
+        let mut rest = AllocRest::Claimed;
         if entered {
-            // SAFETY: as in `alloc_inner`.
-            let cc = unsafe { self.classes.get_unchecked(class) };
-            let head = cc.free.get();
-            if !head.is_null() {
-                // SAFETY: objects on the free list hold the next link.
-                if let Some(next) = unsafe { self.guard.try_pop(head) } {
-                    cc.take_head(next);
-                    self.handshake.exit();
-                    return head;
+            if self.sample.due(size) {
+                if C_ABI {
+                    return self.alloc_sampled::<true, F>(class, size);
                 }
+                rest = AllocRest::Sampled;
+            } else {
+                // SAFETY: as in `alloc_inner`.
+                let cc = unsafe { self.classes.get_unchecked(class) };
+                let head = cc.free.get();
+                if !head.is_null() {
+                    // SAFETY: objects on the free list hold the next link.
+                    if let Some(next) = unsafe { self.guard.try_pop(head) } {
+                        cc.take_head(next);
+                        self.handshake.exit();
+                        return head;
+                    }
+                }
+                if C_ABI {
+                    return self.alloc_entered::<true>(class);
+                }
+                rest = AllocRest::Refill;
             }
         }
-        if C_ABI {
-            return self.alloc_entered::<true>(class);
-        }
         // SAFETY: forwarded contract.
-        unsafe { self.alloc_owned_rest(class, entered) }
+        unsafe { self.alloc_owned_rest::<F>(class, size, rest) }
     }
 
-    /// The rest of a Rust [`alloc_owned`](Self::alloc_owned), `entered`
-    /// or not.
+    /// The rest of a Rust [`alloc_owned`](Self::alloc_owned).
     ///
     /// # Safety
     ///
     /// As [`alloc_owned`](Self::alloc_owned).
     #[inline(never)]
-    unsafe fn alloc_owned_rest(&self, class: usize, entered: bool) -> *mut u8 {
-        if entered {
-            self.alloc_entered::<false>(class)
-        } else {
+    unsafe fn alloc_owned_rest<F: Front>(&self, class: usize, size: usize, rest: AllocRest) -> *mut u8 {
+        match rest {
+            AllocRest::Refill => self.alloc_entered::<false>(class),
+            AllocRest::Sampled => self.alloc_sampled::<false, F>(class, size),
             // SAFETY: forwarded contract.
-            unsafe { self.alloc_entering::<false>(class) }
+            AllocRest::Claimed => unsafe { self.alloc_entering::<false, F>(class) },
         }
     }
 
     /// [`alloc_owned`](Self::alloc_owned) for a claimed cache: waits for
-    /// the claim, then allocates.
+    /// the claim, then allocates; or, for the placeholder, hands the
+    /// allocation to `F`.
     ///
     /// # Safety
     ///
     /// As [`alloc_owned`](Self::alloc_owned).
     #[cold]
     #[inline(never)]
-    unsafe fn alloc_entering<const SETS_ERRNO: bool>(&self, class: usize) -> *mut u8 {
-        // SAFETY: forwarded contract.
-        let p = unsafe { enter(self, |c| c.alloc(class)) };
+    unsafe fn alloc_entering<const SETS_ERRNO: bool, F: Front>(&self, class: usize) -> *mut u8 {
+        let p = if self.is_placeholder() {
+            F::alloc_uncached(class)
+        } else {
+            // SAFETY: forwarded contract.
+            unsafe { enter(self, |c| c.alloc(class)) }
+        };
+        if SETS_ERRNO && p.is_null() {
+            crate::os::set_enomem();
+        }
+        p
+    }
+
+    /// [`alloc_owned`](Self::alloc_owned) once entered, when the profile's
+    /// countdown ran out: out of the operation, then `F` decides.
+    #[cold]
+    #[inline(never)]
+    fn alloc_sampled<const SETS_ERRNO: bool, F: Front>(&self, class: usize, size: usize) -> *mut u8 {
+        self.handshake.exit();
+        let p = F::alloc_sampled(self, class, size);
         if SETS_ERRNO && p.is_null() {
             crate::os::set_enomem();
         }
@@ -445,16 +547,16 @@ impl ThreadCache {
     ///
     /// # Safety
     ///
-    /// `self` is the calling thread's own cache; `p` is a live object of
-    /// `class` that the caller gives up; `mark` is `self.guard.mark()`
-    /// (which a checked free has just read to test `p`).
+    /// `self` is the calling thread's own cache, or the placeholder; `p`
+    /// is a live object of `class` that the caller gives up; `mark` is
+    /// `self.guard.mark()` (which a checked free has just read to test `p`).
     #[inline(always)]
-    pub(crate) unsafe fn free_owned<const C_ABI: bool>(&self, p: *mut u8, class: usize, mark: usize) {
+    pub(crate) unsafe fn free_owned<const C_ABI: bool, F: Front>(&self, p: *mut u8, class: usize, mark: usize) {
         debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
         let entered = self.handshake.try_enter();
         if C_ABI && !entered {
             // SAFETY: forwarded contract.
-            return unsafe { self.free_entering(p, class) };
+            return unsafe { self.free_entering::<F>(p, class) };
         }
         if entered {
             // SAFETY: as in `alloc_inner`.
@@ -471,7 +573,7 @@ impl ThreadCache {
             return unsafe { self.free_entered(p, class) };
         }
         // SAFETY: forwarded contract.
-        unsafe { self.free_owned_rest(p, class, entered) }
+        unsafe { self.free_owned_rest::<F>(p, class, entered) }
     }
 
     /// The rest of a Rust [`free_owned`](Self::free_owned), as
@@ -481,22 +583,29 @@ impl ThreadCache {
     ///
     /// As [`free_owned`](Self::free_owned).
     #[inline(never)]
-    unsafe fn free_owned_rest(&self, p: *mut u8, class: usize, entered: bool) {
+    unsafe fn free_owned_rest<F: Front>(&self, p: *mut u8, class: usize, entered: bool) {
         if entered {
             // SAFETY: forwarded contract.
             unsafe { self.free_entered(p, class) }
         } else {
             // SAFETY: forwarded contract.
-            unsafe { self.free_entering(p, class) }
+            unsafe { self.free_entering::<F>(p, class) }
         }
     }
 
+    /// [`free_owned`](Self::free_owned) for a claimed cache: waits for the
+    /// claim, then frees; or, for the placeholder, hands the free to `F`.
+    ///
     /// # Safety
     ///
     /// As [`free_owned`](Self::free_owned).
     #[cold]
     #[inline(never)]
-    unsafe fn free_entering(&self, p: *mut u8, class: usize) {
+    unsafe fn free_entering<F: Front>(&self, p: *mut u8, class: usize) {
+        if self.is_placeholder() {
+            // SAFETY: forwarded contract.
+            return unsafe { F::free_uncached(p, class) };
+        }
         // SAFETY: forwarded contract.
         unsafe { enter(self, |c| c.free(p, class)) }
     }
@@ -543,7 +652,7 @@ impl ThreadCache {
         }
         // A batch another flush left in the transfer cache: one lock for a
         // whole list of objects, and likely still warm.
-        if let Some((head, n)) = self.heap.centrals[class].take_batch() {
+        if let Some((head, n)) = self.heap().centrals[class].take_batch() {
             let cc = &self.classes[class];
             cc.free.set(head);
             // A batch from a thread whose bound grew past ours: its length
@@ -582,19 +691,19 @@ impl ThreadCache {
     /// Gives the used-up span back and takes another (Go's `refill`).
     fn refill(&self, class: usize) {
         self.trim_for_limit();
-        let central = &self.heap.centrals[class];
+        let central = &self.heap().centrals[class];
         let old = self.classes[class].span.replace(empty_span());
         if old != empty_span() {
             // SAFETY: `old` is the span this cache held; we give it up.
-            unsafe { central.uncache_span(self.heap, old as *mut Span) };
+            unsafe { central.uncache_span(self.heap(), old as *mut Span) };
         }
-        let mut s = central.cache_span(self.heap, class);
+        let mut s = central.cache_span(self.heap(), class);
         if s.is_null() {
             // Out of memory, or at the hard memory limit: give back what
             // this thread holds (its lists may empty whole spans, whose
             // pages can then be reused or released) and try once more.
             self.flush_all();
-            s = central.cache_span(self.heap, class);
+            s = central.cache_span(self.heap(), class);
         }
         if !s.is_null() {
             self.classes[class].span.set(s);
@@ -606,15 +715,15 @@ impl ThreadCache {
     /// caches and spare spans go back to their spans and the page heap,
     /// where the next release (or reuse) finds them. Called by a refill.
     fn trim_for_limit(&self) {
-        let limit = &self.heap.limit;
+        let limit = &self.heap().limit;
         if !limit.take_pressure() {
             return;
         }
         limit.trims.fetch_add(1, Relaxed);
         self.flush_all();
-        for (class, c) in self.heap.centrals.iter().enumerate().skip(1) {
-            c.drain_batches(self.heap, class);
-            c.drop_spare(self.heap);
+        for (class, c) in self.heap().centrals.iter().enumerate().skip(1) {
+            c.drain_batches(self.heap(), class);
+            c.drop_spare(self.heap());
         }
     }
 
@@ -627,7 +736,7 @@ impl ThreadCache {
         // the central walks those objects anyway, so cutting the list there
         // costs nothing.
         let cc = &self.classes[class];
-        let central = &self.heap.centrals[class];
+        let central = &self.heap().centrals[class];
         if central.put_batch(cc.free.get(), cc.len()) {
             cc.free.set(ptr::null_mut());
             cc.set_len(0);
@@ -636,7 +745,7 @@ impl ThreadCache {
             // SAFETY: the list holds `len >= nflush` well-linked objects, of
             // which we give up the first `nflush`.
             cc.free
-                .set(unsafe { central.free_batch(self.heap, class, cc.free.get(), nflush as usize) });
+                .set(unsafe { central.free_batch(self.heap(), class, cc.free.get(), nflush as usize) });
             cc.set_len(cc.len() - nflush);
         }
         // SAFETY: forwarded contract; now there is room.
@@ -652,12 +761,12 @@ impl ThreadCache {
                 let (head, n) = (cc.free.replace(ptr::null_mut()), cc.len());
                 cc.set_len(0);
                 // SAFETY: the cache's list is `n` well-linked objects.
-                unsafe { self.heap.centrals[class].free_batch(self.heap, class, head, n as usize) };
+                unsafe { self.heap().centrals[class].free_batch(self.heap(), class, head, n as usize) };
             }
             let s = cc.span.replace(empty_span());
             if s != empty_span() {
                 // SAFETY: the span this cache held; we give it up.
-                unsafe { self.heap.centrals[class].uncache_span(self.heap, s as *mut Span) };
+                unsafe { self.heap().centrals[class].uncache_span(self.heap(), s as *mut Span) };
             }
         }
     }

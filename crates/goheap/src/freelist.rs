@@ -89,8 +89,9 @@ pub(crate) fn init_secrets() {
         link = splitmix(t ^ (&bytes as *const _ as usize));
         mark = splitmix(link);
     }
-    // The marker must never be 0: fresh memory and cleared words are 0.
-    mark |= 1;
+    // The marker must never be 0: fresh memory and cleared words are 0;
+    // nor the placeholder cache's, which has the top bit.
+    mark = (mark | 1) & !(1 << (usize::BITS - 1));
     SECRETS.link.store(link, Relaxed);
     SECRETS.mark.store(mark, Relaxed);
     DRAWN.store(2, Release);
@@ -224,6 +225,11 @@ fn corrupt_link(obj: *mut u8, next: *mut u8) -> ! {
 /// change once drawn; the heap's range only grows, so a link the copy's
 /// mask rejects is checked again against the global range (and the copy
 /// refreshed) before it is reported.
+/// [`Guard::placeholder`]'s marker: not the process's (which is drawn
+/// with its top bit clear), and unlikely in a live object's second word.
+const PLACEHOLDER_MARK: usize = 0xb5c1_8e3a_9d47_f26b;
+const _: () = assert!(PLACEHOLDER_MARK >> (usize::BITS - 1) == 1);
+
 #[derive(Debug)]
 pub(crate) struct Guard {
     link: Cell<usize>,
@@ -237,6 +243,19 @@ impl Guard {
         Guard {
             link: Cell::new(0),
             mark: Cell::new(0),
+            reject: Cell::new(usize::MAX),
+        }
+    }
+
+    /// The copy of the placeholder cache (`tls::PLACEHOLDER`), which
+    /// never links an object: a marker no freed object holds, so that a
+    /// free through the placeholder does not take the exact double-free
+    /// check for every live object (whose second word is usually 0); the
+    /// placeholder's slow path tests the process's marker instead.
+    pub(crate) const fn placeholder() -> Self {
+        Guard {
+            link: Cell::new(0),
+            mark: Cell::new(PLACEHOLDER_MARK),
             reject: Cell::new(usize::MAX),
         }
     }

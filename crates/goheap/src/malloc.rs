@@ -5,7 +5,7 @@
 //! the checks `free` makes.
 
 use crate::arena::SmallPage;
-use crate::cache::{enter, ThreadCache};
+use crate::cache::{enter, Front, ThreadCache};
 use crate::profile;
 use crate::freelist;
 use crate::global::{ensure_init, HEAP, THREADS};
@@ -62,32 +62,59 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
 /// With `SETS_ERRNO` (C's `malloc`), a null return has set `errno`.
 #[inline(always)]
 fn alloc_small<const SETS_ERRNO: bool>(class: usize, size: usize) -> *mut u8 {
-    // SAFETY: a non-null cache pointer is the thread's own live cache.
-    match unsafe { tls::cache().as_ref() } {
-        // SAFETY: as above.
-        Some(c) if !c.sample_due(size) => unsafe { c.alloc_owned::<SETS_ERRNO>(class) },
-        // One call for both other cases (see `free_small`).
-        _ => alloc_small_rest::<SETS_ERRNO>(class, size),
+    // SAFETY: the thread's own cache, or the placeholder.
+    unsafe { tls::cache_or_placeholder().alloc_owned::<SETS_ERRNO, Malloc>(class, size) }
+}
+
+/// The malloc front-end's side of the caches' fast paths (see
+/// [`Front`]): a thread without a cache goes to the threads' registry
+/// and the fallback cache, a sampled allocation to the profiler.
+struct Malloc;
+
+impl Front for Malloc {
+    fn alloc_uncached(class: usize) -> *mut u8 {
+        alloc_without_cache(class)
+    }
+
+    unsafe fn free_uncached(p: *mut u8, class: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { free_without_cache(p, class) }
+    }
+
+    fn alloc_sampled(cache: &ThreadCache, class: usize, size: usize) -> *mut u8 {
+        alloc_maybe_sampled(cache, class, size)
     }
 }
 
-/// [`alloc_small`] without a cache, or with the profile's countdown run
-/// out (then the thread has a cache).
-#[inline(never)]
-fn alloc_small_rest<const SETS_ERRNO: bool>(class: usize, size: usize) -> *mut u8 {
-    // SAFETY: a non-null cache pointer is the thread's own live cache.
-    let p = match unsafe { tls::cache().as_ref() } {
-        Some(c) => alloc_maybe_sampled(c, class, size),
-        None => alloc_without_cache(class),
-    };
-    if SETS_ERRNO && p.is_null() {
-        crate::os::set_enomem();
+/// [`Malloc`] for the checked `free`, whose test of the free marker used
+/// the placeholder's (which no object holds) when the thread has no cache:
+/// such a free tests the process's marker here.
+struct CheckedFree;
+
+impl Front for CheckedFree {
+    fn alloc_uncached(class: usize) -> *mut u8 {
+        Malloc::alloc_uncached(class)
     }
-    p
+
+    unsafe fn free_uncached(p: *mut u8, class: usize) {
+        // SAFETY: the checked free found `p` to start a slot of a small
+        // span below its mark, so its second word is readable.
+        if unsafe { freelist::is_marked(p) } {
+            // SAFETY: forwarded contract.
+            return unsafe { free_marked(p, class) };
+        }
+        // SAFETY: forwarded contract.
+        unsafe { free_without_cache(p, class) }
+    }
+
+    fn alloc_sampled(cache: &ThreadCache, class: usize, size: usize) -> *mut u8 {
+        Malloc::alloc_sampled(cache, class, size)
+    }
 }
 
-/// [`alloc_small`] when the profile's countdown ran out: the sampled
-/// object, or (profiling off, or no room) an ordinary one.
+/// [`alloc_small`] when the profile's countdown ran out (the calling
+/// thread's cache, outside any operation): the sampled object, or
+/// (profiling off, or no room) an ordinary one.
 #[cold]
 #[inline(never)]
 fn alloc_maybe_sampled(c: &ThreadCache, class: usize, size: usize) -> *mut u8 {
@@ -96,7 +123,7 @@ fn alloc_maybe_sampled(c: &ThreadCache, class: usize, size: usize) -> *mut u8 {
         return p;
     }
     // SAFETY: `c` is the calling thread's own cache.
-    unsafe { c.alloc_owned::<false>(class) }
+    unsafe { enter(c, |c| c.alloc(class)) }
 }
 
 /// C's `malloc(size)`: [`alloc`] at C's alignment (16 above 8 bytes, else
@@ -167,33 +194,14 @@ fn alloc_without_cache(class: usize) -> *mut u8 {
 /// `p` is a live object of `class` that the caller gives up.
 #[inline(always)]
 unsafe fn free_small(p: *mut u8, class: usize) {
-    // SAFETY: a non-null cache pointer is the thread's own live cache.
-    match unsafe { tls::cache().as_ref() } {
-        // SAFETY: forwarded contract; the thread's own cache.
-        Some(c) if !profile::is_sampled_addr(p) => unsafe { c.free_owned::<false>(p, class, c.guard.mark()) },
-        // A sampled object, or no cache: one call out of the inline path
-        // for both keeps a sized free small enough for the callers of
-        // `__rust_dealloc` to inline it and fold its layout (a branch and
-        // a call of its own for sampled objects cost boxed-tree code 40 %
-        // more instructions per free).
-        // SAFETY: forwarded contract.
-        _ => unsafe { free_small_rest(p, class) },
-    }
-}
-
-/// [`free_small`] of a sampled object, or without a cache.
-///
-/// # Safety
-///
-/// As [`free_small`].
-#[inline(never)]
-unsafe fn free_small_rest(p: *mut u8, class: usize) {
     if profile::is_sampled_addr(p) {
         // SAFETY: forwarded contract.
         return unsafe { free_sampled(p) };
     }
-    // SAFETY: forwarded contract.
-    unsafe { free_without_cache(p, class) }
+    let c = tls::cache_or_placeholder();
+    // SAFETY: forwarded contract; the thread's own cache, or the
+    // placeholder.
+    unsafe { c.free_owned::<false, Malloc>(p, class, c.guard.mark()) }
 }
 
 /// # Safety
@@ -334,38 +342,29 @@ unsafe fn free_checked(p: *mut u8, want: Option<usize>) {
         }
     }
     if CHECKED {
-        // SAFETY: a non-null cache pointer is the thread's own live cache.
-        return match unsafe { tls::cache().as_ref() } {
-            Some(c) => {
-                let mark = c.guard.mark();
-                // SAFETY: `p` starts a slot of at least 16 bytes of an
-                // in-use small span.
-                if unsafe { freelist::has_mark(p, mark) } {
-                    // SAFETY: forwarded contract.
-                    return unsafe { free_marked(p, class) };
-                }
-                // SAFETY: a live small object of `class`, per the checks
-                // above; the thread's own cache and its marker.
-                unsafe { c.free_owned::<true>(p, class, mark) }
-            }
-            // SAFETY: as above, with the process's marker.
-            None if unsafe { freelist::is_marked(p) } => unsafe { free_marked(p, class) },
-            // SAFETY: a live small object, per the checks above.
-            None => unsafe { free_without_cache(p, class) },
-        };
-    }
-    // SAFETY: a non-null cache pointer is the thread's own live cache.
-    if let Some(c) = unsafe { tls::cache().as_ref() } {
-        // An immediate double free (`free(p); free(p)`) finds `p` at
-        // the head of this thread's list: one load catches the most
-        // common case in unchecked builds too; others are caught when
-        // the list is flushed.
-        if c.classes[class].free.get() == p {
-            fatal!(
-                "free of {p:p}: double free of a {}-byte object",
-                sizeclass::class_size(class)
-            );
+        // The thread's cache, or the placeholder, whose marker no object
+        // holds (its slow path tests the process's: `CheckedFree`).
+        let c = tls::cache_or_placeholder();
+        let mark = c.guard.mark();
+        // SAFETY: `p` starts a slot of at least 16 bytes of an in-use
+        // small span.
+        if unsafe { freelist::has_mark(p, mark) } {
+            // SAFETY: forwarded contract.
+            return unsafe { free_marked(p, class) };
         }
+        // SAFETY: a live small object of `class`, per the checks above;
+        // the thread's own cache (or the placeholder) and its marker.
+        return unsafe { c.free_owned::<true, CheckedFree>(p, class, mark) };
+    }
+    // An immediate double free (`free(p); free(p)`) finds `p` at the head
+    // of this thread's list: one load catches the most common case in
+    // unchecked builds too; others are caught when the list is flushed.
+    // (The placeholder's lists are empty.)
+    if tls::cache_or_placeholder().classes[class].free.get() == p {
+        fatal!(
+            "free of {p:p}: double free of a {}-byte object",
+            sizeclass::class_size(class)
+        );
     }
     // SAFETY: forwarded contract.
     unsafe { free_small(p, class) }
@@ -984,6 +983,58 @@ unsafe fn free_large(p: *mut u8) {
 mod tests {
     use super::*;
     use crate::sizeclass::NUM_SIZE_CLASSES;
+
+    /// A thread starts with the placeholder for a cache: its first
+    /// operation, a free of another thread's object here, goes through it
+    /// to the slow path, which builds the thread's cache; while the thread
+    /// calls out of the allocator it has the placeholder again, and its
+    /// operations still work.
+    #[test]
+    fn a_threads_first_operation_goes_through_the_placeholder() {
+        let p = malloc(40) as usize;
+        assert_ne!(p, 0);
+        std::thread::spawn(move || {
+            assert!(tls::cache().is_null());
+            assert!(tls::cache_or_placeholder().is_placeholder());
+            // SAFETY: a live object of the main thread's, given up here.
+            unsafe { free(p as *mut u8) };
+            let own = tls::cache();
+            assert!(!own.is_null(), "the first free built the thread's cache");
+            assert!(!tls::cache_or_placeholder().is_placeholder());
+            let q = malloc(40);
+            assert!(!q.is_null());
+            tls::call_out(|| {
+                assert!(tls::cache().is_null());
+                assert!(tls::cache_or_placeholder().is_placeholder());
+                let r = malloc(100);
+                assert!(!r.is_null());
+                // SAFETY: just allocated, not used again.
+                unsafe { free(r) };
+            });
+            assert_eq!(tls::cache(), own, "call_out put the thread's cache back");
+            // SAFETY: allocated above, not used again.
+            unsafe { free(q) };
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// The placeholder never admits an operation and has no free marker
+    /// the process's objects carry.
+    #[test]
+    fn the_placeholder_admits_nothing() {
+        let ph = &tls::PLACEHOLDER;
+        assert!(ph.is_placeholder());
+        assert!(!ph.handshake.try_enter());
+        crate::freelist::Guard::new().refresh();
+        let probe = [0usize, ph.guard.mark()];
+        // SAFETY: a two-word object of ours.
+        assert!(!unsafe { freelist::is_marked(probe.as_ptr() as *mut u8) });
+        for class in 1..NUM_SIZE_CLASSES {
+            assert!(ph.classes[class].free.get().is_null());
+            assert!(!ph.classes[class].has_room());
+        }
+    }
 
     /// C `malloc`'s one-load class is `class_for` at C's alignment, for
     /// every small size, in this build and in the other (checked or not).

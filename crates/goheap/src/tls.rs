@@ -4,9 +4,10 @@
 //! claims other threads make on a cache (idle-cache reclaim, the exact
 //! double-free check, the heap checker).
 //!
-//! See the crate docs for the overview. A thread starts with a null cache
-//! pointer, so its first allocation takes the slow path, which builds the
-//! real cache. Setting up a thread can re-enter the allocator (registering
+//! See the crate docs for the overview. A thread's cache pointer starts
+//! at the placeholder ([`PLACEHOLDER`]), a cache whose handshake never
+//! admits anyone, so its first allocation takes the slow path, which builds
+//! the real cache, and the fast paths need no null test. Setting up a thread can re-enter the allocator (registering
 //! the exit hook may allocate), and so can code that runs after the
 //! thread's cache is gone or while the allocator calls out of itself
 //! ([`call_out`]); all of these use the shared fallback cache under its
@@ -39,18 +40,41 @@ std::thread_local! {
     static STATE: Cell<ThreadState> = const { Cell::new(ThreadState::New) };
 }
 
+/// What the cache pointer of a thread without a cache points at: before
+/// its first allocation, after its exit and while it calls out of the
+/// allocator. Every operation through it fails the handshake's claim test
+/// and goes to the front-end's [`Front`](crate::cache::Front), which takes
+/// [`Threads::alloc_without_cache`] / [`Threads::free_without_cache`].
+pub(crate) static PLACEHOLDER: ThreadCache = ThreadCache::placeholder();
+
 /// The calling thread's cache, or null before its first allocation, after
-/// its exit and while it calls out of the allocator: the front-end then
-/// takes [`Threads::alloc_without_cache`] / [`Threads::free_without_cache`].
+/// its exit and while it calls out of the allocator.
 #[inline(always)]
 pub(crate) fn cache() -> *const ThreadCache {
-    cache_slot::get()
+    let c = cache_slot::get();
+    if ptr::eq(c, &PLACEHOLDER) {
+        ptr::null()
+    } else {
+        c
+    }
 }
 
-/// Sets the calling thread's cache pointer; returns the old one.
+/// The calling thread's cache, or the placeholder when it has none: for
+/// the fast paths, which go through either the same way
+/// ([`ThreadCache::alloc_owned`], [`ThreadCache::free_owned`]).
+#[inline(always)]
+pub(crate) fn cache_or_placeholder() -> &'static ThreadCache {
+    // SAFETY: the slot holds the placeholder or the thread's own live
+    // cache, which stays valid until the thread's exit puts the
+    // placeholder back.
+    unsafe { &*cache_slot::get() }
+}
+
+/// Sets the calling thread's cache pointer (null: the placeholder);
+/// returns the old one (null for the placeholder).
 fn replace_cache(c: *const ThreadCache) -> *const ThreadCache {
-    let old = cache_slot::get();
-    cache_slot::set(c);
+    let old = cache();
+    cache_slot::set(if c.is_null() { &PLACEHOLDER } else { c });
     old
 }
 
@@ -70,11 +94,16 @@ fn replace_cache(c: *const ThreadCache) -> *const ThreadCache {
 /// (`glibc.rtld.optional_static_tls`, 512 bytes by default); the test
 /// `c_api::dlopen_a_library_linked_with_goheap` loads it so.
 ///
+/// The word's initial value is the placeholder's address (`.tdata`, with
+/// a relocation: the dynamic loader relocates a library before it copies
+/// the TLS image into a thread, for libraries loaded at start-up and by
+/// `dlopen` alike).
+///
 /// The symbol is global (the code that reads it may be inlined into
 /// another crate's object file) but hidden, so each binary that links
 /// goheap has its own; its name carries a version, to be changed with the
-/// slot's meaning, so that two goheaps of different layouts in one link
-/// fail to link rather than share it.
+/// slot's meaning (v2: never null), so that two goheaps of different
+/// layouts in one link fail to link rather than share it.
 #[cfg(all(
     feature = "initial-exec-tls",
     target_arch = "x86_64",
@@ -85,15 +114,16 @@ mod cache_slot {
     use super::ThreadCache;
 
     core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
+        ".pushsection .tdata,\"awT\",@progbits",
         ".balign 8",
-        ".globl goheap_thread_cache_v1",
-        ".hidden goheap_thread_cache_v1",
-        ".type goheap_thread_cache_v1,@object",
-        ".size goheap_thread_cache_v1,8",
-        "goheap_thread_cache_v1:",
-        ".zero 8",
+        ".globl goheap_thread_cache_v2",
+        ".hidden goheap_thread_cache_v2",
+        ".type goheap_thread_cache_v2,@object",
+        ".size goheap_thread_cache_v2,8",
+        "goheap_thread_cache_v2:",
+        ".quad {placeholder}",
         ".popsection",
+        placeholder = sym super::PLACEHOLDER,
     );
 
     #[inline(always)]
@@ -103,7 +133,7 @@ mod cache_slot {
         // offset from the GOT entry the linker fills for this model).
         unsafe {
             core::arch::asm!(
-                "mov {p}, qword ptr [rip + goheap_thread_cache_v1@GOTTPOFF]",
+                "mov {p}, qword ptr [rip + goheap_thread_cache_v2@GOTTPOFF]",
                 "mov {p}, qword ptr fs:[{p}]",
                 p = out(reg) p,
                 options(nostack, readonly, pure, preserves_flags),
@@ -118,7 +148,7 @@ mod cache_slot {
         // other memory.
         unsafe {
             core::arch::asm!(
-                "mov {off}, qword ptr [rip + goheap_thread_cache_v1@GOTTPOFF]",
+                "mov {off}, qword ptr [rip + goheap_thread_cache_v2@GOTTPOFF]",
                 "mov qword ptr fs:[{off}], {c}",
                 off = out(reg) _,
                 c = in(reg) c,
@@ -141,15 +171,14 @@ mod cache_slot {
 mod cache_slot {
     use super::ThreadCache;
     use core::cell::Cell;
-    use core::ptr;
 
     std::thread_local! {
-        static CACHE: Cell<*const ThreadCache> = const { Cell::new(ptr::null()) };
+        static CACHE: Cell<*const ThreadCache> = const { Cell::new(&super::PLACEHOLDER) };
     }
 
     #[inline(always)]
     pub(super) fn get() -> *const ThreadCache {
-        CACHE.try_with(|c| c.get()).unwrap_or(ptr::null())
+        CACHE.try_with(|c| c.get()).unwrap_or(&super::PLACEHOLDER)
     }
 
     #[inline(always)]
@@ -170,7 +199,7 @@ pub(crate) fn call_out<R>(f: impl FnOnce() -> R) -> R {
         .try_with(|s| s.replace(ThreadState::Initializing))
         .unwrap_or(ThreadState::Dead);
     let r = f();
-    cache_slot::set(saved);
+    replace_cache(saved);
     let _ = STATE.try_with(|s| s.set(state));
     r
 }
@@ -561,7 +590,7 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         return;
     }
     // From here on this thread allocates through the fallback.
-    cache_slot::set(ptr::null());
+    cache_slot::set(&PLACEHOLDER);
     let _ = STATE.try_with(|s| s.set(ThreadState::Dead));
     // SAFETY: `c` is the exiting thread's own cache, no longer reachable
     // through its thread-local; `threads` is the process's, never freed.

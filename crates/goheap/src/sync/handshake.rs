@@ -146,6 +146,12 @@ pub struct Handshake {
 const CLAIM: u8 = 1;
 /// [`Handshake::gate`]'s fixed "the owner fences" bit.
 const FENCED: u8 = 2;
+/// [`Handshake::gate`]'s fixed "no owner" bit: the handshake of a state
+/// nobody owns (a placeholder many threads point at), whose claim never
+/// drops. Its owners' [`try_enter`](Handshake::try_enter) always fails, and
+/// they must test [`is_placeholder`](Handshake::is_placeholder) before
+/// anything that waits for the claim.
+const NO_OWNER: u8 = 4;
 
 impl Default for Handshake {
     fn default() -> Self {
@@ -173,6 +179,24 @@ impl Handshake {
             busy: AtomicBool::new(false),
             gate: AtomicU8::new(FENCED),
         }
+    }
+
+    /// The handshake of a placeholder (see [`NO_OWNER`]): claimed for
+    /// good, so every `try_enter` fails, and never claimed by anyone, so
+    /// the concurrent `busy` stores of the threads that try are harmless.
+    #[cfg(not(goheap_loom))]
+    pub const fn placeholder() -> Self {
+        Handshake {
+            busy: AtomicBool::new(false),
+            gate: AtomicU8::new(NO_OWNER | FENCED | CLAIM),
+        }
+    }
+
+    /// Whether this is a placeholder's handshake, which never admits its
+    /// owner ([`placeholder`](Self::placeholder)).
+    #[inline(always)]
+    pub fn is_placeholder(&self) -> bool {
+        self.gate.load(Ordering::Relaxed) & NO_OWNER != 0
     }
 
     /// Neither busy nor claimed.

@@ -90,29 +90,33 @@ impl ClassCache {
     }
 }
 
-/// The layer above a cache (the malloc front-end), for what a cache's fast
-/// paths cannot do themselves: serve a thread that has no cache (its
-/// pointer is the placeholder, see [`ThreadCache::placeholder`]), and
+/// The layer above a cache (the malloc front-end), for what a cache's
+/// allocation fast path cannot do itself: serve a thread that has no cache
+/// (its pointer is the placeholder, see [`ThreadCache::placeholder`]), and
 /// sample an allocation for the heap profile. The front-end knows the
 /// threads' registry, the fallback cache and the profiler, which this
 /// layer does not; the parameter binds them at compile time, so the slow
 /// calls are direct.
-pub(crate) trait Front {
+pub(crate) trait AllocFront {
     /// An object of `class` for the calling thread, which has no cache;
     /// null when memory is exhausted.
     fn alloc_uncached(class: usize) -> *mut u8;
 
+    /// An object of `class` for a request of `size` bytes whose turn came
+    /// in `cache`'s profile countdown (drawn again by the callee), with
+    /// `cache` outside any operation; null when memory is exhausted.
+    fn alloc_sampled(cache: &ThreadCache, class: usize, size: usize) -> *mut u8;
+}
+
+/// [`AllocFront`] for the free fast path: a free by a thread that has no
+/// cache.
+pub(crate) trait FreeFront {
     /// Frees `p` for the calling thread, which has no cache.
     ///
     /// # Safety
     ///
     /// `p` is a live object of `class` that the caller gives up.
     unsafe fn free_uncached(p: *mut u8, class: usize);
-
-    /// An object of `class` for a request of `size` bytes whose turn came
-    /// in `cache`'s profile countdown (drawn again by the callee), with
-    /// `cache` outside any operation; null when memory is exhausted.
-    fn alloc_sampled(cache: &ThreadCache, class: usize, size: usize) -> *mut u8;
 }
 
 /// Which case of a Rust [`ThreadCache::alloc_owned`] its one out-of-line
@@ -244,7 +248,8 @@ impl ThreadCache {
     /// of a thread without a cache of its own points at, so that the fast
     /// paths need no null test. Its handshake never admits anyone
     /// ([`Handshake::placeholder`]), so every operation through it leaves
-    /// the fast path at the claim test for the slow path of its [`Front`],
+    /// the fast path at the claim test for the front-end's slow path
+    /// ([`AllocFront`], [`FreeFront`]),
     /// before it reads or writes anything but the handshake's `busy` flag
     /// (an atomic, stored by every thread that tries) and the guard's
     /// marker (never written). It has no heap.
@@ -443,7 +448,7 @@ impl ThreadCache {
     ///
     /// `self` is the calling thread's own cache, or the placeholder.
     #[inline(always)]
-    pub(crate) unsafe fn alloc_owned<const C_ABI: bool, F: Front>(&self, class: usize, size: usize) -> *mut u8 {
+    pub(crate) unsafe fn alloc_owned<const C_ABI: bool, F: AllocFront>(&self, class: usize, size: usize) -> *mut u8 {
         debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
         let entered = self.handshake.try_enter();
         if C_ABI && !entered {
@@ -485,7 +490,7 @@ impl ThreadCache {
     ///
     /// As [`alloc_owned`](Self::alloc_owned).
     #[inline(never)]
-    unsafe fn alloc_owned_rest<F: Front>(&self, class: usize, size: usize, rest: AllocRest) -> *mut u8 {
+    unsafe fn alloc_owned_rest<F: AllocFront>(&self, class: usize, size: usize, rest: AllocRest) -> *mut u8 {
         match rest {
             AllocRest::Refill => self.alloc_entered::<false>(class),
             AllocRest::Sampled => self.alloc_sampled::<false, F>(class, size),
@@ -503,7 +508,7 @@ impl ThreadCache {
     /// As [`alloc_owned`](Self::alloc_owned).
     #[cold]
     #[inline(never)]
-    unsafe fn alloc_entering<const SETS_ERRNO: bool, F: Front>(&self, class: usize) -> *mut u8 {
+    unsafe fn alloc_entering<const SETS_ERRNO: bool, F: AllocFront>(&self, class: usize) -> *mut u8 {
         let p = if self.is_placeholder() {
             F::alloc_uncached(class)
         } else {
@@ -520,7 +525,7 @@ impl ThreadCache {
     /// countdown ran out: out of the operation, then `F` decides.
     #[cold]
     #[inline(never)]
-    fn alloc_sampled<const SETS_ERRNO: bool, F: Front>(&self, class: usize, size: usize) -> *mut u8 {
+    fn alloc_sampled<const SETS_ERRNO: bool, F: AllocFront>(&self, class: usize, size: usize) -> *mut u8 {
         self.handshake.exit();
         let p = F::alloc_sampled(self, class, size);
         if SETS_ERRNO && p.is_null() {
@@ -551,7 +556,7 @@ impl ThreadCache {
     /// is a live object of `class` that the caller gives up; `mark` is
     /// `self.guard.mark()` (which a checked free has just read to test `p`).
     #[inline(always)]
-    pub(crate) unsafe fn free_owned<const C_ABI: bool, F: Front>(&self, p: *mut u8, class: usize, mark: usize) {
+    pub(crate) unsafe fn free_owned<const C_ABI: bool, F: FreeFront>(&self, p: *mut u8, class: usize, mark: usize) {
         debug_assert!(class > 0 && class < NUM_SIZE_CLASSES);
         let entered = self.handshake.try_enter();
         if C_ABI && !entered {
@@ -583,7 +588,7 @@ impl ThreadCache {
     ///
     /// As [`free_owned`](Self::free_owned).
     #[inline(never)]
-    unsafe fn free_owned_rest<F: Front>(&self, p: *mut u8, class: usize, entered: bool) {
+    unsafe fn free_owned_rest<F: FreeFront>(&self, p: *mut u8, class: usize, entered: bool) {
         if entered {
             // SAFETY: forwarded contract.
             unsafe { self.free_entered(p, class) }
@@ -601,7 +606,7 @@ impl ThreadCache {
     /// As [`free_owned`](Self::free_owned).
     #[cold]
     #[inline(never)]
-    unsafe fn free_entering<F: Front>(&self, p: *mut u8, class: usize) {
+    unsafe fn free_entering<F: FreeFront>(&self, p: *mut u8, class: usize) {
         if self.is_placeholder() {
             // SAFETY: forwarded contract.
             return unsafe { F::free_uncached(p, class) };

@@ -219,17 +219,17 @@ fn corrupt_link(obj: *mut u8, next: *mut u8) -> ! {
     )
 }
 
+/// [`Guard::placeholder`]'s marker: not the process's (which is drawn
+/// with its top bit clear), and unlikely in a live object's second word.
+const PLACEHOLDER_MARK: usize = 0xb5c1_8e3a_9d47_f26b;
+const _: () = assert!(PLACEHOLDER_MARK >> (usize::BITS - 1) == 1);
+
 /// A thread cache's copy of the secrets and of the link test's mask, on a
 /// line of the cache it touches anyway: the fast paths read no global
 /// (which a shared library reaches through the GOT). The secrets never
 /// change once drawn; the heap's range only grows, so a link the copy's
 /// mask rejects is checked again against the global range (and the copy
 /// refreshed) before it is reported.
-/// [`Guard::placeholder`]'s marker: not the process's (which is drawn
-/// with its top bit clear), and unlikely in a live object's second word.
-const PLACEHOLDER_MARK: usize = 0xb5c1_8e3a_9d47_f26b;
-const _: () = assert!(PLACEHOLDER_MARK >> (usize::BITS - 1) == 1);
-
 #[derive(Debug)]
 pub(crate) struct Guard {
     link: Cell<usize>,

@@ -5,7 +5,7 @@
 //! the checks `free` makes.
 
 use crate::arena::SmallPage;
-use crate::cache::{enter, Front, ThreadCache};
+use crate::cache::{enter, AllocFront, FreeFront, ThreadCache};
 use crate::profile;
 use crate::freelist;
 use crate::global::{ensure_init, HEAP, THREADS};
@@ -66,19 +66,15 @@ fn alloc_small<const SETS_ERRNO: bool>(class: usize, size: usize) -> *mut u8 {
     unsafe { tls::cache_or_placeholder().alloc_owned::<SETS_ERRNO, Malloc>(class, size) }
 }
 
-/// The malloc front-end's side of the caches' fast paths (see
-/// [`Front`]): a thread without a cache goes to the threads' registry
-/// and the fallback cache, a sampled allocation to the profiler.
+/// The malloc front-end's side of the caches' fast paths
+/// ([`AllocFront`], [`FreeFront`]): a thread without a cache goes to the
+/// threads' registry and the fallback cache, a sampled allocation to the
+/// profiler.
 struct Malloc;
 
-impl Front for Malloc {
+impl AllocFront for Malloc {
     fn alloc_uncached(class: usize) -> *mut u8 {
         alloc_without_cache(class)
-    }
-
-    unsafe fn free_uncached(p: *mut u8, class: usize) {
-        // SAFETY: forwarded contract.
-        unsafe { free_without_cache(p, class) }
     }
 
     fn alloc_sampled(cache: &ThreadCache, class: usize, size: usize) -> *mut u8 {
@@ -86,16 +82,20 @@ impl Front for Malloc {
     }
 }
 
-/// [`Malloc`] for the checked `free`, whose test of the free marker used
-/// the placeholder's (which no object holds) when the thread has no cache:
-/// such a free tests the process's marker here.
+impl FreeFront for Malloc {
+    unsafe fn free_uncached(p: *mut u8, class: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { free_without_cache(p, class) }
+    }
+}
+
+/// The checked `free`'s [`FreeFront`]: its test of the free marker used
+/// the placeholder's (which no object holds) when the thread has no cache,
+/// so such a free tests the process's marker here. (`free_marked` frees
+/// through [`Malloc`], which does not test it again.)
 struct CheckedFree;
 
-impl Front for CheckedFree {
-    fn alloc_uncached(class: usize) -> *mut u8 {
-        Malloc::alloc_uncached(class)
-    }
-
+impl FreeFront for CheckedFree {
     unsafe fn free_uncached(p: *mut u8, class: usize) {
         // SAFETY: the checked free found `p` to start a slot of a small
         // span below its mark, so its second word is readable.
@@ -105,10 +105,6 @@ impl Front for CheckedFree {
         }
         // SAFETY: forwarded contract.
         unsafe { free_without_cache(p, class) }
-    }
-
-    fn alloc_sampled(cache: &ThreadCache, class: usize, size: usize) -> *mut u8 {
-        Malloc::alloc_sampled(cache, class, size)
     }
 }
 
@@ -341,10 +337,11 @@ unsafe fn free_checked(p: *mut u8, want: Option<usize>) {
             wrong_size(p, w, class);
         }
     }
+    // The thread's cache, or the placeholder.
+    let c = tls::cache_or_placeholder();
     if CHECKED {
-        // The thread's cache, or the placeholder, whose marker no object
-        // holds (its slow path tests the process's: `CheckedFree`).
-        let c = tls::cache_or_placeholder();
+        // The placeholder's marker is one no object holds (its slow path
+        // tests the process's: `CheckedFree`).
         let mark = c.guard.mark();
         // SAFETY: `p` starts a slot of at least 16 bytes of an in-use
         // small span.
@@ -360,7 +357,7 @@ unsafe fn free_checked(p: *mut u8, want: Option<usize>) {
     // of this thread's list: one load catches the most common case in
     // unchecked builds too; others are caught when the list is flushed.
     // (The placeholder's lists are empty.)
-    if tls::cache_or_placeholder().classes[class].free.get() == p {
+    if c.classes[class].free.get() == p {
         fatal!(
             "free of {p:p}: double free of a {}-byte object",
             sizeclass::class_size(class)

@@ -6,12 +6,12 @@
 //!
 //! See the crate docs for the overview. A thread's cache pointer starts
 //! at the placeholder ([`PLACEHOLDER`]), a cache whose handshake never
-//! admits anyone, so its first allocation takes the slow path, which builds
-//! the real cache, and the fast paths need no null test. Setting up a thread can re-enter the allocator (registering
-//! the exit hook may allocate), and so can code that runs after the
-//! thread's cache is gone or while the allocator calls out of itself
-//! ([`call_out`]); all of these use the shared fallback cache under its
-//! lock.
+//! admits anyone, so its first allocation takes the slow path, which
+//! builds the real cache, and the fast paths need no null test. Setting up
+//! a thread can re-enter the allocator (registering the exit hook may
+//! allocate), and so can code that runs after the thread's cache is gone
+//! or while the allocator calls out of itself ([`call_out`]); all of these
+//! use the shared fallback cache under its lock.
 
 use crate::cache::{enter, ThreadCache};
 use crate::fixalloc::FixAlloc;
@@ -43,7 +43,7 @@ std::thread_local! {
 /// What the cache pointer of a thread without a cache points at: before
 /// its first allocation, after its exit and while it calls out of the
 /// allocator. Every operation through it fails the handshake's claim test
-/// and goes to the front-end's [`Front`](crate::cache::Front), which takes
+/// and goes to the front-end (`cache::AllocFront`, `cache::FreeFront`), which takes
 /// [`Threads::alloc_without_cache`] / [`Threads::free_without_cache`].
 pub(crate) static PLACEHOLDER: ThreadCache = ThreadCache::placeholder();
 

@@ -199,6 +199,18 @@ fn double_free_in_other_threads_cache() {
     );
 }
 
+/// Attack 3b: the second free is a new thread's first call, before the
+/// thread has a cache (its pointer is the placeholder, whose free marker
+/// is not the process's: the placeholder's slow path must test that).
+#[test]
+fn double_free_first_call_of_a_thread() {
+    run_case(
+        "double_free_first_call_of_a_thread",
+        &[],
+        Expect::Abort("double free"),
+    );
+}
+
 /// Attack 4: the first copy of `p` has left the thread's list for the
 /// central list's transfer cache (2000 frees later) when `p` is freed
 /// again.

@@ -173,6 +173,23 @@ static void c_double_free_in_other_threads_cache(void) {
     survived("free of an object in another thread's cache");
 }
 
+/* 3b: the second free is a new thread's first call, made before that
+ * thread has a cache of its own: p sits in the main thread's cache. */
+static void *first_call_frees(void *p) {
+    xfree(p);
+    return NULL;
+}
+
+static void c_double_free_first_call_of_a_thread(void) {
+    void *p = xmalloc(48);
+    xfree(p);
+    report(p);
+    pthread_t t;
+    if (pthread_create(&t, NULL, first_call_frees, p) != 0) exit(2);
+    pthread_join(t, NULL);
+    survived("double free as a new thread's first call");
+}
+
 /* 4: the first copy of p has moved on to the central list's transfer
  * cache with a batch of other frees when p is freed again. */
 static void *others[2000];
@@ -535,6 +552,7 @@ static const struct test tests[] = {
     {"double_free_after_other_free", c_double_free_after_other_free},
     {"double_free_immediate", c_double_free_immediate},
     {"double_free_in_other_threads_cache", c_double_free_in_other_threads_cache},
+    {"double_free_first_call_of_a_thread", c_double_free_first_call_of_a_thread},
     {"double_free_in_transfer_batch", c_double_free_in_transfer_batch},
     {"double_free_after_flush", c_double_free_after_flush},
     {"free_never_handed_out_same_span", c_free_never_handed_out_same_span},

@@ -249,15 +249,23 @@ impl Central {
         n: usize,
     ) -> *mut u8 {
         let mut l = self.lists.lock();
+        let links = freelist::LinkReader::new();
+        let index = sizeclass::ObjectIndex::of(class);
         // Objects freed together often share a span: remember the current
-        // one and its bounds, skip the arena-map walk while objects stay in
-        // it, and settle its list membership once when we move on.
-        let (mut s, mut lo, mut hi) = (ptr::null_mut::<Span>(), 0usize, 0usize);
+        // one and what the loop reads of it, skip the arena-map walk while
+        // objects stay in it, and settle its list membership once when we
+        // move on. The copies are exact for the span's life here: its
+        // bounds, class and size do not change while it is in use, and
+        // `cached` only under our lock. The high-water mark may rise
+        // meanwhile (its cache hands out slots without our lock), but every
+        // object of the list was handed out before the list reached us, so
+        // the copy covers them; a slot the copy rejects is tested again.
+        let mut s = ptr::null_mut::<Span>();
+        let (mut lo, mut hi, mut size, mut cached, mut hw) = (0usize, 0usize, 0usize, false, 0usize);
         for _ in 0..n {
             let obj = head;
             // SAFETY: the list is well formed per the contract.
-            head = unsafe { freelist::read_link(obj) };
-            freelist::check_link(obj, head);
+            head = unsafe { links.next(obj) };
             let a = obj as usize;
             if a < lo || a >= hi {
                 if !s.is_null() {
@@ -280,19 +288,20 @@ impl Central {
                     );
                 }
                 (lo, hi) = (span.base.get(), span.limit());
+                (size, cached) = (span.elemsize.get(), span.cached.get());
+                hw = if crate::CHECKED { span.published_hw() } else { 0 };
             }
             // SAFETY: `s` is the in-use span holding `obj`; its freed bits
             // and counts are ours under the lock, cached or not.
             let span = unsafe { &*s };
-            let (idx, exact) = span.object_index(a);
-            if !exact
-                || span.freed_bit(idx)
-                || (!span.cached.get() && !span.alloc_bit(idx))
-                || (crate::CHECKED && idx >= span.published_hw())
+            let off = a - lo;
+            let idx = index.at(off);
+            if idx * size != off
+                || (crate::CHECKED && idx >= hw && idx >= span.published_hw())
+                || !span.try_set_freed(idx, cached)
             {
                 report_bad_free(obj, span);
             }
-            span.set_freed(idx);
         }
         if !s.is_null() {
             // SAFETY: as above.

@@ -154,6 +154,53 @@ pub(crate) unsafe fn read_link(obj: *mut u8) -> *mut u8 {
     }
 }
 
+/// A list walk's copy of the link secret and the heap's range, read once
+/// for a whole list instead of at every link (the central lists' loops):
+/// every object of a list the walker was handed was allocated, so lies in
+/// the range, before the copy was taken. A link the copy rejects is tested
+/// again against the current range ([`check_link`]) before it is reported.
+#[derive(Clone, Copy)]
+pub(crate) struct LinkReader {
+    link: usize,
+    lo: usize,
+    span8: usize,
+}
+
+impl LinkReader {
+    /// A copy of the current secret and range.
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        // Acquire on `lo` as in `check_link`: the range's other words were
+        // stored before it.
+        let lo = SECRETS.lo.load(Acquire);
+        LinkReader {
+            link: SECRETS.link.load(Relaxed),
+            lo,
+            span8: SECRETS.span8.load(Relaxed),
+        }
+    }
+
+    /// The link stored in `obj`, checked as [`check_link`] checks it.
+    ///
+    /// # Safety
+    ///
+    /// As [`read_link`].
+    #[inline(always)]
+    pub(crate) unsafe fn next(&self, obj: *mut u8) -> *mut u8 {
+        // SAFETY: per the contract.
+        let stored = unsafe { obj.cast::<usize>().read() };
+        if !CHECKED {
+            return stored as *mut u8;
+        }
+        let next = (stored ^ self.link) as *mut u8;
+        let off = (next as usize).wrapping_sub(self.lo).rotate_right(3);
+        if off >= self.span8 && !next.is_null() {
+            check_link(obj, next);
+        }
+        next
+    }
+}
+
 /// Clears the free marker of an object about to be handed out from its
 /// span's fresh slots (the slot may hold a marker from an earlier life).
 ///

@@ -324,12 +324,21 @@ impl Span {
         self.bits[i / 64].freed.get() & (1 << (i % 64)) != 0
     }
 
-    /// Records slot `i` as returned (central lock).
+    /// Records slot `i` as returned (central lock) if it can be: not
+    /// returned already, and handed out, which its alloc bit says unless
+    /// the span is `cached` (its cache may have handed the slot out since
+    /// it last loaded the bitmap). Returns false, changing nothing,
+    /// otherwise. One bitmap word pair for both tests and the update.
     #[inline]
-    pub(crate) fn set_freed(&self, i: usize) {
-        let w = &self.bits[i / 64].freed;
-        w.set(w.get() | 1 << (i % 64));
+    pub(crate) fn try_set_freed(&self, i: usize, cached: bool) -> bool {
+        let (word, bit) = (&self.bits[i / 64], 1u64 << (i % 64));
+        let freed = word.freed.get();
+        if freed & bit != 0 || (!cached && word.alloc.get() & bit == 0) {
+            return false;
+        }
+        word.freed.set(freed | bit);
         self.freed_count.set(self.freed_count.get() + 1);
+        true
     }
 
     /// Records that slot `idx` is being handed out (the cache owner):
@@ -587,7 +596,27 @@ mod tests {
     /// What the central list does to a span when an object comes back.
     fn give_back(s: &Span, idx: usize) {
         assert!(!s.freed_bit(idx), "test frees slot {idx} twice");
-        s.set_freed(idx);
+        assert!(s.try_set_freed(idx, s.cached.get()), "slot {idx} refused");
+    }
+
+    /// A slot comes back once, and only once handed out: by its alloc bit
+    /// when no cache holds the span, at any time while one does; a refused
+    /// slot changes nothing.
+    #[test]
+    fn a_slot_is_returned_once_and_only_after_it_was_handed_out() {
+        let s = span(3, false);
+        let before = s.live();
+        assert!(!s.try_set_freed(5, false), "never handed out, span uncached");
+        assert!(!s.freed_bit(5) && s.live() == before);
+        set_alloc(&s, 5);
+        set_alloc(&s, 70);
+        assert!(s.try_set_freed(5, false));
+        assert!(s.freed_bit(5) && s.freed_count.get() == 1);
+        assert!(!s.try_set_freed(5, false) && !s.try_set_freed(5, true), "a second return");
+        assert_eq!(s.freed_count.get(), 1);
+        assert!(s.try_set_freed(9, true), "cached: the bitmap may lag the hand-outs");
+        assert!(s.try_set_freed(70, false), "a slot in the second word");
+        assert_eq!(s.freed_count.get(), 3);
     }
 
 

@@ -192,7 +192,26 @@ pub fn class_nelems(class: usize) -> usize {
 /// by multiply-shift instead of division.
 #[inline(always)]
 pub fn object_index(class: usize, offset: usize) -> usize {
-    ((offset as u64 * CLASS_TO_DIVMAGIC[class] as u64) >> 32) as usize
+    ObjectIndex::of(class).at(offset)
+}
+
+/// [`object_index`] for one class over many offsets, its table entry read
+/// once (the central lists' loops, which the compiler does not hoist the
+/// table's load out of).
+#[derive(Clone, Copy)]
+pub(crate) struct ObjectIndex(u64);
+
+impl ObjectIndex {
+    #[inline(always)]
+    pub(crate) fn of(class: usize) -> Self {
+        ObjectIndex(CLASS_TO_DIVMAGIC[class] as u64)
+    }
+
+    /// Index of the object containing byte `offset` of a span of the class.
+    #[inline(always)]
+    pub(crate) fn at(self, offset: usize) -> usize {
+        ((offset as u64 * self.0) >> 32) as usize
+    }
 }
 
 /// Whether byte `offset` of a span of class `class` starts an object: one

@@ -408,6 +408,30 @@ impl ThreadCache {
         // window's last (the slow path's to take).
         let end = s.nelems.get().min(window_end - 1);
         let want = (CARVE_BYTES / size).min(cc.room.get() as usize);
+        // The common case, a fresh span or a free stretch of one: the next
+        // `run` slots are all free, so they are linked in one pass without
+        // scanning bits (about 7 instructions a slot instead of 20).
+        let run = want.min(end.saturating_sub(idx + 1));
+        if rest.trailing_ones() as usize >= run {
+            // `run` is at most 62 (`end` is below the window's last slot),
+            // so the shift is defined.
+            s.alloc_cache.set(rest >> run);
+            s.freeindex.set(idx + 1 + run);
+            if run > 0 {
+                let (base, mark) = (s.base.get() + idx * size, self.guard.mark());
+                let mut head = ptr::null_mut();
+                for k in (1..=run).rev() {
+                    let obj = (base + k * size) as *mut u8;
+                    // SAFETY: a free slot of the span, taken out of it just
+                    // now, so ours to link; `mark` is the guard's.
+                    unsafe { self.guard.push(obj, head, mark) };
+                    head = obj;
+                }
+                cc.free.set(head);
+                cc.set_len(run as u32);
+            }
+            return idx + run;
+        }
         // Bit 0 of `cache` is slot `pos`, as the span's own `alloc_cache`
         // is its `freeindex`.
         let (mut cache, mut pos, mut last) = (rest, idx + 1, idx);
@@ -953,6 +977,46 @@ mod tests {
             central.drop_spare(h);
         }
         assert_eq!(h.locked.lock().inuse_pages, 0, "spans left in use");
+    }
+
+    /// Slots come back to a span with holes between the live ones, and the
+    /// cache that takes the span again hands out exactly those, each once,
+    /// whether carved as a stretch of free slots or picked out between
+    /// live ones; the live ones are never handed out again.
+    #[test]
+    fn a_span_with_holes_hands_out_each_free_slot_once() {
+        let h = heap();
+        let (a, b) = (cache(h), cache(h));
+        let class = 5; // 48 bytes, 170 a span
+        let n = 2 * class_nelems(class);
+        let objs: Vec<*mut u8> = (0..n).map(|_| a.alloc(class)).collect();
+        assert!(objs.iter().all(|p| !p.is_null()));
+        // Holes of every shape: single slots, and a stretch longer than
+        // one carve (CARVE_BYTES / 48 = 21 slots).
+        let freed: Vec<*mut u8> = objs
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i % 3 == 1 || (40..90).contains(&i) || i % 64 == 63)
+            .map(|(_, &p)| p)
+            .collect();
+        for &p in &freed {
+            // SAFETY: live objects of `class` we give up.
+            unsafe { a.free(p, class) };
+        }
+        // What `a`'s list holds (the holes, and any slots it carved but
+        // did not hand out) goes back into the spans, and the spans out of
+        // `a`'s hands.
+        let mut want = Vec::new();
+        let cc = &a.classes[class];
+        // SAFETY: `a`'s list, which nothing changes meanwhile.
+        unsafe { crate::central::for_each_in_list(cc.free.get(), cc.len() as usize, |p| want.push(p)) };
+        assert!(freed.iter().all(|p| want.contains(p)), "a hole missing from the list");
+        a.flush_all();
+        h.centrals[class].drain_batches(h, class);
+        let mut again: Vec<*mut u8> = (0..want.len()).map(|_| b.alloc(class)).collect();
+        again.sort();
+        want.sort();
+        assert_eq!(again, want, "the free slots, each once, and no live one");
     }
 
     /// A class's bound grows while the thread allocates it, and a batch

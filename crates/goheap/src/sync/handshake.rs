@@ -181,7 +181,7 @@ impl Handshake {
         }
     }
 
-    /// The handshake of a placeholder (see [`NO_OWNER`]): claimed for
+    /// The handshake of a placeholder (its gate bit `NO_OWNER`): claimed for
     /// good, so every `try_enter` fails, and never claimed by anyone, so
     /// the concurrent `busy` stores of the threads that try are harmless.
     #[cfg(not(goheap_loom))]

@@ -193,8 +193,7 @@ impl LinkReader {
             return stored as *mut u8;
         }
         let next = (stored ^ self.link) as *mut u8;
-        let off = (next as usize).wrapping_sub(self.lo).rotate_right(3);
-        if off >= self.span8 && !next.is_null() {
+        if outside_range(next, self.lo, self.span8) {
             check_link(obj, next);
         }
         next
@@ -249,12 +248,17 @@ pub(crate) fn check_link(obj: *mut u8, next: *mut u8) {
     if !CHECKED {
         return;
     }
-    // One compare for both rules: misalignment rotates the low bits to the
-    // top, far above the range length.
-    let off = (next as usize).wrapping_sub(SECRETS.lo.load(Acquire)).rotate_right(3);
-    if off >= SECRETS.span8.load(Relaxed) && !next.is_null() {
+    if outside_range(next, SECRETS.lo.load(Acquire), SECRETS.span8.load(Relaxed)) {
         corrupt_link(obj, next);
     }
+}
+
+/// Whether `next` is neither null nor an 8-aligned address in
+/// `[lo, lo + span8 * 8)`. One compare for both rules: misalignment
+/// rotates the low bits to the top, far above the range length.
+#[inline(always)]
+fn outside_range(next: *mut u8, lo: usize, span8: usize) -> bool {
+    (next as usize).wrapping_sub(lo).rotate_right(3) >= span8 && !next.is_null()
 }
 
 #[cold]

@@ -417,19 +417,9 @@ impl ThreadCache {
             // so the shift is defined.
             s.alloc_cache.set(rest >> run);
             s.freeindex.set(idx + 1 + run);
-            if run > 0 {
-                let (base, mark) = (s.base.get() + idx * size, self.guard.mark());
-                let mut head = ptr::null_mut();
-                for k in (1..=run).rev() {
-                    let obj = (base + k * size) as *mut u8;
-                    // SAFETY: a free slot of the span, taken out of it just
-                    // now, so ours to link; `mark` is the guard's.
-                    unsafe { self.guard.push(obj, head, mark) };
-                    head = obj;
-                }
-                cc.free.set(head);
-                cc.set_len(run as u32);
-            }
+            // SAFETY: slots `idx + 1 ..= idx + run` were free and are now
+            // taken out of the span.
+            unsafe { self.link_fresh(cc, s, idx, (1..run + 1).rev()) };
             return idx + run;
         }
         // Bit 0 of `cache` is slot `pos`, as the span's own `alloc_cache`
@@ -451,20 +441,37 @@ impl ThreadCache {
         }
         s.alloc_cache.set(cache);
         s.freeindex.set(pos);
-        if n > 0 {
-            let (base, mark) = (s.base.get() + idx * size, self.guard.mark());
-            let mut head = ptr::null_mut();
-            for &off in slots[..n].iter().rev() {
-                let obj = (base + off as usize * size) as *mut u8;
-                // SAFETY: a free slot of the span, taken out of it just
-                // now, so ours to link; `mark` is the guard's.
-                unsafe { self.guard.push(obj, head, mark) };
-                head = obj;
-            }
-            cc.free.set(head);
-            cc.set_len(n as u32);
-        }
+        // SAFETY: the slots at these offsets from `idx` were free and are
+        // now taken out of the span.
+        unsafe { self.link_fresh(cc, s, idx, slots[..n].iter().rev().map(|&off| off as usize)) };
         last
+    }
+
+    /// Puts the slots of `s` at `offsets` (in objects from slot `idx`,
+    /// highest first) on `cc`'s empty list, lowest address at its head.
+    ///
+    /// # Safety
+    ///
+    /// As [`carve`](Self::carve); the slots are free ones just taken out
+    /// of `s`, at most `cc`'s room of them.
+    #[inline(always)]
+    unsafe fn link_fresh(&self, cc: &ClassCache, s: &Span, idx: usize, offsets: impl ExactSizeIterator<Item = usize>) {
+        let n = offsets.len();
+        if n == 0 {
+            return;
+        }
+        let size = s.elemsize.get();
+        let (base, mark) = (s.base.get() + idx * size, self.guard.mark());
+        let mut head = ptr::null_mut();
+        for off in offsets {
+            let obj = (base + off * size) as *mut u8;
+            // SAFETY: a free slot of the span, taken out of it just now, so
+            // ours to link; `mark` is the guard's.
+            unsafe { self.guard.push(obj, head, mark) };
+            head = obj;
+        }
+        cc.free.set(head);
+        cc.set_len(n as u32);
     }
 
     /// The owner's whole allocation, handshake included ([`enter`] around

@@ -159,6 +159,8 @@ pub(crate) unsafe fn read_link(obj: *mut u8) -> *mut u8 {
 /// every object of a list the walker was handed was allocated, so lies in
 /// the range, before the copy was taken. A link the copy rejects is tested
 /// again against the current range ([`check_link`]) before it is reported.
+/// Not a [`Guard`]: a guard's quick test is a mask without the lower
+/// bound, and the central lists keep the exact test.
 #[derive(Clone, Copy)]
 pub(crate) struct LinkReader {
     link: usize,
